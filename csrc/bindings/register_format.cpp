@@ -1,0 +1,121 @@
+// qrt._C.quantize / dequantize / types: the tensor formats of the registry, exposed to numpy.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "bindings/register.h"
+#include "cpu/parallel.h"
+#include "format/types.h"
+
+namespace py = pybind11;
+
+namespace qrt::bindings {
+
+namespace {
+
+const TypeTraits& type_by_name(const std::string& name) {
+    const TypeTraits* t = find_type(name);
+    if (!t) {
+        std::string known;
+        for (const auto& r : all_types()) known += std::string(known.empty() ? "" : ", ") + r.name;
+        throw py::value_error("unknown tensor type '" + name + "'; known types: " + known);
+    }
+    return *t;
+}
+
+py::list types() {
+    py::list out;
+    for (const auto& t : all_types()) {
+        py::dict row;
+        row["name"] = t.name;
+        row["id"] = int32_t(t.id);
+        row["block_size"] = t.block_size;
+        row["type_size"] = t.type_size;
+        row["vec_dot_type"] = traits(t.vec_dot_type).name;
+        row["in_files"] = t.in_files;
+        row["row_wise"] = t.dequantize_row != nullptr;
+        row["max_rel_rmse"] = t.max_rel_rmse;
+        out.append(row);
+    }
+    return out;
+}
+
+py::array quantize(py::array_t<float, py::array::c_style | py::array::forcecast> a, const std::string& type,
+                   int n_threads) {
+    const TypeTraits& t = type_by_name(type);
+    if (a.ndim() < 1) throw py::value_error("quantize: expected an array with at least one dimension");
+    const int64_t ne0 = a.shape(a.ndim() - 1);
+    if (ne0 == 0 || a.size() == 0) throw py::value_error("quantize: the array is empty");
+    if (ne0 % t.block_size != 0)
+        throw py::value_error("quantize: rows of " + std::to_string(ne0) + " values are not a multiple of " +
+                              t.name + "'s block size " + std::to_string(t.block_size));
+    const int64_t nrows = a.size() / ne0;
+    uint64_t nbytes = 0;
+    if (!tensor_nbytes(t, ne0, nrows, &nbytes)) throw py::value_error("quantize: array too large");
+    const float* x = a.data();
+    for (int64_t i = 0; i < a.size(); ++i)
+        if (!std::isfinite(x[i]))
+            throw py::value_error("quantize: value at flat index " + std::to_string(i) + " is not finite");
+
+    // Block types keep gguf-py's shape (..., row_bytes); types with per-tensor state are one flat run.
+    std::vector<py::ssize_t> shape(a.shape(), a.shape() + a.ndim());
+    if (t.tail_bytes(ne0 * nrows) == 0)
+        shape.back() = py::ssize_t(nbytes / uint64_t(nrows));
+    else
+        shape = {py::ssize_t(nbytes)};
+    py::array_t<uint8_t> out(shape);
+    uint8_t* dst = out.mutable_data();
+    {
+        py::gil_scoped_release release;
+        t.quantize_tensor(x, ne0, nrows, dst, n_threads);
+    }
+    return std::move(out);
+}
+
+py::array dequantize(py::array_t<uint8_t, py::array::c_style | py::array::forcecast> raw, const std::string& type,
+                     const std::vector<int64_t>& shape, int n_threads) {
+    const TypeTraits& t = type_by_name(type);
+    if (shape.empty()) throw py::value_error("dequantize: shape must have at least one dimension");
+    int64_t nrows = 1;
+    for (size_t i = 0; i + 1 < shape.size(); ++i) {
+        if (shape[i] <= 0) throw py::value_error("dequantize: dimensions must be positive");
+        if (nrows > INT64_MAX / shape[i]) throw py::value_error("dequantize: shape too large");
+        nrows *= shape[i];
+    }
+    const int64_t ne0 = shape.back();
+    uint64_t nbytes = 0;
+    if (ne0 <= 0 || ne0 % t.block_size != 0)
+        throw py::value_error("dequantize: last dimension " + std::to_string(ne0) + " is not a positive multiple of " +
+                              t.name + "'s block size " + std::to_string(t.block_size));
+    if (!tensor_nbytes(t, ne0, nrows, &nbytes)) throw py::value_error("dequantize: shape too large");
+    if (uint64_t(raw.nbytes()) != nbytes)
+        throw py::value_error("dequantize: " + std::string(t.name) + " data of this shape takes " +
+                              std::to_string(nbytes) + " bytes, got " + std::to_string(raw.nbytes()));
+    py::array_t<float> out(std::vector<py::ssize_t>(shape.begin(), shape.end()));
+    const uint8_t* src = raw.data();
+    float* dst = out.mutable_data();
+    {
+        py::gil_scoped_release release;
+        const int64_t rows_per_chunk = std::max<int64_t>(1, (1 << 16) / ne0);
+        parallel_for(nrows, n_threads, rows_per_chunk, [&](int64_t r0, int64_t r1) {
+            t.dequantize_rows(src, ne0, nrows, r0, r1, dst + r0 * ne0);
+        });
+    }
+    return std::move(out);
+}
+
+}  // namespace
+
+void register_format(py::module_& m) {
+    m.def("types", &types, "The type registry: one dict per tensor type.");
+    m.def("quantize", &quantize, py::arg("a"), py::arg("type"), py::arg("n_threads") = 0,
+          "Quantize float32 rows (last axis) with the type's reference quantizer.");
+    m.def("dequantize", &dequantize, py::arg("raw"), py::arg("type"), py::arg("shape"), py::arg("n_threads") = 0,
+          "Dequantize raw tensor bytes of the given numpy shape to float32.");
+}
+
+}  // namespace qrt::bindings

@@ -1,0 +1,106 @@
+// The type registry: one designated-initializer row per type. Adding a type = its format file + one row.
+#include "format/types.h"
+
+#include <limits>
+
+#include "cpu/parallel.h"
+#include "format/floats.h"
+#include "format/legacy.h"
+
+namespace qrt {
+
+namespace {
+
+// Whole-tensor adaptors for types whose rows are self-contained runs of blocks.
+template <DequantizeRowFn Row, int64_t Block, size_t Size>
+void dequantize_rows_of_blocks(const uint8_t* tensor, int64_t ne0, int64_t /*nrows*/, int64_t row_begin,
+                               int64_t row_end, float* out) {
+    const size_t row_bytes = size_t(ne0 / Block) * Size;
+    for (int64_t r = row_begin; r < row_end; ++r)
+        Row(tensor + size_t(r) * row_bytes, out + (r - row_begin) * ne0, ne0);
+}
+
+template <QuantizeRowFn Row, int64_t Block, size_t Size>
+void quantize_tensor_of_blocks(const float* x, int64_t ne0, int64_t nrows, uint8_t* out, int n_threads) {
+    const size_t row_bytes = size_t(ne0 / Block) * Size;
+    const int64_t rows_per_chunk = std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(1, ne0));
+    parallel_for(nrows, n_threads, rows_per_chunk, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) Row(x + r * ne0, out + size_t(r) * row_bytes, ne0);
+    });
+}
+
+size_t no_tail(int64_t) { return 0; }
+
+template <typename Block, int64_t QK, DequantizeRowFn Dequantize, QuantizeRowFn Quantize>
+constexpr TypeTraits block_type(TypeId id, const char* name, TypeId vec_dot_type, bool in_files,
+                                double max_rel_rmse) {
+    return TypeTraits{
+        .id = id,
+        .name = name,
+        .block_size = QK,
+        .type_size = sizeof(Block),
+        .vec_dot_type = vec_dot_type,
+        .in_files = in_files,
+        .dequantize_row = Dequantize,
+        .quantize_row_ref = Quantize,
+        .dequantize_rows = dequantize_rows_of_blocks<Dequantize, QK, sizeof(Block)>,
+        .quantize_tensor = quantize_tensor_of_blocks<Quantize, QK, sizeof(Block)>,
+        .tail_bytes = no_tail,
+        .max_rel_rmse = max_rel_rmse,
+    };
+}
+
+// Tolerances: measured relative RMS error on N(0,1) rows of 4096, plus ~30% headroom.
+const std::vector<TypeTraits> kTypes = {
+    block_type<float, 1, dequantize_row_f32, quantize_row_f32_ref>(TypeId::F32, "F32", TypeId::F32, true, 0.0),
+    block_type<half_bits, 1, dequantize_row_f16, quantize_row_f16_ref>(TypeId::F16, "F16", TypeId::F16, true,
+                                                                       4e-4),
+    block_type<block_q4_0, QK4_0, dequantize_row_q4_0, quantize_row_q4_0_ref>(TypeId::Q4_0, "Q4_0",
+                                                                               TypeId::Q8_0, true, 0.14),
+    block_type<block_q4_1, QK4_1, dequantize_row_q4_1, quantize_row_q4_1_ref>(TypeId::Q4_1, "Q4_1",
+                                                                               TypeId::Q8_1, true, 0.12),
+    block_type<block_q5_0, QK5_0, dequantize_row_q5_0, quantize_row_q5_0_ref>(TypeId::Q5_0, "Q5_0",
+                                                                               TypeId::Q8_0, true, 0.07),
+    block_type<block_q5_1, QK5_1, dequantize_row_q5_1, quantize_row_q5_1_ref>(TypeId::Q5_1, "Q5_1",
+                                                                               TypeId::Q8_1, true, 0.06),
+    block_type<block_q8_0, QK8_0, dequantize_row_q8_0, quantize_row_q8_0_ref>(TypeId::Q8_0, "Q8_0",
+                                                                               TypeId::Q8_0, true, 0.01),
+    block_type<block_q8_1, QK8_1, dequantize_row_q8_1, quantize_row_q8_1_ref>(TypeId::Q8_1, "Q8_1",
+                                                                               TypeId::Q8_1, false, 0.01),
+    block_type<bf16_bits, 1, dequantize_row_bf16, quantize_row_bf16_ref>(TypeId::BF16, "BF16", TypeId::BF16,
+                                                                         true, 3e-3),
+};
+
+}  // namespace
+
+const std::vector<TypeTraits>& all_types() { return kTypes; }
+
+const TypeTraits* find_type(int32_t ggml_id) {
+    for (const auto& t : kTypes)
+        if (int32_t(t.id) == ggml_id) return &t;
+    return nullptr;
+}
+
+const TypeTraits* find_type(const std::string& name) {
+    for (const auto& t : kTypes)
+        if (name == t.name) return &t;
+    return nullptr;
+}
+
+const TypeTraits& traits(TypeId id) { return *find_type(int32_t(id)); }
+
+bool tensor_nbytes(const TypeTraits& t, int64_t ne0, int64_t nrows, uint64_t* out) {
+    constexpr uint64_t kMax = uint64_t(std::numeric_limits<int64_t>::max());
+    if (ne0 <= 0 || nrows <= 0 || ne0 % t.block_size != 0) return false;
+    const uint64_t blocks_per_row = uint64_t(ne0 / t.block_size);
+    if (blocks_per_row > kMax / t.type_size) return false;
+    const uint64_t row_bytes = blocks_per_row * t.type_size;
+    if (uint64_t(nrows) > kMax / row_bytes) return false;
+    if (uint64_t(ne0) > kMax / uint64_t(nrows)) return false;  // element count must fit too
+    const uint64_t tail = t.tail_bytes(ne0 * nrows);
+    if (row_bytes * uint64_t(nrows) > kMax - tail) return false;
+    *out = row_bytes * uint64_t(nrows) + tail;
+    return true;
+}
+
+}  // namespace qrt

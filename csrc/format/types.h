@@ -1,0 +1,78 @@
+// THE registry of tensor types: one row per type, looked up by id or name.
+//
+// Everything that depends on a tensor's type (block geometry, byte sizes, reference kernels, the
+// activation format its dot products pair with, test tolerances) is a field of its row. Code outside
+// csrc/format/ asks the registry instead of switching on the type.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace qrt {
+
+// Ids are ggml's (`ggml/include/ggml.h` enum ggml_type) so they are what GGUF files store.
+// NF4 has no ggml id; ours sits far above ggml's range so llama.cpp rejects such files outright.
+enum class TypeId : int32_t {
+    F32 = 0,
+    F16 = 1,
+    Q4_0 = 2,
+    Q4_1 = 3,
+    Q5_0 = 6,
+    Q5_1 = 7,
+    Q8_0 = 8,
+    Q8_1 = 9,
+    Q2_K = 10,
+    Q3_K = 11,
+    Q4_K = 12,
+    Q5_K = 13,
+    Q6_K = 14,
+    Q8_K = 15,
+    BF16 = 30,
+    NF4 = 1000,
+};
+
+// Dequantize rows [row_begin, row_end) of a tensor of `nrows` rows x `ne0` elements whose bytes start
+// at `tensor`; writes (row_end - row_begin) * ne0 floats to `out`. The whole tensor is passed because a
+// type may keep per-tensor state (NF4's double-quantized absmax) after its blocks.
+using DequantizeRowsFn = void (*)(const uint8_t* tensor, int64_t ne0, int64_t nrows, int64_t row_begin,
+                                  int64_t row_end, float* out);
+
+// Quantize a whole tensor of `nrows` x `ne0` floats into tensor_nbytes() bytes at `out`.
+using QuantizeTensorFn = void (*)(const float* x, int64_t ne0, int64_t nrows, uint8_t* out, int n_threads);
+
+// Plain per-row reference functions of block types (n is a multiple of block_size).
+using DequantizeRowFn = void (*)(const void* blocks, float* y, int64_t n);
+using QuantizeRowFn = void (*)(const float* x, void* blocks, int64_t n);
+
+struct TypeTraits {
+    TypeId id;
+    const char* name;       // GGUF/ggml spelling: "Q4_K", "F16", "NF4"
+    int64_t block_size;     // elements per block
+    size_t type_size;       // bytes per block
+    TypeId vec_dot_type;    // activation format matmul kernels quantize the input to
+    bool in_files;          // false for compute-only types (Q8_1, Q8_K): refused when read from a file
+    DequantizeRowFn dequantize_row;     // nullptr when rows are not self-contained (NF4)
+    QuantizeRowFn quantize_row_ref;     // nullptr when rows are not self-contained (NF4)
+    DequantizeRowsFn dequantize_rows;
+    QuantizeTensorFn quantize_tensor;
+    // Bytes a tensor of n elements keeps after its blocks (0 for every ggml type).
+    size_t (*tail_bytes)(int64_t n_elements);
+    // Round trip relative RMS error bound on N(0,1) data, used by the tests that loop over the registry.
+    double max_rel_rmse;
+};
+
+// Every registered type, in id order.
+const std::vector<TypeTraits>& all_types();
+
+// nullptr when the id / name is unknown.
+const TypeTraits* find_type(int32_t ggml_id);
+const TypeTraits* find_type(const std::string& name);
+const TypeTraits& traits(TypeId id);
+
+// Byte size of a tensor; false (and *out untouched) when ne0 is not a multiple of the block size or the
+// size does not fit in 63 bits.
+bool tensor_nbytes(const TypeTraits& t, int64_t ne0, int64_t nrows, uint64_t* out);
+
+}  // namespace qrt

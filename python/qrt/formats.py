@@ -1,0 +1,51 @@
+"""Tensor formats: quantize float32 arrays to GGUF/ggml block types (and NF4) and back."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _C
+
+
+@dataclass(frozen=True)
+class TypeInfo:
+    """One row of qrt's type registry."""
+
+    name: str  #: GGUF spelling, e.g. ``"Q4_K"``
+    id: int  #: ggml type id stored in GGUF files (NF4: qrt's own id, unknown to llama.cpp)
+    block_size: int  #: elements per block
+    type_size: int  #: bytes per block
+    vec_dot_type: str  #: activation format the matmul kernels pair this type with
+    in_files: bool  #: False for compute-only types (Q8_1, Q8_K)
+    row_wise: bool  #: rows are self-contained blocks (False for NF4, which keeps per-tensor state)
+    max_rel_rmse: float  #: round-trip error bound on N(0, 1) data used by the tests
+
+
+def types() -> dict[str, TypeInfo]:
+    """Every tensor type qrt knows, by name."""
+    return {row["name"]: TypeInfo(**row) for row in _C.types()}
+
+
+def quantize(a: np.ndarray, type: str, *, n_threads: int = 0) -> np.ndarray:
+    """Quantize ``a`` (float32, rows along the last axis) with ``type``'s reference quantizer.
+
+    The result is bit-identical to ggml's ``quantize_row_<type>_ref`` (what ``llama-quantize`` uses
+    without an importance matrix). For block types its shape is ``a.shape[:-1] + (row_bytes,)`` like
+    gguf-py's ``gguf.quants.quantize``; for NF4 it is one flat run of bytes (blocks, then the tensor's
+    double-quantization state). ``n_threads=0`` uses every core; the GIL is released while quantizing.
+
+    Raises ValueError for an unknown type, a row length that is not a multiple of the block size, or
+    non-finite values.
+    """
+    return _C.quantize(a, type, n_threads)
+
+
+def dequantize(raw: np.ndarray, type: str, shape: Sequence[int], *, n_threads: int = 0) -> np.ndarray:
+    """Decode ``raw`` bytes holding a ``type`` tensor of numpy ``shape`` into a float32 array.
+
+    ``raw`` may have any shape; only its byte count must match the type and shape.
+    """
+    return _C.dequantize(np.ascontiguousarray(raw).view(np.uint8), type, [int(s) for s in shape], n_threads)
