@@ -8,6 +8,10 @@
 #include "errors.h"
 #include "format/types.h"
 
+#if defined(QRT_HAVE_CUDA)
+#include "cuda/device.h"
+#endif
+
 namespace py = pybind11;
 
 namespace {
@@ -33,11 +37,24 @@ py::dict build_info() {
     py::dict info;
     info["version"] = QRT_VERSION;
     info["compiler"] = QRT_COMPILER;
+    py::list gpus;
 #if defined(QRT_HAVE_CUDA)
     info["cuda"] = true;
+    info["cuda_runtime"] = qrt::cuda::runtime_version();
+    for (const auto& d : qrt::cuda::devices()) {
+        py::dict g;
+        g["index"] = d.index;
+        g["name"] = d.name;
+        g["compute_capability"] = d.compute_capability;
+        g["total_bytes"] = d.total_bytes;
+        g["free_bytes"] = d.free_bytes;
+        gpus.append(g);
+    }
 #else
     info["cuda"] = false;
+    info["cuda_runtime"] = py::none();
 #endif
+    info["cuda_devices"] = gpus;
     info["cpu_features"] = cpu;
     info["isas_compiled"] = compiled;
     info["isa"] = qrt::isa_name(qrt::active_isa());

@@ -5,6 +5,7 @@
 
 #include "cpu/parallel.h"
 #include "format/floats.h"
+#include "format/kquants.h"
 #include "format/legacy.h"
 
 namespace qrt {
@@ -67,6 +68,18 @@ const std::vector<TypeTraits> kTypes = {
                                                                                TypeId::Q8_0, true, 0.01),
     block_type<block_q8_1, QK8_1, dequantize_row_q8_1, quantize_row_q8_1_ref>(TypeId::Q8_1, "Q8_1",
                                                                                TypeId::Q8_1, false, 0.01),
+    block_type<block_q2_K, QK_K, dequantize_row_q2_K, quantize_row_q2_K_ref>(TypeId::Q2_K, "Q2_K", TypeId::Q8_K,
+                                                                             true, 0.39),
+    block_type<block_q3_K, QK_K, dequantize_row_q3_K, quantize_row_q3_K_ref>(TypeId::Q3_K, "Q3_K", TypeId::Q8_K,
+                                                                             true, 0.20),
+    block_type<block_q4_K, QK_K, dequantize_row_q4_K, quantize_row_q4_K_ref>(TypeId::Q4_K, "Q4_K", TypeId::Q8_K,
+                                                                             true, 0.093),
+    block_type<block_q5_K, QK_K, dequantize_row_q5_K, quantize_row_q5_K_ref>(TypeId::Q5_K, "Q5_K", TypeId::Q8_K,
+                                                                             true, 0.047),
+    block_type<block_q6_K, QK_K, dequantize_row_q6_K, quantize_row_q6_K_ref>(TypeId::Q6_K, "Q6_K", TypeId::Q8_K,
+                                                                             true, 0.023),
+    block_type<block_q8_K, QK_K, dequantize_row_q8_K, quantize_row_q8_K_ref>(TypeId::Q8_K, "Q8_K", TypeId::Q8_K,
+                                                                             false, 0.009),
     block_type<bf16_bits, 1, dequantize_row_bf16, quantize_row_bf16_ref>(TypeId::BF16, "BF16", TypeId::BF16,
                                                                          true, 3e-3),
 };
