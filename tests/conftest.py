@@ -71,14 +71,17 @@ def ggml_ref(llamacpp: _llamacpp.LlamaCpp) -> _ggml_ref.GgmlRef:
 
 
 @pytest.fixture(scope="session")
-def kquant_file(smollm2_path: pathlib.Path,
-                llamacpp: _llamacpp.LlamaCpp) -> Callable[[str], pathlib.Path]:
-    """Factory: ``kquant_file("Q4_K_M") -> Path`` of SmolLM2 requantized by llama-quantize
-    (cached as ``<cache>/requant/SmolLM2-135M-Instruct.Q4_1.<FTYPE>.gguf``)."""
+def kquant_file(smollm2_path: pathlib.Path, llamacpp: _llamacpp.LlamaCpp) -> Callable[..., pathlib.Path]:
+    """Factory: ``kquant_file("Q4_K_M", pure=False) -> Path`` of SmolLM2 requantized by
+    ``llama-quantize --allow-requantize [--pure]`` (cached as
+    ``<cache>/requant/SmolLM2-135M-Instruct.Q4_1.<FTYPE>[.pure].gguf``).
 
-    def make(ftype: str) -> pathlib.Path:
+    SmolLM2 has n_embd=576 (not a multiple of 256): only the 30 ffn_down tensors (rows of
+    1536) can be K-quants; llama-quantize falls back to Q4_0/Q5_0/Q5_1/Q8_0 elsewhere."""
+
+    def make(ftype: str, pure: bool = False) -> pathlib.Path:
         try:
-            return _llamacpp.requantize(smollm2_path, None, ftype, llama=llamacpp)
+            return _llamacpp.requantize(smollm2_path, None, ftype, pure=pure, llama=llamacpp)
         except _llamacpp.BuildError as e:
             _unavailable(f"llama-quantize {ftype}", e)
             raise

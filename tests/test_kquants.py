@@ -3,7 +3,7 @@
 Oracles: ggml's own ``quantize_row_<t>_ref`` / ``dequantize_row_<t>`` through ctypes (``ggml_ref``), the
 files llama-quantize writes (``kquant_file``) and gguf-py's dequantizers. SmolLM2-135M's only tensors with
 rows of a multiple of 256 are the 30 ``ffn_down`` (576 x 1536); llama-quantize gives the others a legacy
-fallback type, so those 30 are the K-quant tensors of every file.
+fallback type, so those 30 are the K-quant tensors of every file (FILES below).
 """
 
 from __future__ import annotations
@@ -20,7 +20,10 @@ import qrt
 
 K_TYPES = ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K")
 ALL_TYPES = (*K_TYPES, "Q8_K")
-FTYPES = ("Q4_K_M", "Q6_K", "Q3_K_M", "Q2_K")
+# llama-quantize outputs compared, as "FTYPE[:pure]". Their K-quant tensors: Q4_K_M 16 Q4_K + 14 Q6_K,
+# Q6_K 30 Q6_K, Q3_K_M 29 Q4_K + 1 Q5_K, Q2_K 30 Q3_K (llama-quantize bumps ffn_down), and with --pure
+# (no per-tensor overrides) Q2_K 30 Q2_K, Q5_K_S 30 Q5_K: every K type is covered.
+FILES = ("Q4_K_M", "Q6_K", "Q3_K_M", "Q2_K", "Q2_K:pure", "Q5_K_S:pure")
 TYPES = qrt.types()
 
 # Byte offsets of the fp16 super-block scales d (and dmin) in each block (ggml-common.h).
@@ -52,6 +55,10 @@ def edge_rows(ncols: int, seed: int) -> np.ndarray:
         -np.abs(n) - 0.5,
         np.round(n * 2) / 2,  # many exact ties for nearest_int
         rng.standard_normal(ncols) * 3e3,  # large but with d still in fp16 range
+        rng.standard_normal(ncols) * 1e6,  # d overflows fp16 to inf
+        rng.standard_normal(ncols) * 1e15,  # sums of squares overflow float32
+        rng.standard_normal(ncols) * 1e-38,  # 1/max overflows
+        rng.standard_normal(ncols) * 1e-42,  # subnormal inputs
         np.where(idx % 256 < 128, n * 1e-6, n * 10),  # very uneven sub-block scales
         rng.laplace(size=ncols),
         rng.uniform(0, 1, ncols) ** 8,
@@ -129,7 +136,7 @@ def test_q8_K_zero_block_writes_zero_bsums() -> None:
     qs = raw[1, 4:260].view(np.int8)
     bsums = raw[1, 260:].copy().view(np.int16)
     assert d == np.float32(1) / (np.float32(-127) / np.float32(2.0))
-    assert qs[300 - 256] == 127 and np.count_nonzero(qs) == 1
+    assert qs[300 - 256] == -127 and np.count_nonzero(qs) == 1  # iscale = -127/max
     np.testing.assert_array_equal(bsums, qs.astype(np.int32).reshape(16, 16).sum(axis=1))
 
 
@@ -170,8 +177,18 @@ def _reader(path: pathlib.Path) -> gguf.GGUFReader:
     return gguf.GGUFReader(path)
 
 
-def kquant_tensors(path: pathlib.Path) -> list[gguf.ReaderTensor]:
-    return [t for t in _reader(path).tensors if t.tensor_type.name in K_TYPES]
+def kquant_tensors(kquant_file, spec: str) -> list[gguf.ReaderTensor]:
+    ftype, _, pure = spec.partition(":")
+    path = kquant_file(ftype, pure=pure == "pure")
+    tensors = [t for t in _reader(path).tensors if t.tensor_type.name in K_TYPES]
+    assert len(tensors) == 30, f"{spec}: expected the 30 ffn_down tensors as K-quants"
+    return tensors
+
+
+@pytest.mark.slow  # opening the six files with gguf-py (the readers are cached for the tests below)
+def test_files_cover_every_k_type(kquant_file) -> None:
+    seen = {t.tensor_type.name for spec in FILES for t in kquant_tensors(kquant_file, spec)}
+    assert seen == set(K_TYPES)
 
 
 @pytest.fixture(scope="module")
@@ -192,26 +209,22 @@ def smollm2_f32(smollm2_path: pathlib.Path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("ftype", FTYPES)
-def test_dequantize_llama_quantize_file_matches_gguf_py(kquant_file, ftype: str) -> None:
-    tensors = kquant_tensors(kquant_file(ftype))
-    assert len(tensors) == 30  # the ffn_down of each of SmolLM2's 30 layers
-    for t in tensors:
+@pytest.mark.parametrize("spec", FILES)
+def test_dequantize_llama_quantize_file_matches_gguf_py(kquant_file, spec: str) -> None:
+    for t in kquant_tensors(kquant_file, spec):
         shape = tuple(int(v) for v in reversed(t.shape))
         name = t.tensor_type.name
         ours = qrt.dequantize(t.data, name, shape)
         ref = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32, copy=False)
         assert ref.shape == shape
-        np.testing.assert_array_equal(ours.view(np.uint32), ref.view(np.uint32), err_msg=f"{ftype} {t.name}")
+        np.testing.assert_array_equal(ours.view(np.uint32), ref.view(np.uint32), err_msg=f"{spec} {t.name}")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("ftype", FTYPES)
-def test_quantize_matches_llama_quantize_file(kquant_file, smollm2_f32, ftype: str) -> None:
+@pytest.mark.parametrize("spec", FILES)
+def test_quantize_matches_llama_quantize_file(kquant_file, smollm2_f32, spec: str) -> None:
     """The issue's check: our quantizer on llama-quantize's f32 source reproduces the bytes it wrote."""
-    tensors = kquant_tensors(kquant_file(ftype))
-    assert len(tensors) == 30
-    for t in tensors:
+    for t in kquant_tensors(kquant_file, spec):
         src = smollm2_f32(t.name)
         assert src.shape == tuple(int(v) for v in reversed(t.shape))
         assert_same_blocks(qrt.quantize(src, t.tensor_type.name), np.asarray(t.data), t.tensor_type.name)

@@ -10,6 +10,7 @@
 #include "bindings/register.h"
 #include "cpu/parallel.h"
 #include "format/types.h"
+#include "kernels/dispatch.h"
 
 namespace py = pybind11;
 
@@ -73,7 +74,7 @@ py::array quantize(py::array_t<float, py::array::c_style | py::array::forcecast>
         py::gil_scoped_release release;
         t.quantize_tensor(x, ne0, nrows, dst, n_threads);
     }
-    return std::move(out);
+    return out;
 }
 
 py::array dequantize(py::array_t<uint8_t, py::array::c_style | py::array::forcecast> raw, const std::string& type,
@@ -101,11 +102,15 @@ py::array dequantize(py::array_t<uint8_t, py::array::c_style | py::array::forcec
     {
         py::gil_scoped_release release;
         const int64_t rows_per_chunk = std::max<int64_t>(1, (1 << 16) / ne0);
+        // Row-wise types use this machine's fastest kernel; the others (NF4) their tensor-level function.
+        const DequantizeRowFn row = t.dequantize_row ? kernels::dequantize_row(t.id) : nullptr;
+        const size_t row_bytes = size_t(ne0 / t.block_size) * t.type_size;
         parallel_for(nrows, n_threads, rows_per_chunk, [&](int64_t r0, int64_t r1) {
-            t.dequantize_rows(src, ne0, nrows, r0, r1, dst + r0 * ne0);
+            if (!row) return t.dequantize_rows(src, ne0, nrows, r0, r1, dst + r0 * ne0);
+            for (int64_t r = r0; r < r1; ++r) row(src + size_t(r) * row_bytes, dst + r * ne0, ne0);
         });
     }
-    return std::move(out);
+    return out;
 }
 
 }  // namespace

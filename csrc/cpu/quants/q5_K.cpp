@@ -1,0 +1,75 @@
+// Fast kernels of Q5_K (format/kquants.h): y = d*sc*q - dmin*m per 32-element sub-block, q = 5 bits.
+//
+// As Q4_K (one 32-byte load of qs per 64-element chunk: low nibbles are sub-block 2c, high nibbles 2c+1),
+// plus the fifth bit of element e, bit e/32 of qh[e%32]: one 32-byte load of qh shifted right by the
+// sub-block index (ggml_vec_dot_q5_K_q8_K).
+#include "format/kquants.h"
+#include "kernels/dispatch.h"
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+
+namespace qrt::avx2 {
+namespace {
+
+// The 32 int8 lanes of q as four vectors of 8 floats, in lane order.
+void i8x32_to_ps(__m256i q, __m256 f[4]) {
+    const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+    f[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo));
+    f[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)));
+    f[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi));
+    f[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)));
+}
+
+// get_scale_min_k4 for all eight sub-blocks at once: bytes 0..7 = scales, bytes 8..15 = mins.
+__m128i scales_mins_k4(const uint8_t* scales) {
+    constexpr uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
+    uint32_t utmp[4];
+    __builtin_memcpy(utmp, scales, 12);
+    utmp[3] = ((utmp[2] >> 4) & kmask2) | (((utmp[1] >> 6) & kmask3) << 4);
+    const uint32_t uaux = utmp[1] & kmask1;
+    utmp[1] = (utmp[2] & kmask2) | (((utmp[0] >> 6) & kmask3) << 4);
+    utmp[2] = uaux;
+    utmp[0] &= kmask1;
+    return _mm_loadu_si128(reinterpret_cast<const __m128i*>(utmp));
+}
+
+// y[0..31] = dl*q - ml
+void store_32(__m256i q, float dl, float ml, float* y) {
+    __m256 f[4];
+    i8x32_to_ps(q, f);
+    const __m256 d = _mm256_set1_ps(dl), m = _mm256_set1_ps(ml);
+    for (int k = 0; k < 4; ++k) _mm256_storeu_ps(y + 8 * k, _mm256_sub_ps(_mm256_mul_ps(d, f[k]), m));
+}
+
+void dequantize_row_q5_K(const void* vx, float* y, int64_t n) {
+    const block_q5_K* x = static_cast<const block_q5_K*>(vx);
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m1 = _mm256_set1_epi8(1);
+    for (int64_t i = 0; i < n / QK_K; ++i) {
+        const block_q5_K& b = x[i];
+        const __m128i sm = scales_mins_k4(b.scales);
+        alignas(32) float dl[8], ml[8];  // d * scale and dmin * min of each sub-block
+        _mm256_store_ps(
+            dl, _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(b.d)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sm))));
+        _mm256_store_ps(ml, _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(b.dmin)),
+                                          _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(sm, 8)))));
+        const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh));
+        for (int c = 0; c < 4; ++c, y += 64) {
+            const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32 * c));
+            // bit s of each qh byte -> 16
+            const __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), m1), 4);
+            const __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), m1), 4);
+            store_32(_mm256_or_si256(_mm256_and_si256(q, m4), h0), dl[2 * c], ml[2 * c], y);
+            store_32(_mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), h1), dl[2 * c + 1],
+                     ml[2 * c + 1], y + 32);
+        }
+    }
+}
+
+const kernels::CpuKernels kQ5_K = {.dequantize_row = dequantize_row_q5_K};
+const kernels::Registrar q5_K_registrar(Isa::Avx2, TypeId::Q5_K, kQ5_K);
+
+}  // namespace
+}  // namespace qrt::avx2
+
+#endif  // __AVX2__

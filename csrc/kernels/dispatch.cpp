@@ -1,0 +1,62 @@
+#include "kernels/dispatch.h"
+
+#include <cstdio>
+#include <cstdlib>
+
+namespace qrt::kernels {
+
+namespace {
+
+constexpr int kIsaCount = int(Isa::Neon) + 1;
+constexpr int kMaxTypes = 64;  // per ISA; registration aborts loudly if a table ever fills up
+
+struct Slot {
+    TypeId type;
+    CpuKernels kernels;
+};
+
+struct IsaTable {
+    Slot slots[kMaxTypes];
+    int count;
+};
+
+// constinit: filled in at compile time, so it is ready before any dynamic initializer runs and the
+// registrars in other files may add to it in whatever order the linker runs them.
+constinit IsaTable g_tables[kIsaCount] = {};
+
+Slot* find_slot(Isa isa, TypeId type) {
+    IsaTable& t = g_tables[int(isa)];
+    for (int i = 0; i < t.count; ++i)
+        if (t.slots[i].type == type) return &t.slots[i];
+    return nullptr;
+}
+
+}  // namespace
+
+Registrar::Registrar(Isa isa, TypeId type, const CpuKernels& k) {
+    Slot* s = find_slot(isa, type);
+    if (!s) {
+        IsaTable& t = g_tables[int(isa)];
+        if (t.count == kMaxTypes) {
+            std::fprintf(stderr, "qrt: kernel table of %s is full; raise kMaxTypes\n", isa_name(isa));
+            std::abort();
+        }
+        s = &t.slots[t.count++];
+        s->type = type;
+    }
+    if (k.dequantize_row) s->kernels.dequantize_row = k.dequantize_row;
+}
+
+const CpuKernels* find(Isa isa, TypeId type) {
+    const Slot* s = find_slot(isa, type);
+    return s ? &s->kernels : nullptr;
+}
+
+DequantizeRowFn dequantize_row(TypeId type) {
+    const CpuKernels* k = find(active_isa(), type);
+    if (k && k->dequantize_row) return k->dequantize_row;
+    const TypeTraits* t = find_type(int32_t(type));
+    return t ? t->dequantize_row : nullptr;
+}
+
+}  // namespace qrt::kernels
