@@ -55,14 +55,22 @@ def main() -> None:
         if not t.in_files or args.cols % t.block_size:
             continue
         raw = qrt.quantize(x, name)
-        qrt_all = out_gb / best_seconds(lambda: qrt.dequantize(raw, name, x.shape, n_threads=args.threads), args.reps)
-        qrt_one = out_gb / best_seconds(lambda: qrt.dequantize(raw, name, x.shape, n_threads=1), args.reps)
+
+        def run_qrt(threads: int, raw: np.ndarray = raw, name: str = name) -> None:
+            qrt.dequantize(raw, name, x.shape, n_threads=threads)
+
+        qrt_all = out_gb / best_seconds(lambda: run_qrt(args.threads), args.reps)
+        qrt_one = out_gb / best_seconds(lambda: run_qrt(1), args.reps)
         ref = ""
         ratio = ""
         # gguf-py "dequantizes" F32 by returning a view: nothing to compare.
         if gguf is not None and name in GGMLType.__members__ and name != "F32":
             ggml_type = GGMLType[name]
-            secs = best_seconds(lambda: gguf.quants.dequantize(raw, ggml_type), max(1, args.reps // 2))
+
+            def run_gguf_py(raw: np.ndarray = raw, ggml_type: GGMLType = ggml_type) -> None:
+                gguf.quants.dequantize(raw, ggml_type)
+
+            secs = best_seconds(run_gguf_py, max(1, args.reps // 2))
             ref = f"{out_gb / secs:13.2f}"
             ratio = f"{qrt_all * secs / out_gb:11.1f}x"
         print(f"{name:6} {qrt_all:9.2f} {qrt_one:9.2f} {ref:>13} {ratio:>12}")

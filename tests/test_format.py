@@ -82,8 +82,10 @@ def test_f16_rounds_to_nearest_even_like_numpy() -> None:
     x = bits.view(np.float32)
     x = x[np.isfinite(x) & (np.abs(x) < 1e6)]
     # Exact ties and the overflow/underflow boundaries.
-    edge = np.array([65504, 65519.996, 65520, -65520, 2.0**-24, 2.0**-25, 3 * 2.0**-26, 2.0**-14, 1 + 2.0**-11],
-                    dtype=np.float32)
+    edge = np.array(
+        [65504, 65519.996, 65520, -65520, 2.0**-24, 2.0**-25, 3 * 2.0**-26, 2.0**-14, 1 + 2.0**-11],
+        dtype=np.float32,
+    )
     x = np.concatenate([x, edge])
     ours = qrt.quantize(x, "F16").view(np.uint16)
     with np.errstate(over="ignore"):
@@ -116,7 +118,7 @@ def test_threads_give_identical_bytes(name: str) -> None:
 
 def test_quantize_rejects_bad_arguments() -> None:
     x = np.ones((2, 64), np.float32)
-    with pytest.raises(ValueError, match="unknown tensor type 'Q4_9'.*known types: F32"):
+    with pytest.raises(ValueError, match=r"unknown tensor type 'Q4_9'.*known types: F32"):
         qrt.quantize(x, "Q4_9")
     with pytest.raises(ValueError, match="not a multiple of Q4_0's block size 32"):
         qrt.quantize(np.ones((2, 48), np.float32), "Q4_0")

@@ -16,32 +16,84 @@ static_assert(std::endian::native == std::endian::little, "the GGUF reader assum
 
 namespace {
 
-constexpr uint64_t kMinKvBytes = 8 + 1 + 4 + 1;              // key length, 1-byte key, type, u8 value
-constexpr uint64_t kMinTensorInfoBytes = 8 + 1 + 4 + 8 + 4 + 8;  // name length, 1-byte name, n_dims, ne, type, offset
+constexpr uint64_t kMinKvBytes = 8 + 1 + 4 + 1;  // key length, 1-byte key, type, u8 value
+constexpr uint64_t kMinTensorInfoBytes =
+    8 + 1 + 4 + 8 + 4 + 8;  // name length, 1-byte name, n_dims, ne, type, offset
 
 // Bytes of one element of a fixed-size value type; 8 for STRING (its smallest encoding, the length).
 uint64_t element_min_bytes(ValueType t) {
     switch (t) {
-        case ValueType::UINT8: case ValueType::INT8: case ValueType::BOOL: return 1;
-        case ValueType::UINT16: case ValueType::INT16: return 2;
-        case ValueType::UINT32: case ValueType::INT32: case ValueType::FLOAT32: return 4;
-        case ValueType::UINT64: case ValueType::INT64: case ValueType::FLOAT64: case ValueType::STRING: return 8;
-        case ValueType::ARRAY: break;
+        case ValueType::UINT8:
+        case ValueType::INT8:
+        case ValueType::BOOL:
+            return 1;
+        case ValueType::UINT16:
+        case ValueType::INT16:
+            return 2;
+        case ValueType::UINT32:
+        case ValueType::INT32:
+        case ValueType::FLOAT32:
+            return 4;
+        case ValueType::UINT64:
+        case ValueType::INT64:
+        case ValueType::FLOAT64:
+        case ValueType::STRING:
+            return 8;
+        case ValueType::ARRAY:
+            break;
     }
     return 0;
 }
 
-bool is_value_type(int32_t t) { return t >= 0 && t <= int32_t(ValueType::FLOAT64); }
+bool is_value_type(int32_t t) {
+    return t >= 0 && t <= int32_t(ValueType::FLOAT64);
+}
 
 // ggml's names for the type ids qrt's registry may lack, so an UnsupportedError can name the type.
 const char* ggml_type_name(int32_t id) {
-    static const char* const kNames[] = {
-        "F32", "F16", "Q4_0", "Q4_1", "Q4_2 (removed from ggml)", "Q4_3 (removed from ggml)", "Q5_0", "Q5_1",
-        "Q8_0", "Q8_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_K", "IQ2_XXS", "IQ2_XS", "IQ3_XXS",
-        "IQ1_S", "IQ4_NL", "IQ3_S", "IQ2_S", "IQ4_XS", "I8", "I16", "I32", "I64", "F64", "IQ1_M", "BF16",
-        "Q4_0_4_4 (removed from GGUF files)", "Q4_0_4_8 (removed from GGUF files)",
-        "Q4_0_8_8 (removed from GGUF files)", "TQ1_0", "TQ2_0", "IQ4_NL_4_4 (removed)", "IQ4_NL_4_8 (removed)",
-        "IQ4_NL_8_8 (removed)", "MXFP4", "NVFP4", "Q1_0", "Q2_0"};
+    static const char* const kNames[] = {"F32",
+                                         "F16",
+                                         "Q4_0",
+                                         "Q4_1",
+                                         "Q4_2 (removed from ggml)",
+                                         "Q4_3 (removed from ggml)",
+                                         "Q5_0",
+                                         "Q5_1",
+                                         "Q8_0",
+                                         "Q8_1",
+                                         "Q2_K",
+                                         "Q3_K",
+                                         "Q4_K",
+                                         "Q5_K",
+                                         "Q6_K",
+                                         "Q8_K",
+                                         "IQ2_XXS",
+                                         "IQ2_XS",
+                                         "IQ3_XXS",
+                                         "IQ1_S",
+                                         "IQ4_NL",
+                                         "IQ3_S",
+                                         "IQ2_S",
+                                         "IQ4_XS",
+                                         "I8",
+                                         "I16",
+                                         "I32",
+                                         "I64",
+                                         "F64",
+                                         "IQ1_M",
+                                         "BF16",
+                                         "Q4_0_4_4 (removed from GGUF files)",
+                                         "Q4_0_4_8 (removed from GGUF files)",
+                                         "Q4_0_8_8 (removed from GGUF files)",
+                                         "TQ1_0",
+                                         "TQ2_0",
+                                         "IQ4_NL_4_4 (removed)",
+                                         "IQ4_NL_4_8 (removed)",
+                                         "IQ4_NL_8_8 (removed)",
+                                         "MXFP4",
+                                         "NVFP4",
+                                         "Q1_0",
+                                         "Q2_0"};
     if (id >= 0 && size_t(id) < std::size(kNames)) return kNames[id];
     return "not a ggml type";
 }
@@ -53,11 +105,24 @@ bool valid_utf8(std::string_view s) {
         const uint8_t c = uint8_t(s[i]);
         size_t n = 0;
         uint32_t cp = 0, min = 0;
-        if (c < 0x80) { ++i; continue; }
-        if ((c & 0xE0) == 0xC0) { n = 1; cp = c & 0x1F; min = 0x80; }
-        else if ((c & 0xF0) == 0xE0) { n = 2; cp = c & 0x0F; min = 0x800; }
-        else if ((c & 0xF8) == 0xF0) { n = 3; cp = c & 0x07; min = 0x10000; }
-        else return false;
+        if (c < 0x80) {
+            ++i;
+            continue;
+        }
+        if ((c & 0xE0) == 0xC0) {
+            n = 1;
+            cp = c & 0x1F;
+            min = 0x80;
+        } else if ((c & 0xF0) == 0xE0) {
+            n = 2;
+            cp = c & 0x0F;
+            min = 0x800;
+        } else if ((c & 0xF8) == 0xF0) {
+            n = 3;
+            cp = c & 0x07;
+            min = 0x10000;
+        } else
+            return false;
         if (s.size() - i <= n) return false;
         for (size_t k = 1; k <= n; ++k) {
             const uint8_t cc = uint8_t(s[i + k]);
@@ -70,32 +135,39 @@ bool valid_utf8(std::string_view s) {
     return true;
 }
 
+bool printable_utf8(std::string_view s) {  // no control bytes (s is valid UTF-8)
+    for (char c : s)
+        if (uint8_t(c) < 0x20 || uint8_t(c) == 0x7F) return false;
+    return true;
+}
+
 bool printable_ascii(std::string_view s) {
     for (char c : s)
         if (uint8_t(c) < 0x20 || uint8_t(c) > 0x7E) return false;
     return true;
 }
 
-// A name or key as it may appear in a message: clipped, and with bytes escaped unless it is clean UTF-8
-// (the message becomes a Python str, which must be valid UTF-8).
+// A name or key as it may appear in a message: one line, clipped, valid UTF-8 (it becomes a Python str).
+// Control bytes are escaped, and so is every non-ASCII byte unless the string is valid UTF-8.
 std::string quoted(std::string_view s) {
     constexpr size_t kClip = 80;
     const bool clip = s.size() > kClip;
-    if (clip) s = s.substr(0, kClip);
+    if (clip) {
+        size_t n = kClip;
+        while (n > 0 && (uint8_t(s[n]) & 0xC0) == 0x80) --n;  // don't cut a UTF-8 sequence
+        s = s.substr(0, n);
+    }
+    const bool utf8 = valid_utf8(s);
     std::string out = "'";
-    if (valid_utf8(s) && s.find('\0') == std::string_view::npos) {
-        out += s;
-    } else {
-        for (char c : s) {
-            const uint8_t b = uint8_t(c);
-            if (b >= 0x20 && b < 0x7F) {
-                out += c;
-            } else {
-                static const char* hex = "0123456789abcdef";
-                out += "\\x";
-                out += hex[b >> 4];
-                out += hex[b & 15];
-            }
+    for (char c : s) {
+        const uint8_t b = uint8_t(c);
+        if ((b >= 0x20 && b < 0x7F) || (b >= 0x80 && utf8)) {
+            out += c;
+        } else {
+            static const char* hex = "0123456789abcdef";
+            out += "\\x";
+            out += hex[b >> 4];
+            out += hex[b & 15];
         }
     }
     return out + (clip ? "...'" : "'");
@@ -108,33 +180,46 @@ uint64_t align_up(uint64_t x, uint64_t alignment) {  // callers keep x + alignme
 }  // namespace
 
 const char* value_type_name(ValueType t) {
-    static const char* const kNames[] = {"UINT8", "INT8",   "UINT16", "INT16", "UINT32", "INT32", "FLOAT32",
-                                         "BOOL",  "STRING", "ARRAY",  "UINT64", "INT64", "FLOAT64"};
+    static const char* const kNames[] = {"UINT8", "INT8",   "UINT16", "INT16",  "UINT32", "INT32",  "FLOAT32",
+                                         "BOOL",  "STRING", "ARRAY",  "UINT64", "INT64",  "FLOAT64"};
     return is_value_type(int32_t(t)) ? kNames[int32_t(t)] : "?";
 }
 
 // ---- Value accessors ----
 
 namespace {
-template <typename T> constexpr ValueType value_type_of();
-template <> constexpr ValueType value_type_of<uint8_t>() { return ValueType::UINT8; }
-template <> constexpr ValueType value_type_of<int8_t>() { return ValueType::INT8; }
-template <> constexpr ValueType value_type_of<uint16_t>() { return ValueType::UINT16; }
-template <> constexpr ValueType value_type_of<int16_t>() { return ValueType::INT16; }
-template <> constexpr ValueType value_type_of<uint32_t>() { return ValueType::UINT32; }
-template <> constexpr ValueType value_type_of<int32_t>() { return ValueType::INT32; }
-template <> constexpr ValueType value_type_of<float>() { return ValueType::FLOAT32; }
-template <> constexpr ValueType value_type_of<bool>() { return ValueType::BOOL; }
-template <> constexpr ValueType value_type_of<uint64_t>() { return ValueType::UINT64; }
-template <> constexpr ValueType value_type_of<int64_t>() { return ValueType::INT64; }
-template <> constexpr ValueType value_type_of<double>() { return ValueType::FLOAT64; }
+// The value type whose elements are T (ARRAY for a T that is none).
+template <typename T>
+constexpr ValueType kTypeOf = ValueType::ARRAY;
+template <>
+constexpr ValueType kTypeOf<uint8_t> = ValueType::UINT8;
+template <>
+constexpr ValueType kTypeOf<int8_t> = ValueType::INT8;
+template <>
+constexpr ValueType kTypeOf<uint16_t> = ValueType::UINT16;
+template <>
+constexpr ValueType kTypeOf<int16_t> = ValueType::INT16;
+template <>
+constexpr ValueType kTypeOf<uint32_t> = ValueType::UINT32;
+template <>
+constexpr ValueType kTypeOf<int32_t> = ValueType::INT32;
+template <>
+constexpr ValueType kTypeOf<float> = ValueType::FLOAT32;
+template <>
+constexpr ValueType kTypeOf<bool> = ValueType::BOOL;
+template <>
+constexpr ValueType kTypeOf<uint64_t> = ValueType::UINT64;
+template <>
+constexpr ValueType kTypeOf<int64_t> = ValueType::INT64;
+template <>
+constexpr ValueType kTypeOf<double> = ValueType::FLOAT64;
 }  // namespace
 
 template <typename T>
 T Value::at(uint64_t i) const {
-    if (element_type != value_type_of<T>())
+    if (element_type != kTypeOf<T>)
         throw std::invalid_argument(std::string("GGUF value is ") + value_type_name(element_type) + ", not " +
-                                    value_type_name(value_type_of<T>()));
+                                    value_type_name(kTypeOf<T>));
     if (i >= count) throw std::out_of_range("GGUF array index out of range");
     if constexpr (std::is_same_v<T, bool>) {
         return data[i] != 0;
@@ -159,7 +244,8 @@ template double Value::at<double>(uint64_t) const;
 
 std::string_view Value::str(uint64_t i) const {
     if (element_type != ValueType::STRING)
-        throw std::invalid_argument(std::string("GGUF value is ") + value_type_name(element_type) + ", not STRING");
+        throw std::invalid_argument(std::string("GGUF value is ") + value_type_name(element_type) +
+                                    ", not STRING");
     if (i >= strings.size()) throw std::out_of_range("GGUF array index out of range");
     return strings[i];
 }
@@ -167,26 +253,26 @@ std::string_view Value::str(uint64_t i) const {
 // ---- Parser: a cursor over the file's bytes that checks what is left before every read ----
 
 class Parser {
-   public:
+  public:
     explicit Parser(File& f) : f_(f) {}
     void run();
 
-   private:
+  private:
     // `subject` is what the current record is ("key 'x'", "tensor #3"); set before reading it.
     [[noreturn]] void fail(uint64_t at, const std::string& problem) const {
-        throw FormatError(f_.path_ + ": " + section_ + " at byte " + std::to_string(at) + ": " + subject_ + ": " +
-                          problem);
+        throw FormatError(f_.path_ + ": " + section_ + " at byte " + std::to_string(at) + ": " + subject_ +
+                          ": " + problem);
     }
     [[noreturn]] void unsupported(uint64_t at, const std::string& problem) const {
-        throw UnsupportedError(f_.path_ + ": " + section_ + " at byte " + std::to_string(at) + ": " + subject_ +
-                               ": " + problem);
+        throw UnsupportedError(f_.path_ + ": " + section_ + " at byte " + std::to_string(at) + ": " +
+                               subject_ + ": " + problem);
     }
     uint64_t left() const { return f_.size_ - pos_; }
     void need(uint64_t n, const char* what) const {
         if (n > left())
-            throw FormatError(f_.path_ + ": truncated " + section_ + " at byte " + std::to_string(pos_) + ": " +
-                              subject_ + ": " + what + " needs " + std::to_string(n) + " bytes, only " +
-                              std::to_string(left()) + " left in the file");
+            throw FormatError(f_.path_ + ": truncated " + section_ + " at byte " + std::to_string(pos_) +
+                              ": " + subject_ + ": " + what + " needs " + std::to_string(n) +
+                              " bytes, only " + std::to_string(left()) + " left in the file");
     }
     template <typename T>
     T read(const char* what) {
@@ -197,6 +283,7 @@ class Parser {
         return v;
     }
     std::string_view read_string(const char* what, uint64_t max_bytes);
+    void check_count(uint64_t n, uint64_t min_bytes, const char* subject, const char* what);
 
     void header();
     void key_value(int64_t index);
@@ -210,7 +297,7 @@ class Parser {
     std::string section_ = "header";
     std::string subject_ = "magic";
     int64_t n_tensors_ = 0, n_kv_ = 0;
-    uint64_t next_offset_ = 0;       // where the next tensor must start, relative to the data section
+    uint64_t next_offset_ = 0;         // where the next tensor must start, relative to the data section
     std::vector<uint64_t> offset_at_;  // file offset of each tensor's offset field, for messages
 };
 
@@ -233,7 +320,8 @@ void Parser::header() {
         std::string m(reinterpret_cast<const char*>(f_.data_), size_t(have));
         std::string hint;
         if (m == "FUGG") hint = " (byte-swapped magic)";
-        if (f_.size_ >= 10 && f_.data_[8] == '{' && f_.data_[9] == '"') hint = " (looks like a safetensors file)";
+        if (f_.size_ >= 10 && f_.data_[8] == '{' && f_.data_[9] == '"')
+            hint = " (looks like a safetensors file)";
         fail(0, "not a GGUF file: magic " + quoted(m) + " instead of 'GGUF'" + hint);
     }
     need(4 + 4 + 8 + 8, "the 24-byte header");
@@ -253,18 +341,23 @@ void Parser::header() {
     n_tensors_ = read<int64_t>("n_tensors");
     subject_ = "n_kv";
     n_kv_ = read<int64_t>("n_kv");
-    if (n_tensors_ < 0) { subject_ = "n_tensors"; fail(8, "negative count " + std::to_string(n_tensors_)); }
+    if (n_tensors_ < 0) {
+        subject_ = "n_tensors";
+        fail(8, "negative count " + std::to_string(n_tensors_));
+    }
     if (n_kv_ < 0) fail(16, "negative count " + std::to_string(n_kv_));
     // The smallest records still need this many bytes: refuse absurd counts before allocating anything.
-    if (uint64_t(n_kv_) > left() / kMinKvBytes)
-        fail(16, std::to_string(n_kv_) + " key/value pairs need at least " + std::to_string(kMinKvBytes) +
-                     " bytes each, only " + std::to_string(left()) + " bytes left in the file");
-    if (uint64_t(n_tensors_) > (left() - uint64_t(n_kv_) * kMinKvBytes) / kMinTensorInfoBytes) {
-        subject_ = "n_tensors";
-        fail(8, std::to_string(n_tensors_) + " tensor infos need at least " +
-                    std::to_string(kMinTensorInfoBytes) + " bytes each, only " + std::to_string(left()) +
-                    " bytes left in the file");
-    }
+    // (n_tensors is checked the same way once the metadata has been read and the bytes left are known.)
+    section_ = "metadata";
+    check_count(uint64_t(n_kv_), kMinKvBytes, "n_kv (header byte 16)", "key/value pairs");
+}
+
+void Parser::check_count(uint64_t n, uint64_t min_bytes, const char* subject, const char* what) {
+    if (n <= left() / min_bytes) return;
+    throw FormatError(f_.path_ + ": truncated " + section_ + " at byte " + std::to_string(pos_) + ": " +
+                      subject + ": " + std::to_string(n) + " " + what + " need at least " +
+                      std::to_string(min_bytes) + " bytes each, only " + std::to_string(left()) +
+                      " bytes left in the file (count too large or file truncated)");
 }
 
 void Parser::read_value(Value& v, ValueType type) {
@@ -324,9 +417,11 @@ void Parser::alignment() {
     if (kv.value.type != ValueType::UINT32)
         fail(kv.offset, std::string("must be UINT32, is ") + value_type_name(kv.value.type));
     const uint32_t a = kv.value.at<uint32_t>();
-    if (a == 0 || (a & (a - 1)) != 0) fail(kv.offset, "alignment " + std::to_string(a) + " is not a power of two");
+    if (a == 0 || (a & (a - 1)) != 0)
+        fail(kv.offset, "alignment " + std::to_string(a) + " is not a power of two");
     if (a > kMaxAlignment)
-        fail(kv.offset, "alignment " + std::to_string(a) + " exceeds the limit of " + std::to_string(kMaxAlignment));
+        fail(kv.offset,
+             "alignment " + std::to_string(a) + " exceeds the limit of " + std::to_string(kMaxAlignment));
     f_.alignment_ = a;
 }
 
@@ -351,7 +446,8 @@ void Parser::tensor_info(int64_t index) {
         const uint64_t ne_at = pos_;
         t.ne[j] = read<int64_t>("dimension");
         if (t.ne[j] <= 0)
-            fail(ne_at, "dimension " + std::to_string(j) + " is " + std::to_string(t.ne[j]) + ", must be positive");
+            fail(ne_at,
+                 "dimension " + std::to_string(j) + " is " + std::to_string(t.ne[j]) + ", must be positive");
         if (n_elements > std::numeric_limits<int64_t>::max() / t.ne[j])
             fail(ne_at, "element count overflows 64 bits");
         n_elements *= t.ne[j];
@@ -364,7 +460,8 @@ void Parser::tensor_info(int64_t index) {
         unsupported(type_at, "ggml type id " + std::to_string(type_id) + " (" + ggml_type_name(type_id) +
                                  ") is not supported by qrt");
     if (!t.type->in_files)
-        unsupported(type_at, std::string("type ") + t.type->name + " is compute-only and not supported in files");
+        unsupported(type_at,
+                    std::string("type ") + t.type->name + " is compute-only and not supported in files");
     if (t.ne[0] % t.type->block_size != 0)
         fail(type_at, "row length " + std::to_string(t.ne[0]) + " is not a multiple of " + t.type->name +
                           "'s block size " + std::to_string(t.type->block_size));
@@ -374,7 +471,8 @@ void Parser::tensor_info(int64_t index) {
     const uint64_t offset_at = pos_;
     const uint64_t offset = read<uint64_t>("data offset");
     if (offset != next_offset_)
-        fail(offset_at, "data offset " + std::to_string(offset) + ", expected " + std::to_string(next_offset_) +
+        fail(offset_at, "data offset " + std::to_string(offset) + ", expected " +
+                            std::to_string(next_offset_) +
                             " (tensors must follow each other in info order, each padded to " +
                             std::to_string(f_.alignment_) + " bytes; no gaps, overlap or misalignment)");
     // nbytes < 2^63 and alignment <= 2^24, so the padded size fits; the running sum is checked.
@@ -398,8 +496,8 @@ void Parser::data_section() {
         // Both terms are bounded: data_offset <= size + alignment, t.offset < 2^64 - padded (checked).
         const uint64_t start = f_.data_offset_ + t.offset;
         if (start < t.offset || start > f_.size_ || t.nbytes > f_.size_ - start)
-            throw FormatError(f_.path_ + ": truncated data at byte " + std::to_string(start) + ": " + subject_ +
-                              ": " + t.type->name + " data of " + std::to_string(t.nbytes) +
+            throw FormatError(f_.path_ + ": truncated data at byte " + std::to_string(start) + ": " +
+                              subject_ + ": " + t.type->name + " data of " + std::to_string(t.nbytes) +
                               " bytes runs past the end of the file (" + std::to_string(f_.size_) +
                               " bytes; offset field at byte " + std::to_string(offset_at_[i]) + ")");
         t.offset = start;
@@ -408,18 +506,19 @@ void Parser::data_section() {
 
 void Parser::run() {
     header();
-    section_ = "metadata";
-    pos_ = 24;
     for (int64_t i = 0; i < n_kv_; ++i) key_value(i);
     alignment();
     section_ = "tensor info";
+    check_count(uint64_t(n_tensors_), kMinTensorInfoBytes, "n_tensors (header byte 8)", "tensor infos");
     for (int64_t i = 0; i < n_tensors_; ++i) tensor_info(i);
     data_section();
 }
 
 // ---- File ----
 
-File::File(const std::string& path) : map_(path), path_(path), data_(map_.data()), size_(map_.size()) { parse(); }
+File::File(const std::string& path) : map_(path), path_(path), data_(map_.data()), size_(map_.size()) {
+    parse();
+}
 
 File File::from_memory(std::string name, const uint8_t* data, uint64_t size) {
     File f;
@@ -431,7 +530,8 @@ File File::from_memory(std::string name, const uint8_t* data, uint64_t size) {
 }
 
 void File::parse() {
-    if (!valid_utf8(path_)) path_ = quoted(path_);  // the path goes into every message
+    // The path goes into every message: keep it printable.
+    if (!valid_utf8(path_) || !printable_utf8(path_)) path_ = quoted(path_);
     Parser(*this).run();
 }
 

@@ -36,7 +36,7 @@
 //   - qrt: bools must be 0 or 1; keys must be printable ASCII (the GGUF spec says ASCII; llama.cpp takes
 //     any bytes); strings must be valid UTF-8 (the spec says UTF-8; gguf-py cannot decode them either);
 //     n_dims 0 and zero-sized dimensions are refused (llama.cpp accepts empty tensors, no writer makes them);
-//     alignment is capped at kMaxAlignment
+//     alignment is capped at kMaxAlignment and arrays at kMaxArrayElements (2^24; llama.cpp: 2^30)
 //   - trailing bytes after the last tensor (or missing padding after it) are accepted, as llama.cpp does
 //
 // Errors: FormatError (corrupt or inconsistent bytes) and UnsupportedError (valid but unsupported tensor
@@ -59,11 +59,13 @@ namespace qrt::gguf {
 
 constexpr uint32_t kVersion = 3;
 constexpr uint32_t kDefaultAlignment = 32;
-constexpr uint32_t kMaxAlignment = 1u << 24;           // 16 MiB: room for 2 MiB huge pages, refuses 2^31
-constexpr uint64_t kMaxStringBytes = 1ull << 30;      // 1 GiB, as llama.cpp's GGUF_MAX_STRING_LENGTH
-constexpr uint64_t kMaxKeyBytes = 65535;              // GGUF spec
-constexpr uint64_t kMaxArrayElements = 1ull << 30;    // as llama.cpp's GGUF_MAX_ARRAY_ELEMENTS
-constexpr size_t kMaxNameBytes = 63;                  // GGML_MAX_NAME - 1
+constexpr uint32_t kMaxAlignment = 1u << 24;      // 16 MiB: room for 2 MiB huge pages, refuses 2^31
+constexpr uint64_t kMaxStringBytes = 1ull << 30;  // 1 GiB, as llama.cpp's GGUF_MAX_STRING_LENGTH
+constexpr uint64_t kMaxKeyBytes = 65535;          // GGUF spec
+// llama.cpp allows 2^30 elements; qrt caps arrays at 2^24 because Python turns each one into a list (up to
+// 32 bytes per element): the largest real arrays, tokenizer vocabularies and merges, stay below 2^20.
+constexpr uint64_t kMaxArrayElements = 1ull << 24;
+constexpr size_t kMaxNameBytes = 63;  // GGML_MAX_NAME - 1
 constexpr uint32_t kMaxDims = 4;
 
 // gguf_type: the type of a metadata value.
@@ -92,8 +94,8 @@ struct Value {
     ValueType type = ValueType::UINT8;          // ARRAY for arrays
     ValueType element_type = ValueType::UINT8;  // the element type (== type for scalars)
     uint64_t count = 1;                         // number of elements
-    const uint8_t* data = nullptr;              // fixed-size elements: `count` little-endian values, unaligned
-    std::vector<std::string_view> strings;      // STRING elements (validated UTF-8)
+    const uint8_t* data = nullptr;          // fixed-size elements: `count` little-endian values, unaligned
+    std::vector<std::string_view> strings;  // STRING elements (validated UTF-8)
 
     bool is_array() const { return type == ValueType::ARRAY; }
     // Element i as T, which must be the element type's C type (uint8_t ... double, bool); throws
@@ -114,16 +116,16 @@ struct TensorInfo {
     std::string name;
     uint32_t n_dims = 0;
     int64_t ne[kMaxDims] = {1, 1, 1, 1};  // ggml order; 1 beyond n_dims
-    const TypeTraits* type = nullptr;      // never null once parsed
-    uint64_t offset = 0;                   // absolute file offset of the first data byte
-    uint64_t nbytes = 0;                   // from tensor_nbytes(): includes NF4's tail
-    uint64_t info_offset = 0;              // file offset of this tensor's info record
+    const TypeTraits* type = nullptr;     // never null once parsed
+    uint64_t offset = 0;                  // absolute file offset of the first data byte
+    uint64_t nbytes = 0;                  // from tensor_nbytes(): includes NF4's tail
+    uint64_t info_offset = 0;             // file offset of this tensor's info record
 
     int64_t n_elements() const { return ne[0] * ne[1] * ne[2] * ne[3]; }
 };
 
 class File {
-   public:
+  public:
     // Maps and parses `path`. Throws IoError, FormatError or UnsupportedError.
     explicit File(const std::string& path);
     // Parses `size` bytes the caller owns (tests, fuzzers); `name` is used in messages. The bytes must
@@ -138,14 +140,14 @@ class File {
     // the file has no tensors (llama.cpp's rule; a vocabulary-only file need not end with padding).
     uint64_t data_offset() const { return data_offset_; }
 
-    const std::vector<KeyValue>& metadata() const { return kv_; }  // file order
+    const std::vector<KeyValue>& metadata() const { return kv_; }        // file order
     const std::vector<TensorInfo>& tensors() const { return tensors_; }  // file order
-    const Value* find(std::string_view key) const;            // nullptr when absent
-    const TensorInfo* find_tensor(std::string_view name) const;  // nullptr when absent
+    const Value* find(std::string_view key) const;                       // nullptr when absent
+    const TensorInfo* find_tensor(std::string_view name) const;          // nullptr when absent
     // Pointer to the tensor's bytes inside the mapping (nbytes of them, all inside the file).
     const uint8_t* tensor_data(const TensorInfo& t) const { return data_ + t.offset; }
 
-   private:
+  private:
     File() = default;
     void parse();
 

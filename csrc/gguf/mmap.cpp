@@ -16,7 +16,7 @@ namespace qrt {
 namespace {
 
 [[noreturn]] void throw_io(int err, const std::string& path, const char* what) {
-    throw IoError(err, path, path + ": " + what + ": " + std::strerror(err));
+    throw IoError(err, path, std::string(what) + ": " + std::strerror(err));
 }
 
 // Closes the descriptor on every exit path of the constructor.
@@ -30,12 +30,14 @@ struct Fd {
 }  // namespace
 
 MappedFile::MappedFile(const std::string& path) : path_(path) {
+    // open() would silently use the path cut at the first NUL.
+    if (path.find('\0') != std::string::npos) throw IoError(EINVAL, path, "path contains a NUL byte");
     Fd f{::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK)};
     if (f.fd < 0) throw_io(errno, path, "cannot open");
     struct stat st {};
     if (::fstat(f.fd, &st) != 0) throw_io(errno, path, "cannot stat");
     if (S_ISDIR(st.st_mode)) throw_io(EISDIR, path, "cannot map");
-    if (!S_ISREG(st.st_mode)) throw_io(EINVAL, path, "not a regular file, cannot map");
+    if (!S_ISREG(st.st_mode)) throw IoError(EINVAL, path, "not a regular file, cannot map it");
     if (st.st_size < 0 || uint64_t(st.st_size) > std::numeric_limits<size_t>::max())
         throw_io(EFBIG, path, "cannot map");
     size_ = uint64_t(st.st_size);
@@ -45,7 +47,9 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
     data_ = static_cast<const uint8_t*>(p);
 }
 
-MappedFile::~MappedFile() { release(); }
+MappedFile::~MappedFile() {
+    release();
+}
 
 MappedFile::MappedFile(MappedFile&& other) noexcept
     : path_(std::move(other.path_)),

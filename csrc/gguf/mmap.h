@@ -18,14 +18,18 @@ namespace qrt {
 // The file could not be opened, inspected or mapped. `error_number` is the errno of the failing call, so
 // the Python binding can raise the matching OSError subclass (FileNotFoundError, PermissionError, ...).
 struct IoError : std::runtime_error {
-    IoError(int error_number, std::string path, const std::string& what)
-        : std::runtime_error(what), error_number(error_number), path(std::move(path)) {}
+    IoError(int error_number, std::string path, const std::string& reason)
+        : std::runtime_error(path + ": " + reason),
+          error_number(error_number),
+          path(std::move(path)),
+          reason(reason) {}
     int error_number;
     std::string path;
+    std::string reason;  // what failed, without the path: "cannot open: No such file or directory"
 };
 
 class MappedFile {
-   public:
+  public:
     MappedFile() = default;
     // Opens and maps `path`. Throws IoError for a missing/unreadable file, a directory, a FIFO or device
     // (only regular files are mapped: a FIFO would block and a device has no size), or a failed mmap.
@@ -41,7 +45,7 @@ class MappedFile {
     uint64_t size() const { return size_; }
     const std::string& path() const { return path_; }
 
-   private:
+  private:
     void release() noexcept;
 
     std::string path_;

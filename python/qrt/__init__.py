@@ -1,15 +1,15 @@
 """qrt: a quantized LLM inference runtime.
 
-    import qrt
-    with qrt.gguf.open("model.gguf") as f:
-        print(f.metadata["general.architecture"], len(f.tensors))
-    raw = qrt.quantize(weights, "Q4_K")
-    approx = qrt.dequantize(raw, "Q4_K", weights.shape)
+import qrt
+with qrt.gguf.open("model.gguf") as f:
+    print(f.metadata["general.architecture"], len(f.tensors))
+raw = qrt.quantize(weights, "Q4_K")
+approx = qrt.dequantize(raw, "Q4_K", weights.shape)
 """
 
 from __future__ import annotations
 
-from . import _C
+from . import _C, gguf
 from ._C import FormatError, UnsupportedError
 from .formats import TypeInfo, dequantize, quantize, types
 
@@ -22,6 +22,7 @@ __all__ = [
     "__version__",
     "build_info",
     "dequantize",
+    "gguf",
     "quantize",
     "types",
 ]

