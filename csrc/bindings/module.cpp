@@ -72,4 +72,5 @@ PYBIND11_MODULE(_C, m) {
     m.def("build_info", &build_info, "Version, compiler, CUDA, CPU features detected and the ISA in use.");
     qrt::bindings::register_format(m);
     qrt::bindings::register_gguf(m);
+    qrt::bindings::register_sample(m);
 }
