@@ -113,6 +113,58 @@ py::array dequantize(py::array_t<uint8_t, py::array::c_style | py::array::forcec
     return out;
 }
 
+// The scalar reference dot products (the registry's vec_dot_rows), for tests: each weight row times x, with x
+// first quantized to the type's vec_dot_type by that type's reference quantizer, as a matmul would.
+py::array vec_dot(py::array_t<uint8_t, py::array::c_style | py::array::forcecast> weights,
+                  py::array_t<float, py::array::c_style | py::array::forcecast> x, const std::string& type) {
+    const TypeTraits& t = type_by_name(type);
+    const TypeTraits& p = traits(t.vec_dot_type);
+    if (!t.vec_dot_rows || !p.quantize_row_ref)
+        throw py::value_error(std::string("vec_dot: ") + t.name +
+                              " has no dot product (a compute-only type)");
+    if (x.ndim() != 1) throw py::value_error("vec_dot: x must be one row (a 1-D array)");
+    const int64_t ne0 = x.shape(0);
+    if (ne0 == 0 || ne0 % t.block_size != 0 || ne0 % p.block_size != 0)
+        throw py::value_error("vec_dot: a row of " + std::to_string(ne0) +
+                              " values is not a positive multiple of " + t.name + "'s block size " +
+                              std::to_string(t.block_size) + " and " + p.name + "'s " +
+                              std::to_string(p.block_size));
+    const float* xd = x.data();
+    for (int64_t i = 0; i < ne0; ++i)
+        if (!std::isfinite(xd[i]))
+            throw py::value_error("vec_dot: x[" + std::to_string(i) + "] is not finite");
+    // The weights hold nrows rows of ne0: find the row count whose tensor size is their byte count (sizes
+    // grow with nrows, so bisect; block types simply give nbytes / row_bytes).
+    const uint64_t nbytes = uint64_t(weights.nbytes());
+    const uint64_t row_bytes = uint64_t(ne0 / t.block_size) * t.type_size;
+    int64_t lo = 1, hi = int64_t(nbytes / row_bytes);
+    while (lo < hi) {
+        const int64_t mid = lo + (hi - lo) / 2;
+        uint64_t size = 0;
+        if (tensor_nbytes(t, ne0, mid, &size) && size >= nbytes)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    uint64_t size = 0;
+    if (hi < 1 || !tensor_nbytes(t, ne0, lo, &size) || size != nbytes)
+        throw py::value_error("vec_dot: " + std::to_string(nbytes) + " bytes are not a whole number of " +
+                              t.name + " rows of " + std::to_string(ne0) + " values");
+    const int64_t nrows = lo;
+    uint64_t act_bytes = 0;
+    tensor_nbytes(p, ne0, 1, &act_bytes);
+    std::vector<uint8_t> act(act_bytes);
+    py::array_t<float> out(nrows);
+    const uint8_t* w = weights.data();
+    float* dst = out.mutable_data();
+    {
+        py::gil_scoped_release release;
+        p.quantize_row_ref(xd, act.data(), ne0);
+        t.vec_dot_rows(w, ne0, nrows, 0, nrows, act.data(), dst);
+    }
+    return out;
+}
+
 }  // namespace
 
 void register_format(py::module_& m) {
@@ -121,6 +173,11 @@ void register_format(py::module_& m) {
           "Quantize float32 rows (last axis) with the type's reference quantizer.");
     m.def("dequantize", &dequantize, py::arg("raw"), py::arg("type"), py::arg("shape"), py::arg("n_threads") = 0,
           "Dequantize raw tensor bytes of the given numpy shape to float32.");
+    m.def("vec_dot", &vec_dot, py::arg("weights"), py::arg("x"), py::arg("type"),
+          "Reference dot products of each row of a tensor's bytes (rows of len(x), the row count inferred "
+          "from the "
+          "byte count) with the float32 row x, which is first quantized to the type's vec_dot_type by its "
+          "reference quantizer. Returns float32 of shape (nrows,).");
 }
 
 }  // namespace qrt::bindings

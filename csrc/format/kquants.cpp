@@ -1,5 +1,6 @@
 // Reference quantizers of the k-quant super-blocks, transcribed from ggml-quants.c quantize_row_*_ref
-// (the path llama-quantize takes without an importance matrix) and checked byte for byte against it.
+// (the path llama-quantize takes without an importance matrix) and checked byte for byte against it, and
+// the row loops of the scalar dot products with Q8_K (their block math is in kquants.h).
 //
 // Bit-exactness rests on three things (FORMATS.md §2.0): this file is built with -ffp-contract=off, every
 // float expression keeps ggml's operand order (`w*l*l` is `(w*l)*l`, sums run front to back), and the
@@ -21,6 +22,15 @@ template <typename Block, void (*DequantizeBlock)(const Block&, float*)>
 void dequantize_blocks(const void* x, float* y, int64_t n) {
     const Block* b = static_cast<const Block*>(x);
     for (int64_t i = 0; i < n / QK_K; ++i) DequantizeBlock(b[i], y + i * QK_K);
+}
+
+template <typename Block, float (*DotBlock)(const Block&, const block_q8_K&)>
+float vec_dot_blocks(int64_t n, const void* vx, const void* vy) {
+    const Block* x = static_cast<const Block*>(vx);
+    const block_q8_K* y = static_cast<const block_q8_K*>(vy);
+    float sumf = 0.0f;
+    for (int64_t i = 0; i < n / QK_K; ++i) sumf += DotBlock(x[i], y[i]);
+    return sumf;
 }
 
 // ggml-quants.c make_qkx2_quants: fit x ~ scale*L + min (L in 0..nmax, min <= 0) minimising the
@@ -280,6 +290,22 @@ void dequantize_row_q6_K(const void* x, float* y, int64_t n) {
 }
 void dequantize_row_q8_K(const void* x, float* y, int64_t n) {
     dequantize_blocks<block_q8_K, dequantize_block_q8_K>(x, y, n);
+}
+
+float vec_dot_q2_K_q8_K(int64_t n, const void* x, const void* y) {
+    return vec_dot_blocks<block_q2_K, vec_dot_block_q2_K_q8_K>(n, x, y);
+}
+float vec_dot_q3_K_q8_K(int64_t n, const void* x, const void* y) {
+    return vec_dot_blocks<block_q3_K, vec_dot_block_q3_K_q8_K>(n, x, y);
+}
+float vec_dot_q4_K_q8_K(int64_t n, const void* x, const void* y) {
+    return vec_dot_blocks<block_q4_K, vec_dot_block_q4_K_q8_K>(n, x, y);
+}
+float vec_dot_q5_K_q8_K(int64_t n, const void* x, const void* y) {
+    return vec_dot_blocks<block_q5_K, vec_dot_block_q5_K_q8_K>(n, x, y);
+}
+float vec_dot_q6_K_q8_K(int64_t n, const void* x, const void* y) {
+    return vec_dot_blocks<block_q6_K, vec_dot_block_q6_K_q8_K>(n, x, y);
 }
 
 // ggml-quants.c quantize_row_q2_K_ref

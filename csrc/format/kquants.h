@@ -173,6 +173,109 @@ QRT_HD void dequantize_block_q8_K(const block_q8_K& b, float* y) {
     for (int j = 0; j < QK_K; ++j) y[j] = b.d * b.qs[j];
 }
 
+// Dot products with Q8_K activations, ggml-cpu/quants.c ggml_vec_dot_<x>_q8_K_generic: per super-block the
+// exact integer sums sum_j sc_j * sum_{i in j} q_i * q8_i (and, for types with mins, sum_j m_j * bsum_j from
+// Q8_K's cached 16-element sums), then `d * sumi - dmin * summ` with d = fp16(x.d) * y.d. Each returns one
+// super-block's contribution. ggml's generic Q3_K..Q6_K spread sumi over 8 int32/float lanes (so compilers
+// vectorize it) and add the lanes at the very end; that changes only the float rounding, not the math.
+// Element e of a super-block: h = e/128, t = (e%128)/32, l = e%32, sub-block of 16 = e/16 = 8h + 2t + l/16.
+QRT_HD float vec_dot_block_q2_K_q8_K(const block_q2_K& x, const block_q8_K& y) {
+    int summs = 0;
+    for (int j = 0; j < QK_K / 16; ++j) summs += y.bsums[j] * (x.scales[j] >> 4);
+    int isum = 0;
+    for (int h = 0; h < 2; ++h) {
+        const uint8_t* q2 = x.qs + 32 * h;
+        for (int t = 0; t < 4; ++t) {
+            const int8_t* q8 = y.qs + 128 * h + 32 * t;
+            for (int k = 0; k < 2; ++k) {
+                int isuml = 0;
+                for (int l = 16 * k; l < 16 * k + 16; ++l) isuml += q8[l] * ((q2[l] >> (2 * t)) & 3);
+                isum += (x.scales[8 * h + 2 * t + k] & 0xF) * isuml;
+            }
+        }
+    }
+    const float dall = y.d * fp16_to_fp32(x.d);
+    const float dmin = y.d * fp16_to_fp32(x.dmin);
+    return dall * isum - dmin * summs;
+}
+
+QRT_HD float vec_dot_block_q3_K_q8_K(const block_q3_K& x, const block_q8_K& y) {
+    int isum = 0;
+    for (int h = 0; h < 2; ++h) {
+        const uint8_t* q3 = x.qs + 32 * h;
+        for (int t = 0; t < 4; ++t) {
+            const int8_t* q8 = y.qs + 128 * h + 32 * t;
+            const uint8_t hbit = uint8_t(1 << (4 * h + t));
+            for (int k = 0; k < 2; ++k) {
+                int isuml = 0;
+                for (int l = 16 * k; l < 16 * k + 16; ++l)
+                    isuml += q8[l] * (((q3[l] >> (2 * t)) & 3) - ((x.hmask[l] & hbit) ? 0 : 4));
+                isum += q3_K_scale(x.scales, 8 * h + 2 * t + k) * isuml;
+            }
+        }
+    }
+    const float d = fp16_to_fp32(x.d) * y.d;
+    return d * isum;
+}
+
+QRT_HD float vec_dot_block_q4_K_q8_K(const block_q4_K& x, const block_q8_K& y) {
+    int sumi = 0, summ = 0;
+    for (int j = 0; j < QK_K / 32; ++j) {  // sub-blocks of 32: low (j even) / high (j odd) nibbles of qs
+        uint8_t sc, m;
+        get_scale_min_k4(j, x.scales, &sc, &m);
+        const uint8_t* q4 = x.qs + 32 * (j / 2);
+        const int8_t* q8 = y.qs + 32 * j;
+        const int shift = 4 * (j % 2);
+        int s = 0;
+        for (int l = 0; l < 32; ++l) s += ((q4[l] >> shift) & 0xF) * q8[l];
+        sumi += sc * s;
+        summ += m * (y.bsums[2 * j] + y.bsums[2 * j + 1]);
+    }
+    const float d = fp16_to_fp32(x.d) * y.d;
+    const float dmin = fp16_to_fp32(x.dmin) * y.d;
+    return d * sumi - dmin * summ;
+}
+
+QRT_HD float vec_dot_block_q5_K_q8_K(const block_q5_K& x, const block_q8_K& y) {
+    int sumi = 0, summ = 0;
+    for (int j = 0; j < QK_K / 32; ++j) {  // as Q4_K, plus bit j of qh[l] as the fifth bit
+        uint8_t sc, m;
+        get_scale_min_k4(j, x.scales, &sc, &m);
+        const uint8_t* q4 = x.qs + 32 * (j / 2);
+        const int8_t* q8 = y.qs + 32 * j;
+        const int shift = 4 * (j % 2);
+        int s = 0;
+        for (int l = 0; l < 32; ++l) s += (((q4[l] >> shift) & 0xF) | (((x.qh[l] >> j) & 1) << 4)) * q8[l];
+        sumi += sc * s;
+        summ += m * (y.bsums[2 * j] + y.bsums[2 * j + 1]);
+    }
+    const float d = fp16_to_fp32(x.d) * y.d;
+    const float dmin = fp16_to_fp32(x.dmin) * y.d;
+    return d * sumi - dmin * summ;
+}
+
+QRT_HD float vec_dot_block_q6_K_q8_K(const block_q6_K& x, const block_q8_K& y) {
+    int sumi = 0;
+    for (int h = 0; h < 2; ++h) {
+        const uint8_t* ql = x.ql + 64 * h;
+        const uint8_t* qh = x.qh + 32 * h;
+        for (int t = 0; t < 4; ++t) {
+            const uint8_t* lo = ql + 32 * (t & 1);  // t = 0, 1: low nibbles; t = 2, 3: high nibbles
+            const int8_t* q8 = y.qs + 128 * h + 32 * t;
+            for (int k = 0; k < 2; ++k) {
+                int s = 0;
+                for (int l = 16 * k; l < 16 * k + 16; ++l) {
+                    const int q = (((lo[l] >> (4 * (t / 2))) & 0xF) | (((qh[l] >> (2 * t)) & 3) << 4)) - 32;
+                    s += q * q8[l];
+                }
+                sumi += x.scales[8 * h + 2 * t + k] * s;
+            }
+        }
+    }
+    const float d = fp16_to_fp32(x.d) * y.d;
+    return d * sumi;
+}
+
 // Row functions over n elements (n a multiple of QK_K). Host only; the registry points at these.
 void dequantize_row_q2_K(const void* x, float* y, int64_t n);
 void dequantize_row_q3_K(const void* x, float* y, int64_t n);
@@ -189,5 +292,12 @@ void quantize_row_q5_K_ref(const float* x, void* y, int64_t n);
 void quantize_row_q6_K_ref(const float* x, void* y, int64_t n);
 // Also writes bsums = 0 for an all-zero block, which ggml leaves unwritten.
 void quantize_row_q8_K_ref(const float* x, void* y, int64_t n);
+
+// Dot of n weights x with n Q8_K activations y: the vec_dot_block_* above summed in block order, in float.
+float vec_dot_q2_K_q8_K(int64_t n, const void* x, const void* y);
+float vec_dot_q3_K_q8_K(int64_t n, const void* x, const void* y);
+float vec_dot_q4_K_q8_K(int64_t n, const void* x, const void* y);
+float vec_dot_q5_K_q8_K(int64_t n, const void* x, const void* y);
+float vec_dot_q6_K_q8_K(int64_t n, const void* x, const void* y);
 
 }  // namespace qrt

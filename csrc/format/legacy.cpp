@@ -1,5 +1,6 @@
 // Reference quantizers of the legacy blocks, transcribed from ggml-quants.c quantize_row_*_ref in source
-// order. Built with -ffp-contract=off so the float math rounds exactly as ggml's (which has no FMA).
+// order, and the row loops of their scalar dot products (the block math is in legacy.h). Built with
+// -ffp-contract=off so the float math rounds exactly as ggml's (which has no FMA).
 #include "format/legacy.h"
 
 #include <algorithm>
@@ -36,6 +37,15 @@ template <typename Block, void (*DequantizeBlock)(const Block&, float*), int QK>
 void dequantize_blocks(const void* x, float* y, int64_t n) {
     const Block* b = static_cast<const Block*>(x);
     for (int64_t i = 0; i < n / QK; ++i) DequantizeBlock(b[i], y + i * QK);
+}
+
+template <typename X, typename Y, float (*DotBlock)(const X&, const Y&), int QK>
+float vec_dot_blocks(int64_t n, const void* vx, const void* vy) {
+    const X* x = static_cast<const X*>(vx);
+    const Y* y = static_cast<const Y*>(vy);
+    float sumf = 0.0f;
+    for (int64_t i = 0; i < n / QK; ++i) sumf += DotBlock(x[i], y[i]);
+    return sumf;
 }
 
 }  // namespace
@@ -159,6 +169,22 @@ void quantize_row_q8_1_ref(const float* x, void* vy, int64_t n) {
         }
         y[i].s = fp32_to_fp16(sum * d);
     }
+}
+
+float vec_dot_q4_0_q8_0(int64_t n, const void* x, const void* y) {
+    return vec_dot_blocks<block_q4_0, block_q8_0, vec_dot_block_q4_0_q8_0, QK8_0>(n, x, y);
+}
+float vec_dot_q4_1_q8_1(int64_t n, const void* x, const void* y) {
+    return vec_dot_blocks<block_q4_1, block_q8_1, vec_dot_block_q4_1_q8_1, QK8_1>(n, x, y);
+}
+float vec_dot_q5_0_q8_0(int64_t n, const void* x, const void* y) {
+    return vec_dot_blocks<block_q5_0, block_q8_0, vec_dot_block_q5_0_q8_0, QK8_0>(n, x, y);
+}
+float vec_dot_q5_1_q8_1(int64_t n, const void* x, const void* y) {
+    return vec_dot_blocks<block_q5_1, block_q8_1, vec_dot_block_q5_1_q8_1, QK8_1>(n, x, y);
+}
+float vec_dot_q8_0_q8_0(int64_t n, const void* x, const void* y) {
+    return vec_dot_blocks<block_q8_0, block_q8_0, vec_dot_block_q8_0_q8_0, QK8_0>(n, x, y);
 }
 
 }  // namespace qrt

@@ -101,6 +101,57 @@ QRT_HD void dequantize_block_q8_1(const block_q8_1& b, float* y) {
     for (int j = 0; j < QK8_1; ++j) y[j] = b.qs[j] * d;
 }
 
+// Dot products with the activation format (the registry's vec_dot_type), ggml-cpu/quants.c
+// ggml_vec_dot_<x>_<y>_generic: per block an exact integer sum of quant products, then one float scaling in
+// ggml's operand order. Each returns one block's contribution; the row functions below add them up in order.
+// Q4_1/Q5_1 get their min term from Q8_1's cached s = fp16(d * sum(qs)), rounded to fp16 as ggml stores it,
+// so their dot differs from a dot of the dequantized numbers by m * (s - d * sum(qs)) per block.
+QRT_HD float vec_dot_block_q4_0_q8_0(const block_q4_0& x, const block_q8_0& y) {
+    int sumi0 = 0, sumi1 = 0;
+    for (int j = 0; j < QK8_0 / 2; ++j) {
+        sumi0 += ((x.qs[j] & 0x0F) - 8) * y.qs[j];
+        sumi1 += ((x.qs[j] >> 4) - 8) * y.qs[j + QK8_0 / 2];
+    }
+    return (sumi0 + sumi1) * fp16_to_fp32(x.d) * fp16_to_fp32(y.d);
+}
+
+QRT_HD float vec_dot_block_q4_1_q8_1(const block_q4_1& x, const block_q8_1& y) {
+    int sumi0 = 0, sumi1 = 0;
+    for (int j = 0; j < QK8_1 / 2; ++j) {
+        sumi0 += (x.qs[j] & 0x0F) * y.qs[j];
+        sumi1 += (x.qs[j] >> 4) * y.qs[j + QK8_1 / 2];
+    }
+    return (fp16_to_fp32(x.d) * fp16_to_fp32(y.d)) * (sumi0 + sumi1) + fp16_to_fp32(x.m) * fp16_to_fp32(y.s);
+}
+
+QRT_HD float vec_dot_block_q5_0_q8_0(const block_q5_0& x, const block_q8_0& y) {
+    const uint32_t qh = load_qh(x.qh);
+    int sumi0 = 0, sumi1 = 0;
+    for (int j = 0; j < QK8_0 / 2; ++j) {
+        const int h0 = ((qh >> j) << 4) & 0x10, h1 = (qh >> (j + 12)) & 0x10;
+        sumi0 += (((x.qs[j] & 0x0F) | h0) - 16) * y.qs[j];
+        sumi1 += (((x.qs[j] >> 4) | h1) - 16) * y.qs[j + QK8_0 / 2];
+    }
+    return (fp16_to_fp32(x.d) * fp16_to_fp32(y.d)) * (sumi0 + sumi1);
+}
+
+QRT_HD float vec_dot_block_q5_1_q8_1(const block_q5_1& x, const block_q8_1& y) {
+    const uint32_t qh = load_qh(x.qh);
+    int sumi0 = 0, sumi1 = 0;
+    for (int j = 0; j < QK8_1 / 2; ++j) {
+        const int h0 = ((qh >> j) << 4) & 0x10, h1 = (qh >> (j + 12)) & 0x10;
+        sumi0 += ((x.qs[j] & 0x0F) | h0) * y.qs[j];
+        sumi1 += ((x.qs[j] >> 4) | h1) * y.qs[j + QK8_1 / 2];
+    }
+    return (fp16_to_fp32(x.d) * fp16_to_fp32(y.d)) * (sumi0 + sumi1) + fp16_to_fp32(x.m) * fp16_to_fp32(y.s);
+}
+
+QRT_HD float vec_dot_block_q8_0_q8_0(const block_q8_0& x, const block_q8_0& y) {
+    int sumi = 0;
+    for (int j = 0; j < QK8_0; ++j) sumi += x.qs[j] * y.qs[j];
+    return sumi * (fp16_to_fp32(x.d) * fp16_to_fp32(y.d));
+}
+
 // Row functions over n elements (n a multiple of 32). Host only; the registry points at these.
 void dequantize_row_q4_0(const void* x, float* y, int64_t n);
 void dequantize_row_q4_1(const void* x, float* y, int64_t n);
@@ -115,5 +166,13 @@ void quantize_row_q5_0_ref(const float* x, void* y, int64_t n);
 void quantize_row_q5_1_ref(const float* x, void* y, int64_t n);
 void quantize_row_q8_0_ref(const float* x, void* y, int64_t n);
 void quantize_row_q8_1_ref(const float* x, void* y, int64_t n);
+
+// Dot of n weights x (blocks of the first type) with n activations y (blocks of the second): sum of the
+// vec_dot_block_* above, in block order, in float (ggml_vec_dot_<x>_<y>_generic).
+float vec_dot_q4_0_q8_0(int64_t n, const void* x, const void* y);
+float vec_dot_q4_1_q8_1(int64_t n, const void* x, const void* y);
+float vec_dot_q5_0_q8_0(int64_t n, const void* x, const void* y);
+float vec_dot_q5_1_q8_1(int64_t n, const void* x, const void* y);
+float vec_dot_q8_0_q8_0(int64_t n, const void* x, const void* y);
 
 }  // namespace qrt

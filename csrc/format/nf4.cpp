@@ -207,6 +207,25 @@ void dequantize_rows_nf4(const uint8_t* tensor, int64_t ne0, int64_t nrows, int6
                              out + (b - b0) * QK_NF4);
 }
 
+float vec_dot_nf4_q8_0(int64_t n, const void* vx, int64_t first_block, const uint8_t* tail, const void* vy) {
+    const block_nf4* x = static_cast<const block_nf4*>(vx);
+    const block_q8_0* y = static_cast<const block_q8_0*>(vy);
+    float sumf = 0.0f;
+    for (int64_t i = 0; i < n / QK_NF4; ++i)
+        sumf += vec_dot_block_nf4_q8_0(x[i], nf4_block_absmax(tail, first_block + i, x[i].absmax_code),
+                                       y + 2 * i);
+    return sumf;
+}
+
+void vec_dot_rows_nf4(const uint8_t* tensor, int64_t ne0, int64_t nrows, int64_t row_begin, int64_t row_end,
+                      const void* y, float* out) {
+    const int64_t nblocks = ne0 * nrows / QK_NF4, blocks_per_row = ne0 / QK_NF4;
+    const block_nf4* blocks = reinterpret_cast<const block_nf4*>(tensor);
+    const uint8_t* tail = tensor + nblocks * int64_t(sizeof(block_nf4));
+    for (int64_t r = row_begin; r < row_end; ++r)
+        out[r - row_begin] = vec_dot_nf4_q8_0(ne0, blocks + r * blocks_per_row, r * blocks_per_row, tail, y);
+}
+
 void quantize_tensor_nf4(const float* x, int64_t ne0, int64_t nrows, uint8_t* out, int n_threads) {
     const int64_t nblocks = ne0 * nrows / QK_NF4;
     block_nf4* blocks = reinterpret_cast<block_nf4*>(out);

@@ -18,13 +18,15 @@
 // which is bnb's dequantize_blockwise(qabsmax, state2) + offset followed by dequantize_4bit, bit for bit.
 //
 // Rows are not self-contained (the tail is per tensor), so NF4 has no row functions in the registry, only
-// the tensor-level quantize_tensor / dequantize_rows. ggml has no NF4 type: only qrt reads a GGUF holding it.
+// the tensor-level quantize_tensor / dequantize_rows / vec_dot_rows. ggml has no NF4 type: only qrt reads a
+// GGUF holding it.
 #pragma once
 
 #include <cstdint>
 #include <cstring>
 
 #include "format/common.h"
+#include "format/legacy.h"  // block_q8_0: the activation format NF4's dot product pairs with
 
 namespace qrt {
 
@@ -120,6 +122,25 @@ QRT_HD void dequantize_block_nf4(const block_nf4& b, float absmax, float* y) {
     }
 }
 
+// Dot product of one NF4 block with the two Q8_0 blocks of activations covering the same 64 elements. ggml
+// has no NF4; this follows its closest analogue, ggml_vec_dot_iq4_nl_q8_0_generic (a 16-entry codebook
+// against Q8_0, one scale product per 32), except that NF4's codebook is not integer, so the inner sums
+// are float: per half h, s_h = sum_i kNF4[code_i] * q8_i (in element order), then (absmax * d_h) * s_h.
+// `absmax` is the block's decoded absmax (nf4_block_absmax), so a kernel may decode them once per tensor.
+QRT_HD float vec_dot_block_nf4_q8_0(const block_nf4& x, float absmax, const block_q8_0* y) {
+    float sumf = 0.0f;
+    for (int h = 0; h < 2; ++h) {
+        const uint8_t* qs = x.qs + (QK8_0 / 2) * h;
+        float s = 0.0f;
+        for (int i = 0; i < QK8_0 / 2; ++i) {
+            s += nf4_value(qs[i] >> 4) * y[h].qs[2 * i];
+            s += nf4_value(qs[i] & 0x0F) * y[h].qs[2 * i + 1];
+        }
+        sumf += (absmax * fp16_to_fp32(y[h].d)) * s;
+    }
+    return sumf;
+}
+
 // Host functions; the registry points at these.
 //
 // Tail bytes of a tensor of n elements (n a multiple of 64).
@@ -130,6 +151,16 @@ void dequantize_rows_nf4(const uint8_t* tensor, int64_t ne0, int64_t nrows, int6
 // bnb's quantize_4bit(nf4, blocksize=64, compress_statistics=True) on the CPU. The result does not depend on
 // n_threads. Throws std::invalid_argument when the mean block absmax overflows float32 (|x| ~ 1e33 and up).
 void quantize_tensor_nf4(const float* x, int64_t ne0, int64_t nrows, uint8_t* out, int n_threads);
+
+// Dot of n elements (a multiple of 64) of NF4 blocks `x` with n Q8_0 activations `y`. A block decodes against
+// its tensor's state, and which absmax2 applies depends on the block's index in the WHOLE tensor, so the
+// signature carries that context: `first_block` is the tensor-wide index of x's first block and `tail` the
+// tensor's tail (tensor + 33 * nblocks). This is why the registry's row-local vec_dot is nullptr for NF4.
+float vec_dot_nf4_q8_0(int64_t n, const void* x, int64_t first_block, const uint8_t* tail, const void* y);
+// The registry's vec_dot_rows: out[r - row_begin] = row r . y for r in [row_begin, row_end), where the tensor
+// is nrows x ne0 and y one row of ne0 activations in Q8_0.
+void vec_dot_rows_nf4(const uint8_t* tensor, int64_t ne0, int64_t nrows, int64_t row_begin, int64_t row_end,
+                      const void* y, float* out);
 
 // bnb's create_dynamic_map(signed=True, max_exponent_bits=7, total_bits=8) as torch computes it on x86.
 const float* nf4_dynamic_map();

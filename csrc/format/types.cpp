@@ -31,11 +31,24 @@ void quantize_tensor_of_blocks(const float* x, int64_t ne0, int64_t nrows, uint8
     });
 }
 
-size_t no_tail(int64_t) { return 0; }
+template <VecDotFn Dot, int64_t Block, size_t Size>
+void vec_dot_rows_of_blocks(const uint8_t* tensor, int64_t ne0, int64_t /*nrows*/, int64_t row_begin,
+                            int64_t row_end, const void* y, float* out) {
+    const size_t row_bytes = size_t(ne0 / Block) * Size;
+    for (int64_t r = row_begin; r < row_end; ++r)
+        out[r - row_begin] = Dot(ne0, tensor + size_t(r) * row_bytes, y);
+}
 
-template <typename Block, int64_t QK, DequantizeRowFn Dequantize, QuantizeRowFn Quantize>
+size_t no_tail(int64_t) {
+    return 0;
+}
+
+// Dot = nullptr for the compute-only types (ggml has no Q8_1 x Q8_1 or Q8_K x Q8_K dot either).
+template <typename Block, int64_t QK, DequantizeRowFn Dequantize, QuantizeRowFn Quantize, VecDotFn Dot>
 constexpr TypeTraits block_type(TypeId id, const char* name, TypeId vec_dot_type, bool in_files,
                                 double max_rel_rmse) {
+    VecDotRowsFn dot_rows = nullptr;
+    if constexpr (Dot != nullptr) dot_rows = vec_dot_rows_of_blocks<Dot, QK, sizeof(Block)>;
     return TypeTraits{
         .id = id,
         .name = name,
@@ -47,6 +60,8 @@ constexpr TypeTraits block_type(TypeId id, const char* name, TypeId vec_dot_type
         .quantize_row_ref = Quantize,
         .dequantize_rows = dequantize_rows_of_blocks<Dequantize, QK, sizeof(Block)>,
         .quantize_tensor = quantize_tensor_of_blocks<Quantize, QK, sizeof(Block)>,
+        .vec_dot = Dot,
+        .vec_dot_rows = dot_rows,
         .tail_bytes = no_tail,
         .max_rel_rmse = max_rel_rmse,
     };
@@ -54,35 +69,36 @@ constexpr TypeTraits block_type(TypeId id, const char* name, TypeId vec_dot_type
 
 // Tolerances: measured relative RMS error on N(0,1) rows of 4096, plus ~30% headroom.
 const std::vector<TypeTraits> kTypes = {
-    block_type<float, 1, dequantize_row_f32, quantize_row_f32_ref>(TypeId::F32, "F32", TypeId::F32, true, 0.0),
-    block_type<half_bits, 1, dequantize_row_f16, quantize_row_f16_ref>(TypeId::F16, "F16", TypeId::F16, true,
-                                                                       4e-4),
-    block_type<block_q4_0, QK4_0, dequantize_row_q4_0, quantize_row_q4_0_ref>(TypeId::Q4_0, "Q4_0",
-                                                                               TypeId::Q8_0, true, 0.14),
-    block_type<block_q4_1, QK4_1, dequantize_row_q4_1, quantize_row_q4_1_ref>(TypeId::Q4_1, "Q4_1",
-                                                                               TypeId::Q8_1, true, 0.12),
-    block_type<block_q5_0, QK5_0, dequantize_row_q5_0, quantize_row_q5_0_ref>(TypeId::Q5_0, "Q5_0",
-                                                                               TypeId::Q8_0, true, 0.07),
-    block_type<block_q5_1, QK5_1, dequantize_row_q5_1, quantize_row_q5_1_ref>(TypeId::Q5_1, "Q5_1",
-                                                                               TypeId::Q8_1, true, 0.06),
-    block_type<block_q8_0, QK8_0, dequantize_row_q8_0, quantize_row_q8_0_ref>(TypeId::Q8_0, "Q8_0",
-                                                                               TypeId::Q8_0, true, 0.01),
-    block_type<block_q8_1, QK8_1, dequantize_row_q8_1, quantize_row_q8_1_ref>(TypeId::Q8_1, "Q8_1",
-                                                                               TypeId::Q8_1, false, 0.01),
-    block_type<block_q2_K, QK_K, dequantize_row_q2_K, quantize_row_q2_K_ref>(TypeId::Q2_K, "Q2_K", TypeId::Q8_K,
-                                                                             true, 0.39),
-    block_type<block_q3_K, QK_K, dequantize_row_q3_K, quantize_row_q3_K_ref>(TypeId::Q3_K, "Q3_K", TypeId::Q8_K,
-                                                                             true, 0.20),
-    block_type<block_q4_K, QK_K, dequantize_row_q4_K, quantize_row_q4_K_ref>(TypeId::Q4_K, "Q4_K", TypeId::Q8_K,
-                                                                             true, 0.093),
-    block_type<block_q5_K, QK_K, dequantize_row_q5_K, quantize_row_q5_K_ref>(TypeId::Q5_K, "Q5_K", TypeId::Q8_K,
-                                                                             true, 0.047),
-    block_type<block_q6_K, QK_K, dequantize_row_q6_K, quantize_row_q6_K_ref>(TypeId::Q6_K, "Q6_K", TypeId::Q8_K,
-                                                                             true, 0.023),
-    block_type<block_q8_K, QK_K, dequantize_row_q8_K, quantize_row_q8_K_ref>(TypeId::Q8_K, "Q8_K", TypeId::Q8_K,
-                                                                             false, 0.009),
-    block_type<bf16_bits, 1, dequantize_row_bf16, quantize_row_bf16_ref>(TypeId::BF16, "BF16", TypeId::BF16,
-                                                                         true, 3e-3),
+    block_type<float, 1, dequantize_row_f32, quantize_row_f32_ref, vec_dot_f32_f32>(TypeId::F32, "F32",
+                                                                                    TypeId::F32, true, 0.0),
+    block_type<half_bits, 1, dequantize_row_f16, quantize_row_f16_ref, vec_dot_f16_f16>(
+        TypeId::F16, "F16", TypeId::F16, true, 4e-4),
+    block_type<block_q4_0, QK4_0, dequantize_row_q4_0, quantize_row_q4_0_ref, vec_dot_q4_0_q8_0>(
+        TypeId::Q4_0, "Q4_0", TypeId::Q8_0, true, 0.14),
+    block_type<block_q4_1, QK4_1, dequantize_row_q4_1, quantize_row_q4_1_ref, vec_dot_q4_1_q8_1>(
+        TypeId::Q4_1, "Q4_1", TypeId::Q8_1, true, 0.12),
+    block_type<block_q5_0, QK5_0, dequantize_row_q5_0, quantize_row_q5_0_ref, vec_dot_q5_0_q8_0>(
+        TypeId::Q5_0, "Q5_0", TypeId::Q8_0, true, 0.07),
+    block_type<block_q5_1, QK5_1, dequantize_row_q5_1, quantize_row_q5_1_ref, vec_dot_q5_1_q8_1>(
+        TypeId::Q5_1, "Q5_1", TypeId::Q8_1, true, 0.06),
+    block_type<block_q8_0, QK8_0, dequantize_row_q8_0, quantize_row_q8_0_ref, vec_dot_q8_0_q8_0>(
+        TypeId::Q8_0, "Q8_0", TypeId::Q8_0, true, 0.01),
+    block_type<block_q8_1, QK8_1, dequantize_row_q8_1, quantize_row_q8_1_ref, nullptr>(
+        TypeId::Q8_1, "Q8_1", TypeId::Q8_1, false, 0.01),
+    block_type<block_q2_K, QK_K, dequantize_row_q2_K, quantize_row_q2_K_ref, vec_dot_q2_K_q8_K>(
+        TypeId::Q2_K, "Q2_K", TypeId::Q8_K, true, 0.39),
+    block_type<block_q3_K, QK_K, dequantize_row_q3_K, quantize_row_q3_K_ref, vec_dot_q3_K_q8_K>(
+        TypeId::Q3_K, "Q3_K", TypeId::Q8_K, true, 0.20),
+    block_type<block_q4_K, QK_K, dequantize_row_q4_K, quantize_row_q4_K_ref, vec_dot_q4_K_q8_K>(
+        TypeId::Q4_K, "Q4_K", TypeId::Q8_K, true, 0.093),
+    block_type<block_q5_K, QK_K, dequantize_row_q5_K, quantize_row_q5_K_ref, vec_dot_q5_K_q8_K>(
+        TypeId::Q5_K, "Q5_K", TypeId::Q8_K, true, 0.047),
+    block_type<block_q6_K, QK_K, dequantize_row_q6_K, quantize_row_q6_K_ref, vec_dot_q6_K_q8_K>(
+        TypeId::Q6_K, "Q6_K", TypeId::Q8_K, true, 0.023),
+    block_type<block_q8_K, QK_K, dequantize_row_q8_K, quantize_row_q8_K_ref, nullptr>(
+        TypeId::Q8_K, "Q8_K", TypeId::Q8_K, false, 0.009),
+    block_type<bf16_bits, 1, dequantize_row_bf16, quantize_row_bf16_ref, vec_dot_bf16_bf16>(
+        TypeId::BF16, "BF16", TypeId::BF16, true, 3e-3),
     // NF4 keeps per-tensor state after its blocks (nf4.h), so it has tensor-level functions only.
     TypeTraits{.id = TypeId::NF4,
                .name = "NF4",
@@ -94,13 +110,17 @@ const std::vector<TypeTraits> kTypes = {
                .quantize_row_ref = nullptr,
                .dequantize_rows = dequantize_rows_nf4,
                .quantize_tensor = quantize_tensor_nf4,
+               .vec_dot = nullptr,  // needs the tensor's state: vec_dot_nf4_q8_0 (nf4.h)
+               .vec_dot_rows = vec_dot_rows_nf4,
                .tail_bytes = nf4_tail_bytes_of,
                .max_rel_rmse = 0.12},
 };
 
 }  // namespace
 
-const std::vector<TypeTraits>& all_types() { return kTypes; }
+const std::vector<TypeTraits>& all_types() {
+    return kTypes;
+}
 
 const TypeTraits* find_type(int32_t ggml_id) {
     for (const auto& t : kTypes)
@@ -114,7 +134,9 @@ const TypeTraits* find_type(const std::string& name) {
     return nullptr;
 }
 
-const TypeTraits& traits(TypeId id) { return *find_type(int32_t(id)); }
+const TypeTraits& traits(TypeId id) {
+    return *find_type(int32_t(id));
+}
 
 bool tensor_nbytes(const TypeTraits& t, int64_t ne0, int64_t nrows, uint64_t* out) {
     constexpr uint64_t kMax = uint64_t(std::numeric_limits<int64_t>::max());

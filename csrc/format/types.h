@@ -46,17 +46,30 @@ using QuantizeTensorFn = void (*)(const float* x, int64_t ne0, int64_t nrows, ui
 using DequantizeRowFn = void (*)(const void* blocks, float* y, int64_t n);
 using QuantizeRowFn = void (*)(const float* x, void* blocks, int64_t n);
 
+// Dot product of n elements (a multiple of block_size) of weight blocks x with activations y in the type's
+// vec_dot_type: ggml-cpu's ggml_vec_dot_<type>_<partner>, scalar. The scalar reference every fast kernel is
+// tested against. nullptr for compute-only types and for types whose rows are not self-contained (NF4).
+using VecDotFn = float (*)(int64_t n, const void* x, const void* y);
+
+// out[r - row_begin] = (row r of a tensor of `nrows` x `ne0` whose bytes start at `tensor`) . y, for r in
+// [row_begin, row_end); y is one row of ne0 activations in vec_dot_type. The reference matrix-vector product;
+// like DequantizeRowsFn it takes the whole tensor so per-tensor state (NF4) is reachable.
+using VecDotRowsFn = void (*)(const uint8_t* tensor, int64_t ne0, int64_t nrows, int64_t row_begin,
+                              int64_t row_end, const void* y, float* out);
+
 struct TypeTraits {
     TypeId id;
-    const char* name;       // GGUF/ggml spelling: "Q4_K", "F16", "NF4"
-    int64_t block_size;     // elements per block
-    size_t type_size;       // bytes per block
-    TypeId vec_dot_type;    // activation format matmul kernels quantize the input to
-    bool in_files;          // false for compute-only types (Q8_1, Q8_K): refused when read from a file
-    DequantizeRowFn dequantize_row;     // nullptr when rows are not self-contained (NF4)
-    QuantizeRowFn quantize_row_ref;     // nullptr when rows are not self-contained (NF4)
+    const char* name;     // GGUF/ggml spelling: "Q4_K", "F16", "NF4"
+    int64_t block_size;   // elements per block
+    size_t type_size;     // bytes per block
+    TypeId vec_dot_type;  // activation format matmul kernels quantize the input to
+    bool in_files;        // false for compute-only types (Q8_1, Q8_K): refused when read from a file
+    DequantizeRowFn dequantize_row;  // nullptr when rows are not self-contained (NF4)
+    QuantizeRowFn quantize_row_ref;  // nullptr when rows are not self-contained (NF4)
     DequantizeRowsFn dequantize_rows;
     QuantizeTensorFn quantize_tensor;
+    VecDotFn vec_dot;           // nullptr when rows are not self-contained (NF4) or for compute-only types
+    VecDotRowsFn vec_dot_rows;  // nullptr only for compute-only types (Q8_1, Q8_K)
     // Bytes a tensor of n elements keeps after its blocks (0 for every ggml type).
     size_t (*tail_bytes)(int64_t n_elements);
     // Round trip relative RMS error bound on N(0,1) data, used by the tests that loop over the registry.
