@@ -77,8 +77,8 @@ py::array quantize(py::array_t<float, py::array::c_style | py::array::forcecast>
     return out;
 }
 
-py::array dequantize(py::array_t<uint8_t, py::array::c_style | py::array::forcecast> raw, const std::string& type,
-                     const std::vector<int64_t>& shape, int n_threads) {
+py::array dequantize(py::array_t<uint8_t, py::array::c_style | py::array::forcecast> raw,
+                     const std::string& type, const std::vector<int64_t>& shape, int n_threads) {
     const TypeTraits& t = type_by_name(type);
     if (shape.empty()) throw py::value_error("dequantize: shape must have at least one dimension");
     int64_t nrows = 1;
@@ -90,8 +90,9 @@ py::array dequantize(py::array_t<uint8_t, py::array::c_style | py::array::forcec
     const int64_t ne0 = shape.back();
     uint64_t nbytes = 0;
     if (ne0 <= 0 || ne0 % t.block_size != 0)
-        throw py::value_error("dequantize: last dimension " + std::to_string(ne0) + " is not a positive multiple of " +
-                              t.name + "'s block size " + std::to_string(t.block_size));
+        throw py::value_error("dequantize: last dimension " + std::to_string(ne0) +
+                              " is not a positive multiple of " + t.name + "'s block size " +
+                              std::to_string(t.block_size));
     if (!tensor_nbytes(t, ne0, nrows, &nbytes)) throw py::value_error("dequantize: shape too large");
     if (uint64_t(raw.nbytes()) != nbytes)
         throw py::value_error("dequantize: " + std::string(t.name) + " data of this shape takes " +
@@ -171,8 +172,8 @@ void register_format(py::module_& m) {
     m.def("types", &types, "The type registry: one dict per tensor type.");
     m.def("quantize", &quantize, py::arg("a"), py::arg("type"), py::arg("n_threads") = 0,
           "Quantize float32 rows (last axis) with the type's reference quantizer.");
-    m.def("dequantize", &dequantize, py::arg("raw"), py::arg("type"), py::arg("shape"), py::arg("n_threads") = 0,
-          "Dequantize raw tensor bytes of the given numpy shape to float32.");
+    m.def("dequantize", &dequantize, py::arg("raw"), py::arg("type"), py::arg("shape"),
+          py::arg("n_threads") = 0, "Dequantize raw tensor bytes of the given numpy shape to float32.");
     m.def("vec_dot", &vec_dot, py::arg("weights"), py::arg("x"), py::arg("type"),
           "Reference dot products of each row of a tensor's bytes (rows of len(x), the row count inferred "
           "from the "

@@ -57,9 +57,12 @@ Isa active_isa() {
 
 const char* isa_name(Isa isa) {
     switch (isa) {
-        case Isa::Avx2: return "avx2";
-        case Isa::Neon: return "neon";
-        default: return "scalar";
+        case Isa::Avx2:
+            return "avx2";
+        case Isa::Neon:
+            return "neon";
+        default:
+            return "scalar";
     }
 }
 

@@ -23,6 +23,8 @@ std::vector<DeviceInfo> devices() {
     return out;
 }
 
-int runtime_version() { return CUDART_VERSION; }
+int runtime_version() {
+    return CUDART_VERSION;
+}
 
 }  // namespace qrt::cuda

@@ -15,12 +15,12 @@
 
 namespace qrt {
 
-constexpr int QK_K = 256;          // elements per k-quant super-block
-constexpr int K_SCALE_SIZE = 12;   // bytes of packed 6-bit scales/mins in Q4_K/Q5_K
+constexpr int QK_K = 256;         // elements per k-quant super-block
+constexpr int K_SCALE_SIZE = 12;  // bytes of packed 6-bit scales/mins in Q4_K/Q5_K
 constexpr int QK4_0 = 32, QK4_1 = 32, QK5_0 = 32, QK5_1 = 32, QK8_0 = 32, QK8_1 = 32;
 
-using half_bits = uint16_t;   // IEEE binary16, stored as raw bits
-using bf16_bits = uint16_t;   // bfloat16, stored as raw bits
+using half_bits = uint16_t;  // IEEE binary16, stored as raw bits
+using bf16_bits = uint16_t;  // bfloat16, stored as raw bits
 
 QRT_HD uint32_t f32_bits(float f) {
     uint32_t u;
@@ -84,7 +84,9 @@ QRT_HD bf16_bits fp32_to_bf16(float f) {
     return bf16_bits((u + (0x7fff + ((u >> 16) & 1))) >> 16);
 }
 
-QRT_HD float bf16_to_fp32(bf16_bits b) { return f32_from_bits(uint32_t(b) << 16); }
+QRT_HD float bf16_to_fp32(bf16_bits b) {
+    return f32_from_bits(uint32_t(b) << 16);
+}
 
 // ggml-quants.c nearest_int: round half to even via the 1.5*2^23 trick; valid for |f| <= 4194303.
 QRT_HD int nearest_int(float fval) {
