@@ -138,3 +138,20 @@ def test_dequantize_rejects_bad_arguments() -> None:
         qrt.dequantize(raw, "Q8_0", (4, 34))
     with pytest.raises(ValueError, match="positive"):
         qrt.dequantize(raw, "Q8_0", (0, 64))
+
+
+def test_dequantize_into_out() -> None:
+    x = np.random.default_rng(5).standard_normal((3, 256)).astype(np.float32)
+    raw = qrt.quantize(x, "Q4_K")
+    out = np.full_like(x, np.nan)
+    assert qrt.dequantize(raw, "Q4_K", x.shape, out=out) is out
+    np.testing.assert_array_equal(out, qrt.dequantize(raw, "Q4_K", x.shape))
+    for bad in (
+        np.empty((3, 255), np.float32),
+        np.empty((3, 256), np.float64),
+        np.empty((256, 3), np.float32).T,
+    ):
+        with pytest.raises(
+            ValueError, match=r"out must be a writeable C-contiguous float32 array of shape \(3, 256\)"
+        ):
+            qrt.dequantize(raw, "Q4_K", x.shape, out=bad)

@@ -3,7 +3,9 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cmath>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -77,8 +79,15 @@ py::array quantize(py::array_t<float, py::array::c_style | py::array::forcecast>
     return out;
 }
 
+std::string shape_text(const std::vector<int64_t>& shape) {
+    std::string s = "(";
+    for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+    return s + (shape.size() == 1 ? ",)" : ")");
+}
+
 py::array dequantize(py::array_t<uint8_t, py::array::c_style | py::array::forcecast> raw,
-                     const std::string& type, const std::vector<int64_t>& shape, int n_threads) {
+                     const std::string& type, const std::vector<int64_t>& shape, int n_threads,
+                     std::optional<py::array> out_arg) {
     const TypeTraits& t = type_by_name(type);
     if (shape.empty()) throw py::value_error("dequantize: shape must have at least one dimension");
     int64_t nrows = 1;
@@ -97,7 +106,21 @@ py::array dequantize(py::array_t<uint8_t, py::array::c_style | py::array::forcec
     if (uint64_t(raw.nbytes()) != nbytes)
         throw py::value_error("dequantize: " + std::string(t.name) + " data of this shape takes " +
                               std::to_string(nbytes) + " bytes, got " + std::to_string(raw.nbytes()));
-    py::array_t<float> out(std::vector<py::ssize_t>(shape.begin(), shape.end()));
+    py::array_t<float> out;
+    if (out_arg) {
+        // Writing into the caller's array saves allocating (and first-touching) the output every call.
+        const py::array& o = *out_arg;
+        const bool ok = py::isinstance<py::array_t<float>>(o) && (o.flags() & py::array::c_style) &&
+                        o.writeable() && o.ndim() == py::ssize_t(shape.size()) &&
+                        std::equal(shape.begin(), shape.end(), o.shape(),
+                                   [](int64_t a, py::ssize_t b) { return a == b; });
+        if (!ok)
+            throw py::value_error("dequantize: out must be a writeable C-contiguous float32 array of shape " +
+                                  shape_text(shape));
+        out = py::reinterpret_borrow<py::array_t<float>>(o);
+    } else {
+        out = py::array_t<float>(std::vector<py::ssize_t>(shape.begin(), shape.end()));
+    }
     const uint8_t* src = raw.data();
     float* dst = out.mutable_data();
     {
@@ -173,7 +196,8 @@ void register_format(py::module_& m) {
     m.def("quantize", &quantize, py::arg("a"), py::arg("type"), py::arg("n_threads") = 0,
           "Quantize float32 rows (last axis) with the type's reference quantizer.");
     m.def("dequantize", &dequantize, py::arg("raw"), py::arg("type"), py::arg("shape"),
-          py::arg("n_threads") = 0, "Dequantize raw tensor bytes of the given numpy shape to float32.");
+          py::arg("n_threads") = 0, py::arg("out") = py::none(),
+          "Dequantize raw tensor bytes of the given numpy shape to float32 (into out when given).");
     m.def("vec_dot", &vec_dot, py::arg("weights"), py::arg("x"), py::arg("type"),
           "Reference dot products of each row of a tensor's bytes (rows of len(x), the row count inferred "
           "from the "

@@ -43,9 +43,15 @@ def quantize(a: np.ndarray, type: str, *, n_threads: int = 0) -> np.ndarray:
     return _C.quantize(a, type, n_threads)
 
 
-def dequantize(raw: np.ndarray, type: str, shape: Sequence[int], *, n_threads: int = 0) -> np.ndarray:
+def dequantize(
+    raw: np.ndarray, type: str, shape: Sequence[int], *, n_threads: int = 0, out: np.ndarray | None = None
+) -> np.ndarray:
     """Decode ``raw`` bytes holding a ``type`` tensor of numpy ``shape`` into a float32 array.
 
-    ``raw`` may have any shape; only its byte count must match the type and shape.
+    ``raw`` may have any shape; only its byte count must match the type and shape. With ``out`` (a
+    writeable C-contiguous float32 array of ``shape``) the values are written there and ``out`` is returned.
+    Row-wise types run this CPU's fastest kernel (AVX2 where available), which gives the same bits as the
+    reference.
     """
-    return _C.dequantize(np.ascontiguousarray(raw).view(np.uint8), type, [int(s) for s in shape], n_threads)
+    raw = np.ascontiguousarray(raw).view(np.uint8)
+    return _C.dequantize(raw, type, [int(s) for s in shape], n_threads, out)
