@@ -12,11 +12,14 @@ from __future__ import annotations
 from . import _C, gguf
 from ._C import FormatError, UnsupportedError
 from .formats import TypeInfo, dequantize, quantize, types
+from .tokenizer import Detokenizer, Tokenizer
 
 __version__: str = _C.build_info()["version"]
 
 __all__ = [
+    "Detokenizer",
     "FormatError",
+    "Tokenizer",
     "TypeInfo",
     "UnsupportedError",
     "__version__",

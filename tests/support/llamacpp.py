@@ -234,6 +234,29 @@ def ensure_built(verbose: bool = False, jobs: int = 2) -> LlamaCpp:
     return p
 
 
+def ensure_tool(name: str, llama: LlamaCpp | None = None, jobs: int = 2) -> pathlib.Path:
+    """Path of the llama.cpp program ``name`` (e.g. ``"llama-tokenize"``), building that one CMake target
+    in the oracle's build tree first if it is missing. Raises :class:`BuildError`."""
+    llama = llama or ensure_built()
+    exe = llama.bin_dir / name
+    if exe.is_file():
+        return exe
+    with file_lock(base_dir() / ".lock"):
+        if exe.is_file():
+            return exe
+        nice = ["nice", "-n", "10"] if shutil.which("nice") else []
+        log_path = base_dir() / f"build-{name}.log"
+        with open(log_path, "w") as log:
+            rc = _run_logged(
+                [*nice, "cmake", "--build", str(llama.build_dir), "--target", name, "-j", str(jobs)],
+                log,
+                False,
+            )
+        if rc != 0 or not exe.is_file():
+            raise BuildError(f"building {name} failed (rc={rc}); see {log_path}")
+    return exe
+
+
 # --------------------------------------------------------------------------- requantize
 
 
