@@ -43,28 +43,37 @@ size_t no_tail(int64_t) {
     return 0;
 }
 
-// Dot = nullptr for the compute-only types (ggml has no Q8_1 x Q8_1 or Q8_K x Q8_K dot either).
-template <typename Block, int64_t QK, DequantizeRowFn Dequantize, QuantizeRowFn Quantize, VecDotFn Dot>
-constexpr TypeTraits block_type(TypeId id, const char* name, TypeId vec_dot_type, bool in_files,
-                                double max_rel_rmse) {
-    VecDotRowsFn dot_rows = nullptr;
-    if constexpr (Dot != nullptr) dot_rows = vec_dot_rows_of_blocks<Dot, QK, sizeof(Block)>;
+// Compute-only activation types (Q8_1, Q8_K) have no dot of their own: ggml has no Q8_1 x Q8_1 or Q8_K x
+// Q8_K.
+template <typename Block, int64_t QK, DequantizeRowFn Dequantize, QuantizeRowFn Quantize>
+constexpr TypeTraits activation_type(TypeId id, const char* name, double max_rel_rmse) {
     return TypeTraits{
         .id = id,
         .name = name,
         .block_size = QK,
         .type_size = sizeof(Block),
-        .vec_dot_type = vec_dot_type,
-        .in_files = in_files,
+        .vec_dot_type = id,
+        .in_files = false,
         .dequantize_row = Dequantize,
         .quantize_row_ref = Quantize,
         .dequantize_rows = dequantize_rows_of_blocks<Dequantize, QK, sizeof(Block)>,
         .quantize_tensor = quantize_tensor_of_blocks<Quantize, QK, sizeof(Block)>,
-        .vec_dot = Dot,
-        .vec_dot_rows = dot_rows,
+        .vec_dot = nullptr,
+        .vec_dot_rows = nullptr,
         .tail_bytes = no_tail,
         .max_rel_rmse = max_rel_rmse,
     };
+}
+
+template <typename Block, int64_t QK, DequantizeRowFn Dequantize, QuantizeRowFn Quantize, VecDotFn Dot>
+constexpr TypeTraits block_type(TypeId id, const char* name, TypeId vec_dot_type, bool in_files,
+                                double max_rel_rmse) {
+    TypeTraits t = activation_type<Block, QK, Dequantize, Quantize>(id, name, max_rel_rmse);
+    t.vec_dot_type = vec_dot_type;
+    t.in_files = in_files;
+    t.vec_dot = Dot;
+    t.vec_dot_rows = vec_dot_rows_of_blocks<Dot, QK, sizeof(Block)>;
+    return t;
 }
 
 // Tolerances: measured relative RMS error on N(0,1) rows of 4096, plus ~30% headroom.
@@ -83,8 +92,8 @@ const std::vector<TypeTraits> kTypes = {
         TypeId::Q5_1, "Q5_1", TypeId::Q8_1, true, 0.06),
     block_type<block_q8_0, QK8_0, dequantize_row_q8_0, quantize_row_q8_0_ref, vec_dot_q8_0_q8_0>(
         TypeId::Q8_0, "Q8_0", TypeId::Q8_0, true, 0.01),
-    block_type<block_q8_1, QK8_1, dequantize_row_q8_1, quantize_row_q8_1_ref, nullptr>(
-        TypeId::Q8_1, "Q8_1", TypeId::Q8_1, false, 0.01),
+    activation_type<block_q8_1, QK8_1, dequantize_row_q8_1, quantize_row_q8_1_ref>(TypeId::Q8_1, "Q8_1",
+                                                                                   0.01),
     block_type<block_q2_K, QK_K, dequantize_row_q2_K, quantize_row_q2_K_ref, vec_dot_q2_K_q8_K>(
         TypeId::Q2_K, "Q2_K", TypeId::Q8_K, true, 0.39),
     block_type<block_q3_K, QK_K, dequantize_row_q3_K, quantize_row_q3_K_ref, vec_dot_q3_K_q8_K>(
@@ -95,8 +104,8 @@ const std::vector<TypeTraits> kTypes = {
         TypeId::Q5_K, "Q5_K", TypeId::Q8_K, true, 0.047),
     block_type<block_q6_K, QK_K, dequantize_row_q6_K, quantize_row_q6_K_ref, vec_dot_q6_K_q8_K>(
         TypeId::Q6_K, "Q6_K", TypeId::Q8_K, true, 0.023),
-    block_type<block_q8_K, QK_K, dequantize_row_q8_K, quantize_row_q8_K_ref, nullptr>(
-        TypeId::Q8_K, "Q8_K", TypeId::Q8_K, false, 0.009),
+    activation_type<block_q8_K, QK_K, dequantize_row_q8_K, quantize_row_q8_K_ref>(TypeId::Q8_K, "Q8_K",
+                                                                                  0.009),
     block_type<bf16_bits, 1, dequantize_row_bf16, quantize_row_bf16_ref, vec_dot_bf16_bf16>(
         TypeId::BF16, "BF16", TypeId::BF16, true, 3e-3),
     // NF4 keeps per-tensor state after its blocks (nf4.h), so it has tensor-level functions only.
