@@ -27,7 +27,8 @@ import pytest
 import qrt
 import qrt.gguf
 from qrt import FormatError, UnsupportedError
-from qrt.tokenizer import _EXPRS, _UNICODE_CLASSES, Detokenizer, Tokenizer
+from qrt.pretokenize import _EXPRS, _UNICODE_CLASSES
+from qrt.tokenizer import Detokenizer, Tokenizer
 from tests.gguf_bytes import ARRAY, INT8, INT32, STRING, GGUFBytes, string, u32
 from tests.support import llamacpp as _llamacpp
 
@@ -347,7 +348,7 @@ def test_unicode_table_is_llamacpps() -> None:
     assert zlib.decompress(base64.b85decode(_UNICODE_CLASSES)) == bytes(data)
     ws = re.search(r"unicode_set_whitespace = \{(.*?)\};", src, re.S)
     assert ws is not None
-    from qrt.tokenizer import _WHITESPACE
+    from qrt.pretokenize import _WHITESPACE
 
     assert {int(x, 16) for x in re.findall(r"0x([0-9A-F]+)", ws.group(1))} == _WHITESPACE
 
