@@ -73,4 +73,5 @@ PYBIND11_MODULE(_C, m) {
     qrt::bindings::register_format(m);
     qrt::bindings::register_gguf(m);
     qrt::bindings::register_sample(m);
+    qrt::bindings::register_model(m);
 }

@@ -1,5 +1,8 @@
 """qrt: a quantized LLM inference runtime.
 
+    import qrt
+    model = qrt.load("model.gguf")
+    print(model.generate("The capital of France is", max_tokens=32))
 import qrt
 with qrt.gguf.open("model.gguf") as f:
     print(f.metadata["general.architecture"], len(f.tensors))
@@ -12,6 +15,7 @@ from __future__ import annotations
 from . import _C, gguf
 from ._C import FormatError, UnsupportedError
 from .formats import TypeInfo, dequantize, quantize, types
+from .model import Model, load
 from .tokenizer import Detokenizer, Tokenizer
 
 __version__: str = _C.build_info()["version"]
@@ -19,6 +23,7 @@ __version__: str = _C.build_info()["version"]
 __all__ = [
     "Detokenizer",
     "FormatError",
+    "Model",
     "Tokenizer",
     "TypeInfo",
     "UnsupportedError",
@@ -26,6 +31,7 @@ __all__ = [
     "build_info",
     "dequantize",
     "gguf",
+    "load",
     "quantize",
     "types",
 ]

@@ -1,0 +1,137 @@
+// qrt._C.Model: a GGUF model with its paged KV cache, computing logits (engine/session.h).
+//
+// Token ids arrive as any 1-D integer array-like and are checked here (ValueError for ids outside
+// [0, n_vocab), TypeError for non-integers); the GIL is released while computing.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <string>
+#include <vector>
+
+#include "bindings/register.h"
+#include "engine/session.h"
+
+namespace py = pybind11;
+using namespace pybind11::literals;
+
+namespace qrt::bindings {
+
+namespace {
+
+std::vector<int32_t> token_ids(const Session& s, const py::object& ids) {
+    py::array a = py::module_::import("numpy").attr("asarray")(ids);
+    if (a.ndim() != 1)
+        throw py::value_error("token ids must be a 1-D array, got " + std::to_string(a.ndim()) +
+                              " dimensions");
+    if (a.size() == 0) throw py::value_error("no tokens to evaluate");
+    const char kind = a.dtype().kind();
+    if (kind != 'i' && kind != 'u')
+        throw py::type_error("token ids must be integers, got dtype " + std::string(py::str(a.dtype())));
+    const auto wide = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(a);
+    if (kind == 'u' && a.dtype().itemsize() == 8) {
+        // uint64 above INT64_MAX would wrap to negative values: still out of range, but say what it was.
+        const auto u = py::array_t<uint64_t, py::array::c_style | py::array::forcecast>::ensure(a);
+        for (py::ssize_t i = 0; i < u.size(); ++i)
+            if (u.data()[i] > uint64_t(INT64_MAX))
+                throw py::value_error("token id " + std::to_string(u.data()[i]) + " at index " +
+                                      std::to_string(i) + " is out of range [0, " +
+                                      std::to_string(s.hparams().n_vocab) + ")");
+    }
+    const int64_t n_vocab = s.hparams().n_vocab;
+    std::vector<int32_t> out(size_t(wide.size()));
+    for (py::ssize_t i = 0; i < wide.size(); ++i) {
+        const int64_t id = wide.data()[i];
+        if (id < 0 || id >= n_vocab)
+            throw py::value_error("token id " + std::to_string(id) + " at index " + std::to_string(i) +
+                                  " is out of range [0, " + std::to_string(n_vocab) + ")");
+        out[size_t(i)] = int32_t(id);
+    }
+    return out;
+}
+
+py::array_t<float> logits(Session& s, const py::object& ids) {
+    const std::vector<int32_t> tokens = token_ids(s, ids);
+    const py::ssize_t n = py::ssize_t(tokens.size()), n_vocab = py::ssize_t(s.hparams().n_vocab);
+    if (n > s.params().n_ctx)
+        throw py::value_error("prompt has " + std::to_string(n) + " tokens, context is " +
+                              std::to_string(s.params().n_ctx));
+    py::array_t<float> out({n, n_vocab});
+    float* dst = out.mutable_data();
+    {
+        py::gil_scoped_release release;
+        s.clear(0);
+        try {
+            s.eval(tokens, {}, 0, dst, true);
+        } catch (...) {
+            s.clear(0);
+            throw;
+        }
+        s.clear(0);
+    }
+    return out;
+}
+
+py::array_t<float> eval(Session& s, const py::object& ids, int seq_id, bool all_logits) {
+    const std::vector<int32_t> tokens = token_ids(s, ids);
+    const py::ssize_t n = py::ssize_t(tokens.size()), n_vocab = py::ssize_t(s.hparams().n_vocab);
+    py::array_t<float> out = all_logits ? py::array_t<float>({n, n_vocab}) : py::array_t<float>(n_vocab);
+    float* dst = out.mutable_data();
+    {
+        py::gil_scoped_release release;
+        s.eval(tokens, {}, seq_id, dst, all_logits);
+    }
+    return out;
+}
+
+}  // namespace
+
+void register_model(py::module_& m) {
+    py::class_<Session>(
+        m, "Model",
+        "A llama-family GGUF model (llama, mistral, qwen2) with a paged KV cache for n_seq_max\n"
+        "sequences of up to n_ctx tokens each, allocated up front (kv_bytes).")
+        .def(py::init([](const std::string& path, int n_ctx, int n_threads, int n_seq_max, int n_batch) {
+                 SessionParams p;
+                 p.n_ctx = n_ctx;
+                 p.n_threads = n_threads;
+                 p.n_seq_max = n_seq_max;
+                 p.n_batch = n_batch;
+                 return new Session(path, p);
+             }),
+             "path"_a, "n_ctx"_a, "n_threads"_a = 0, "n_seq_max"_a = 1, "n_batch"_a = 512,
+             py::call_guard<py::gil_scoped_release>(),
+             "Loads the model. n_threads 0 = one per hardware thread. FormatError / UnsupportedError for\n"
+             "bad or unsupported files, MemoryError (with the bytes) when the KV cache does not fit.")
+        .def("logits", &logits, "ids"_a,
+             "Logits [len(ids), n_vocab] of every position of `ids` in a fresh context. Uses (and clears)\n"
+             "sequence 0.")
+        .def("eval", &eval, "ids"_a, "seq_id"_a = 0, "all_logits"_a = false,
+             "Appends `ids` to sequence seq_id's cache and returns the last token's logits [n_vocab], or\n"
+             "[len(ids), n_vocab] with all_logits.")
+        .def("clear", &Session::clear, "seq_id"_a = 0, py::call_guard<py::gil_scoped_release>(),
+             "Forgets sequence seq_id, returning its cache blocks to the pool.")
+        .def("truncate", &Session::seq_keep, "seq_id"_a, "n_keep"_a, py::call_guard<py::gil_scoped_release>(),
+             "Keeps the first n_keep tokens of sequence seq_id.")
+        .def("seq_len", &Session::seq_len, "seq_id"_a = 0, py::call_guard<py::gil_scoped_release>(),
+             "Tokens in sequence seq_id's cache.")
+        .def_property_readonly("path", [](const Session& s) { return s.model().file.path(); })
+        .def_property_readonly("arch", [](const Session& s) { return s.hparams().arch; })
+        .def_property_readonly("n_vocab", [](const Session& s) { return s.hparams().n_vocab; })
+        .def_property_readonly("n_ctx", [](const Session& s) { return s.params().n_ctx; })
+        .def_property_readonly("n_ctx_train", [](const Session& s) { return s.hparams().n_ctx_train; })
+        .def_property_readonly("n_embd", [](const Session& s) { return s.hparams().n_embd; })
+        .def_property_readonly("n_layer", [](const Session& s) { return s.hparams().n_layer; })
+        .def_property_readonly("n_head", [](const Session& s) { return s.hparams().n_head; })
+        .def_property_readonly("n_head_kv", [](const Session& s) { return s.hparams().n_head_kv; })
+        .def_property_readonly("head_dim", [](const Session& s) { return s.hparams().head_dim; })
+        .def_property_readonly("n_ff", [](const Session& s) { return s.hparams().n_ff; })
+        .def_property_readonly(
+            "rope_type",
+            [](const Session& s) { return s.hparams().rope_type == model::RopeType::Neox ? "neox" : "norm"; })
+        .def_property_readonly("n_seq_max", [](const Session& s) { return s.params().n_seq_max; })
+        .def_property_readonly("n_threads", &Session::n_threads)
+        .def_property_readonly("n_batch", [](const Session& s) { return s.params().n_batch; })
+        .def_property_readonly("kv_bytes", &Session::kv_bytes);
+}
+
+}  // namespace qrt::bindings

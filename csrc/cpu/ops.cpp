@@ -1,0 +1,104 @@
+#include "cpu/ops.h"
+
+#include <cmath>
+#include <mutex>
+
+namespace qrt {
+
+namespace {
+
+// fp16 -> fp32 for all 65536 bit patterns (256 KiB), built on first use: attention converts every cached
+// K and V element it reads, and a lookup is several times cheaper than the bit manipulation.
+const float* fp16_table() {
+    static float table[65536];
+    static std::once_flag filled;
+    std::call_once(filled, [] {
+        for (uint32_t h = 0; h < 65536; ++h) table[h] = fp16_to_fp32(half_bits(h));
+    });
+    return table;
+}
+
+}  // namespace
+
+float dot(const float* a, const float* b, int64_t n) {
+    float s[16] = {};
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int j = 0; j < 16; ++j) s[j] += a[i + j] * b[i + j];
+    for (int j = 8; j > 0; j /= 2)
+        for (int k = 0; k < j; ++k) s[k] += s[k + j];
+    float sum = s[0];
+    for (; i < n; ++i) sum += a[i] * b[i];
+    return sum;
+}
+
+void rmsnorm(float* out, const float* x, const float* w, int64_t n, float eps) {
+    double ss = 0;
+    for (int64_t i = 0; i < n; ++i) ss += double(x[i]) * x[i];
+    const float scale = float(1.0 / std::sqrt(ss / double(n) + double(eps)));
+    for (int64_t i = 0; i < n; ++i) out[i] = x[i] * scale * w[i];
+}
+
+void softmax(float* x, int64_t n) {
+    float max = x[0];
+    for (int64_t i = 1; i < n; ++i) max = x[i] > max ? x[i] : max;
+    double sum = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        x[i] = std::exp(x[i] - max);
+        sum += x[i];
+    }
+    const float inv = float(1.0 / sum);
+    for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+void silu_mul(float* gate, const float* up, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
+void add(float* out, const float* b, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) out[i] += b[i];
+}
+
+void rope(float* x, int n_head, int head_dim, int32_t pos, const float* inv_freq, float freq_scale,
+          bool neox) {
+    const int half = head_dim / 2;
+    for (int i = 0; i < half; ++i) {
+        const double theta = double(pos) * double(freq_scale) * double(inv_freq[i]);
+        const float c = float(std::cos(theta)), s = float(std::sin(theta));
+        // neox: dimensions i and i + half; norm: dimensions 2i and 2i + 1
+        const int a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
+        for (int h = 0; h < n_head; ++h) {
+            float* xh = x + int64_t(h) * head_dim;
+            const float x0 = xh[a], x1 = xh[b];
+            xh[a] = x0 * c - x1 * s;
+            xh[b] = x0 * s + x1 * c;
+        }
+    }
+}
+
+void attention_head(float* out, const float* q, const PagedKv& kv, int kv_head, int n_kv, float scale,
+                    float* scores) {
+    const float* f16 = fp16_table();
+    const int hd = kv.head_dim, bs = kv.block_size;
+    const int64_t block_stride = int64_t(kv.n_kv_head) * bs * hd;  // halves per physical block
+    // Where token t's vector for kv_head starts in a pool.
+    auto at = [&](const half_bits* pool, int t) {
+        const int64_t block = kv.block_table[t / bs];
+        return pool + block * block_stride + (int64_t(kv_head) * bs + t % bs) * hd;
+    };
+    for (int t = 0; t < n_kv; ++t) {
+        const half_bits* k = at(kv.k, t);
+        float s = 0;
+        for (int d = 0; d < hd; ++d) s += q[d] * f16[k[d]];
+        scores[t] = s * scale;
+    }
+    softmax(scores, n_kv);
+    for (int d = 0; d < hd; ++d) out[d] = 0;
+    for (int t = 0; t < n_kv; ++t) {
+        const half_bits* v = at(kv.v, t);
+        const float p = scores[t];
+        for (int d = 0; d < hd; ++d) out[d] += p * f16[v[d]];
+    }
+}
+
+}  // namespace qrt

@@ -1,0 +1,49 @@
+// The non-matmul operations of the forward pass, in plain scalar C++ (the reference every faster
+// version is tested against). They know nothing of models or graphs: pointers and sizes in, results out.
+//
+// Conventions: float activations; `n` counts floats; out may alias x where noted.
+#pragma once
+
+#include <cstdint>
+
+#include "format/common.h"
+
+namespace qrt {
+
+// sum_i a[i] * b[i]; sixteen independent partial sums so the compiler can vectorize it.
+float dot(const float* a, const float* b, int64_t n);
+
+// out[i] = x[i] / sqrt(mean(x^2) + eps) * w[i]   (out may alias x)
+void rmsnorm(float* out, const float* x, const float* w, int64_t n, float eps);
+
+// In-place softmax of x[0..n).
+void softmax(float* x, int64_t n);
+
+// gate[i] = silu(gate[i]) * up[i], silu(g) = g / (1 + exp(-g))
+void silu_mul(float* gate, const float* up, int64_t n);
+
+// out[i] += b[i]
+void add(float* out, const float* b, int64_t n);
+
+// RoPE of one token: rotates the n_head heads of x ([n_head][head_dim], in place) by angles
+// pos * freq_scale * inv_freq[i] for pair i < head_dim/2, where inv_freq[i] = base^(-2i/head_dim) /
+// rope_freqs[i]. neox = false pairs dimensions (2i, 2i+1) (llama.cpp's NORM, used with Q/K rows that the
+// converter permuted); neox = true pairs (i, i + head_dim/2) (Hugging Face's rotate_half, qwen2).
+void rope(float* x, int n_head, int head_dim, int32_t pos, const float* inv_freq, float freq_scale,
+          bool neox);
+
+// A layer's K and V in the paged cache (kv/kv_cache.h): one sequence's view.
+struct PagedKv {
+    const half_bits* k = nullptr;          // [n_blocks][n_kv_head][block_size][head_dim]
+    const half_bits* v = nullptr;          // same layout
+    const int32_t* block_table = nullptr;  // logical block -> physical block
+    int n_kv_head = 0, head_dim = 0, block_size = 0;
+};
+
+// One query head attending over the first n_kv tokens of the cache:
+//   out[head_dim] = softmax(scale * q . K[t], t < n_kv) . V
+// reading KV head kv_head; scores is scratch of n_kv floats.
+void attention_head(float* out, const float* q, const PagedKv& kv, int kv_head, int n_kv, float scale,
+                    float* scores);
+
+}  // namespace qrt

@@ -1,0 +1,67 @@
+// Session: a loaded model with its paged KV cache, thread pool and work buffers, ready to evaluate
+// tokens of up to n_seq_max sequences of up to n_ctx tokens each.
+//
+// Everything is sized and allocated by the constructor (KV cache size: kv_bytes()); eval() allocates
+// nothing. One eval runs at a time (a mutex serializes callers); it uses the pool's threads.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "cpu/threadpool.h"
+#include "kv/kv_cache.h"
+#include "model/forward.h"
+#include "model/weights.h"
+
+namespace qrt {
+
+struct SessionParams {
+    int n_ctx = 2048;   // tokens per sequence, >= 1
+    int n_threads = 0;  // >= 0; 0 = one per hardware thread
+    int n_seq_max = 1;  // sequences, >= 1
+    int n_batch = 512;  // tokens per forward call; longer inputs are split
+};
+
+class Session {
+  public:
+    // Loads the model (FormatError / UnsupportedError / IoError) and allocates everything else
+    // (std::invalid_argument for bad params, KvAllocationError when the cache does not fit).
+    Session(const std::string& path, const SessionParams& params);
+
+    const model::Model& model() const { return *model_; }
+    const model::HParams& hparams() const { return model_->hp; }
+    const SessionParams& params() const { return params_; }
+    uint64_t kv_bytes() const { return kv_.bytes(); }
+    int n_threads() const { return pool_.n_threads(); }
+    int seq_len(int seq) const;
+
+    // Appends tokens to sequence `seq` at the given positions (empty: continuing the sequence, n_past + i)
+    // and writes logits into `logits`:
+    // [tokens.size()][n_vocab] when all_logits, else the last token's [n_vocab]. Throws
+    // std::invalid_argument for an empty batch, mismatched sizes, ids outside [0, n_vocab), negative
+    // positions, a bad sequence id, or when the sequence would exceed n_ctx ("... context is M").
+    // Nothing is appended when it throws.
+    void eval(std::span<const int32_t> tokens, std::span<const int32_t> positions, int seq, float* logits,
+              bool all_logits);
+
+    // Forgets the tokens of `seq` from position n on (n = 0: the whole sequence), freeing its blocks.
+    void seq_keep(int seq, int n);
+    void clear(int seq) { seq_keep(seq, 0); }
+
+  private:
+    void check_seq(int seq) const;
+
+    SessionParams params_;
+    std::unique_ptr<model::Model> model_;
+    KvCache kv_;
+    ThreadPool pool_;
+    model::ForwardBuffers buf_;
+    std::vector<int32_t> positions_;  // [n_batch] for eval() without positions
+    mutable std::mutex mutex_;
+};
+
+}  // namespace qrt

@@ -1,0 +1,148 @@
+#include "kv/kv_cache.h"
+
+#include <stdexcept>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#endif
+
+namespace qrt {
+
+namespace {
+
+// Physical memory in bytes, or 0 when unknown.
+uint64_t physical_memory() {
+#if defined(_SC_PHYS_PAGES) && defined(_SC_PAGESIZE)
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && page > 0) return uint64_t(pages) * uint64_t(page);
+#endif
+    return 0;
+}
+
+std::string gib(uint64_t bytes) {
+    return std::to_string(double(bytes) / double(1ull << 30)).substr(0, 6) + " GiB";
+}
+
+}  // namespace
+
+uint64_t KvCache::bytes_needed(const KvCacheShape& s) {
+    if (s.n_layer <= 0 || s.n_kv_head <= 0 || s.head_dim <= 0 || s.n_ctx <= 0 || s.n_seq_max <= 0) return 0;
+    const uint64_t blocks = uint64_t(s.n_seq_max) * ((uint64_t(s.n_ctx) + kKvBlockSize - 1) / kKvBlockSize);
+    // 2 (K and V) x 2 bytes (f16) x layers x blocks x heads x 16 x head_dim; every factor < 2^31, so
+    // check each multiplication against overflow.
+    const uint64_t factors[] = {blocks, uint64_t(s.n_layer), uint64_t(s.n_kv_head), uint64_t(s.head_dim),
+                                uint64_t(kKvBlockSize) * 2 * sizeof(half_bits)};
+    uint64_t total = 1;
+    for (uint64_t f : factors) {
+        if (total > UINT64_MAX / f) return 0;
+        total *= f;
+    }
+    return total;
+}
+
+KvCache::KvCache(const KvCacheShape& shape) : shape_(shape) {
+    if (shape.n_layer <= 0 || shape.n_kv_head <= 0 || shape.head_dim <= 0 || shape.n_ctx <= 0 ||
+        shape.n_seq_max <= 0)
+        throw std::invalid_argument("KV cache: every dimension must be positive");
+    bytes_ = bytes_needed(shape);
+    const uint64_t blocks_per_seq = (uint64_t(shape.n_ctx) + kKvBlockSize - 1) / kKvBlockSize;
+    const uint64_t n_blocks = uint64_t(shape.n_seq_max) * blocks_per_seq;
+    const std::string what =
+        "KV cache of " + std::to_string(shape.n_seq_max) + " x " + std::to_string(shape.n_ctx) + " tokens";
+    if (bytes_ == 0) throw KvAllocationError("cannot allocate the " + what + ": its size overflows 64 bits");
+    const uint64_t ram = physical_memory();
+    if (ram != 0 && bytes_ > ram)
+        throw KvAllocationError("cannot allocate " + std::to_string(bytes_) + " bytes (" + gib(bytes_) +
+                                ") for the " + what + ": the machine has " + std::to_string(ram) +
+                                " bytes of memory");
+    if (n_blocks > uint64_t(INT32_MAX))
+        throw KvAllocationError("cannot allocate " + std::to_string(bytes_) + " bytes for the " + what +
+                                ": more than 2^31 blocks");
+    blocks_per_seq_ = int(blocks_per_seq);
+    n_blocks_ = int(n_blocks);
+    block_elems_ = size_t(shape.n_kv_head) * kKvBlockSize * size_t(shape.head_dim);
+    const size_t halves = bytes_ / 2 / sizeof(half_bits);  // per pool (K or V)
+    // new[] without initialization: pages are only touched as tokens are written.
+    k_.reset(new (std::nothrow) half_bits[halves]);
+    v_.reset(new (std::nothrow) half_bits[halves]);
+    if (!k_ || !v_)
+        throw KvAllocationError("cannot allocate " + std::to_string(bytes_) + " bytes (" + gib(bytes_) +
+                                ") for the " + what);
+    try {
+        free_.reserve(size_t(n_blocks_));
+        // Highest first, so blocks are handed out in increasing order (tests read more easily).
+        for (int32_t b = n_blocks_ - 1; b >= 0; --b) free_.push_back(b);
+        tables_.resize(size_t(shape.n_seq_max));
+        for (auto& t : tables_) t.reserve(size_t(blocks_per_seq_));
+        len_.assign(size_t(shape.n_seq_max), 0);
+    } catch (const std::bad_alloc&) {
+        throw KvAllocationError("cannot allocate the block tables of the " + what);
+    }
+}
+
+int KvCache::check_seq(int seq) const {
+    if (seq < 0 || seq >= shape_.n_seq_max)
+        throw std::out_of_range("sequence id " + std::to_string(seq) + " is out of range [0, " +
+                                std::to_string(shape_.n_seq_max) + ")");
+    return seq;
+}
+
+void KvCache::reserve(int seq, int n) {
+    check_seq(seq);
+    const int64_t need_tokens = int64_t(len_[size_t(seq)]) + n;
+    if (n < 0 || need_tokens > shape_.n_ctx)
+        throw std::length_error("sequence " + std::to_string(seq) + " would hold " +
+                                std::to_string(need_tokens) + " tokens, context is " +
+                                std::to_string(shape_.n_ctx));
+    auto& table = tables_[size_t(seq)];
+    const size_t need_blocks = size_t((need_tokens + kKvBlockSize - 1) / kKvBlockSize);
+    while (table.size() < need_blocks) {
+        // Cannot be empty: each sequence's share of the pool is blocks_per_seq.
+        table.push_back(free_.back());
+        free_.pop_back();
+    }
+}
+
+void KvCache::store(int layer, int seq, int t, const float* k, const float* v) {
+    const int32_t block = tables_[size_t(seq)][size_t(t / kKvBlockSize)];
+    const int slot = t % kKvBlockSize, hd = shape_.head_dim;
+    half_bits* kb = k_.get() + block_offset(layer, block);
+    half_bits* vb = v_.get() + block_offset(layer, block);
+    for (int h = 0; h < shape_.n_kv_head; ++h) {
+        const size_t dst = (size_t(h) * kKvBlockSize + size_t(slot)) * size_t(hd);
+        for (int d = 0; d < hd; ++d) {
+            kb[dst + size_t(d)] = fp32_to_fp16(k[h * hd + d]);
+            vb[dst + size_t(d)] = fp32_to_fp16(v[h * hd + d]);
+        }
+    }
+}
+
+void KvCache::commit(int seq, int n) {
+    len_[size_t(check_seq(seq))] += n;
+}
+
+PagedKv KvCache::view(int layer, int seq) const {
+    PagedKv kv;
+    kv.k = k_.get() + block_offset(layer, 0);
+    kv.v = v_.get() + block_offset(layer, 0);
+    kv.block_table = tables_[size_t(seq)].data();
+    kv.n_kv_head = shape_.n_kv_head;
+    kv.head_dim = shape_.head_dim;
+    kv.block_size = kKvBlockSize;
+    return kv;
+}
+
+void KvCache::seq_keep(int seq, int n) {
+    check_seq(seq);
+    if (n < 0) throw std::invalid_argument("seq_keep: negative length");
+    int& len = len_[size_t(seq)];
+    if (n < len) len = n;
+    auto& table = tables_[size_t(seq)];
+    const size_t keep_blocks = size_t((int64_t(len) + kKvBlockSize - 1) / kKvBlockSize);
+    while (table.size() > keep_blocks) {
+        free_.push_back(table.back());
+        table.pop_back();
+    }
+}
+
+}  // namespace qrt

@@ -1,0 +1,99 @@
+// Paged KV cache: fixed-size blocks of 16 tokens from one pool allocated up front (FORMATS.md §6).
+//
+// Storage, per layer, for K and for V alike (f16, vLLM's "flash" order with the head outermost so one
+// head's keys in a block are contiguous):
+//
+//     pool[layer][physical block][kv_head][16 token slots][head_dim]
+//
+// Each sequence has a block table: logical block i (its tokens 16i .. 16i+15) lives in physical block
+// table[i]. A sequence's token t is at slot t % 16 of block table[t / 16]. Blocks come from a free list
+// and go back to it when a sequence is cleared or truncated; tokens are appended in order, so the
+// causal mask is "slot index <= the query's slot index".
+//
+// Capacity: every sequence may hold up to n_ctx tokens, so the pool has n_seq_max * ceil(n_ctx / 16)
+// blocks and appending never runs out of blocks. All memory (pool, free list, tables at full capacity)
+// is allocated by the constructor; nothing allocates afterwards.
+//
+// Invariants (tests/cpp/test_kv.cpp): every physical block is either free or in exactly one table; a
+// table holds at least ceil(len / 16) blocks and at most ceil(n_ctx / 16).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "cpu/ops.h"
+#include "format/common.h"
+
+namespace qrt {
+
+constexpr int kKvBlockSize = 16;
+
+// The pool could not be allocated; what() says how many bytes were asked for. A std::bad_alloc, so
+// pybind11 turns it into MemoryError.
+class KvAllocationError : public std::bad_alloc {
+  public:
+    explicit KvAllocationError(std::string msg) : msg_(std::move(msg)) {}
+    const char* what() const noexcept override { return msg_.c_str(); }
+
+  private:
+    std::string msg_;
+};
+
+struct KvCacheShape {
+    int n_layer = 0, n_kv_head = 0, head_dim = 0;
+    int n_ctx = 0;      // tokens per sequence
+    int n_seq_max = 1;  // sequences
+};
+
+class KvCache {
+  public:
+    // Throws std::invalid_argument for a non-positive size and KvAllocationError when the pool (whose
+    // size is bytes_needed(shape)) is larger than physical memory or cannot be allocated.
+    explicit KvCache(const KvCacheShape& shape);
+
+    // Bytes of K and V storage for `shape`; 0 when the count does not fit in 64 bits.
+    static uint64_t bytes_needed(const KvCacheShape& shape);
+
+    const KvCacheShape& shape() const { return shape_; }
+    uint64_t bytes() const { return bytes_; }
+    int n_blocks() const { return n_blocks_; }
+    int n_free_blocks() const { return int(free_.size()); }
+    int seq_len(int seq) const { return len_.at(size_t(check_seq(seq))); }
+    const std::vector<int32_t>& block_table(int seq) const { return tables_.at(size_t(check_seq(seq))); }
+
+    // Gives `seq` blocks for n more tokens. Throws std::length_error when it would exceed n_ctx.
+    void reserve(int seq, int n);
+    // Writes token t's K and V ([n_kv_head * head_dim] floats each, head-major) for `layer`; t must be
+    // below the reserved capacity.
+    void store(int layer, int seq, int t, const float* k, const float* v);
+    // The tokens written since the last commit become part of the sequence: len += n.
+    void commit(int seq, int n);
+    // Read access for attention over `layer` of `seq`.
+    PagedKv view(int layer, int seq) const;
+
+    // Keeps the first n tokens of `seq` and returns the blocks it no longer needs to the pool.
+    void seq_keep(int seq, int n);
+    // Ends a sequence: all its blocks go back to the pool.
+    void seq_rm(int seq) { seq_keep(seq, 0); }
+
+  private:
+    int check_seq(int seq) const;
+    size_t block_offset(int layer, int32_t block) const {
+        return (size_t(layer) * size_t(n_blocks_) + size_t(block)) * block_elems_;
+    }
+
+    KvCacheShape shape_;
+    int blocks_per_seq_ = 0;
+    int n_blocks_ = 0;
+    size_t block_elems_ = 0;  // halves of K (or V) per block per layer: n_kv_head * 16 * head_dim
+    uint64_t bytes_ = 0;
+    std::unique_ptr<half_bits[]> k_, v_;        // [n_layer][n_blocks][n_kv_head][16][head_dim]
+    std::vector<int32_t> free_;                 // free physical blocks (a stack)
+    std::vector<std::vector<int32_t>> tables_;  // [n_seq_max] block tables, capacity blocks_per_seq
+    std::vector<int> len_;                      // [n_seq_max] tokens committed
+};
+
+}  // namespace qrt

@@ -1,0 +1,128 @@
+// The forward pass, one readable page (after llama2.c's run.c). Per layer:
+//
+//   xb = rmsnorm(x) * attn_norm
+//   q, k, v = xb Wq (+bq), xb Wk (+bk), xb Wv (+bv);  rope(q, k);  append k, v to the paged cache
+//   att = softmax(q K^T / sqrt(head_dim)) V   (per head; GQA: query head h reads KV head h / group)
+//   x += att Wo (+bo)
+//   xb = rmsnorm(x) * ffn_norm
+//   x += (silu(xb Wgate) * (xb Wup)) Wdown
+//
+// then logits = rmsnorm(x) * output_norm Woutput. Shapes below are per batch of n tokens.
+#include "model/forward.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "cpu/ops.h"
+#include "model/matmul.h"
+
+namespace qrt::model {
+
+ForwardBuffers::ForwardBuffers(const Model& model, int n_batch_, int n_ctx, int n_threads)
+    : n_batch(n_batch_) {
+    const HParams& hp = model.hp;
+    const size_t nb = size_t(n_batch);
+    row_stride = kMatmulRowTile * std::max({hp.n_embd, hp.n_embd_q(), hp.n_ff});
+    x.resize(nb * size_t(hp.n_embd));
+    xb.resize(nb * size_t(hp.n_embd));
+    q.resize(nb * size_t(hp.n_embd_q()));
+    k.resize(nb * size_t(hp.n_embd_kv()));
+    v.resize(nb * size_t(hp.n_embd_kv()));
+    att.resize(nb * size_t(hp.n_embd_q()));
+    hb.resize(nb * size_t(hp.n_ff));
+    hb2.resize(nb * size_t(hp.n_ff));
+    scores.resize(size_t(n_threads) * size_t(n_ctx));
+    row.resize(size_t(n_threads) * size_t(row_stride));
+    const int64_t half = hp.head_dim / 2;
+    inv_freq.resize(size_t(half));
+    for (int64_t i = 0; i < half; ++i) {
+        const double f = std::pow(double(hp.rope_freq_base), -2.0 * double(i) / double(hp.head_dim));
+        inv_freq[size_t(i)] = float(model.w.rope_freqs.empty() ? f : f / model.w.rope_freqs[size_t(i)]);
+    }
+}
+
+void forward(const Model& model, KvCache& kv, ThreadPool& pool, ForwardBuffers& buf, int seq,
+             const int32_t* tokens, const int32_t* pos, int n, float* logits, bool all_logits) {
+    const HParams& hp = model.hp;
+    const Weights& w = model.w;
+    const int64_t n_embd = hp.n_embd, n_q = hp.n_embd_q(), n_kv = hp.n_embd_kv(), n_ff = hp.n_ff;
+    const int n_head = int(hp.n_head), n_head_kv = int(hp.n_head_kv), hd = int(hp.head_dim);
+    const int group = n_head / n_head_kv;  // query heads per KV head
+    const bool neox = hp.rope_type == RopeType::Neox;
+    const float scale = 1.0f / std::sqrt(float(hd));
+    const int n_past = kv.seq_len(seq);  // tokens already in the cache
+    kv.reserve(seq, n);
+
+    float* x = buf.x.data();      // [n][n_embd]
+    float* xb = buf.xb.data();    // [n][n_embd]
+    float* q = buf.q.data();      // [n][n_head*hd]
+    float* k = buf.k.data();      // [n][n_head_kv*hd]
+    float* v = buf.v.data();      // [n][n_head_kv*hd]
+    float* att = buf.att.data();  // [n][n_head*hd]
+    float* hb = buf.hb.data();    // [n][n_ff]
+    float* hb2 = buf.hb2.data();  // [n][n_ff]
+    auto mm = [&](const Matrix& m, const float* in, int n_tok, float* out) {
+        matmul(pool, m, in, n_tok, out, buf.row.data(), buf.row_stride);
+    };
+    auto per_token = [&](auto&& fn) {  // fn(t) for t in [0, n), over the pool
+        pool.parallel_for(n, [&](int64_t b, int64_t e, int) {
+            for (int64_t t = b; t < e; ++t) fn(t);
+        });
+    };
+
+    for (int t = 0; t < n; ++t) w.token_embd.dequantize_row(tokens[t], x + t * n_embd);  // x: [n][n_embd]
+
+    for (int64_t l = 0; l < hp.n_layer; ++l) {
+        const LayerWeights& L = w.layers[size_t(l)];
+
+        // attention
+        per_token([&](int64_t t) {
+            rmsnorm(xb + t * n_embd, x + t * n_embd, L.attn_norm.data(), n_embd, hp.rms_eps);
+        });
+        mm(L.attn_q, xb, n, q);  // q: [n][n_head*hd]
+        mm(L.attn_k, xb, n, k);  // k: [n][n_head_kv*hd]
+        mm(L.attn_v, xb, n, v);  // v: [n][n_head_kv*hd]
+        per_token([&](int64_t t) {
+            if (!L.attn_q_bias.empty()) add(q + t * n_q, L.attn_q_bias.data(), n_q);
+            if (!L.attn_k_bias.empty()) add(k + t * n_kv, L.attn_k_bias.data(), n_kv);
+            if (!L.attn_v_bias.empty()) add(v + t * n_kv, L.attn_v_bias.data(), n_kv);
+            rope(q + t * n_q, n_head, hd, pos[t], buf.inv_freq.data(), hp.rope_freq_scale, neox);
+            rope(k + t * n_kv, n_head_kv, hd, pos[t], buf.inv_freq.data(), hp.rope_freq_scale, neox);
+            kv.store(int(l), seq, n_past + int(t), k + t * n_kv, v + t * n_kv);
+        });
+        const PagedKv cache = kv.view(int(l), seq);
+        pool.parallel_for(int64_t(n) * n_head, [&](int64_t b, int64_t e, int thread) {
+            float* scores = buf.scores.data() + size_t(thread) * buf.scores.size() / size_t(pool.n_threads());
+            for (int64_t j = b; j < e; ++j) {
+                const int64_t t = j / n_head, h = j % n_head;
+                attention_head(att + t * n_q + h * hd, q + t * n_q + h * hd, cache, int(h / group),
+                               n_past + int(t) + 1, scale, scores);  // att: [n][n_head*hd]
+            }
+        });
+        mm(L.attn_output, att, n, xb);  // xb: [n][n_embd]
+        per_token([&](int64_t t) {
+            if (!L.attn_output_bias.empty()) add(xb + t * n_embd, L.attn_output_bias.data(), n_embd);
+            add(x + t * n_embd, xb + t * n_embd, n_embd);
+        });
+
+        // feed-forward
+        per_token([&](int64_t t) {
+            rmsnorm(xb + t * n_embd, x + t * n_embd, L.ffn_norm.data(), n_embd, hp.rms_eps);
+        });
+        mm(L.ffn_gate, xb, n, hb);  // hb: [n][n_ff]
+        mm(L.ffn_up, xb, n, hb2);   // hb2: [n][n_ff]
+        per_token([&](int64_t t) { silu_mul(hb + t * n_ff, hb2 + t * n_ff, n_ff); });
+        mm(L.ffn_down, hb, n, xb);  // xb: [n][n_embd]
+        per_token([&](int64_t t) { add(x + t * n_embd, xb + t * n_embd, n_embd); });
+    }
+    kv.commit(seq, n);
+
+    if (!logits) return;
+    // logits: [n][n_vocab] (all) or [n_vocab] (last token only)
+    const int first = all_logits ? 0 : n - 1, n_out = n - first;
+    for (int t = 0; t < n_out; ++t)
+        rmsnorm(xb + t * n_embd, x + (first + t) * n_embd, w.output_norm.data(), n_embd, hp.rms_eps);
+    mm(w.output, xb, n_out, logits);
+}
+
+}  // namespace qrt::model
