@@ -41,7 +41,11 @@ def check_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, str]
         raise TypeError("messages must be a list of {'role': ..., 'content': ...} dicts")
     out = []
     for i, m in enumerate(messages):
-        if not isinstance(m, Mapping) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+        if (
+            not isinstance(m, Mapping)
+            or not isinstance(m.get("role"), str)
+            or not isinstance(m.get("content"), str)
+        ):
             raise TypeError(f"messages[{i}] must be a dict with str 'role' and 'content'")
         out.append({"role": m["role"], "content": m["content"]})
     return out

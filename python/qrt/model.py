@@ -97,7 +97,9 @@ class Model:
             wanted = _check_int("gpu_layers", gpu_layers, -1) != 0
         if wanted:
             if require_gpu:
-                raise RuntimeError("gpu_layers asks for a GPU, but qrt's CUDA backend is not in this build yet")
+                raise RuntimeError(
+                    "gpu_layers asks for a GPU, but qrt's CUDA backend is not in this build yet"
+                )
             warnings.warn(
                 "qrt's CUDA backend is not in this build yet: running every layer on the CPU",
                 RuntimeWarning,
@@ -196,8 +198,12 @@ class Model:
         text = chat.render(
             self.metadata.get("tokenizer.chat_template"),
             messages,
-            bos_token=tok.token_to_piece(tok.bos_id).decode("utf-8", "replace") if tok.bos_id is not None else "",
-            eos_token=tok.token_to_piece(tok.eos_id).decode("utf-8", "replace") if tok.eos_id is not None else "",
+            bos_token=tok.token_to_piece(tok.bos_id).decode("utf-8", "replace")
+            if tok.bos_id is not None
+            else "",
+            eos_token=tok.token_to_piece(tok.eos_id).decode("utf-8", "replace")
+            if tok.eos_id is not None
+            else "",
         )
         return self.generate(text, **kwargs)
 

@@ -46,7 +46,9 @@ def perplexity(
     tokens = np.asarray(model.tokenize(text, add_bos=None), np.int64)
     n_chunks = len(tokens) // n_ctx
     if n_chunks < 2:
-        raise ValueError(f"the text has {len(tokens)} tokens; perplexity needs at least 2 * n_ctx = {2 * n_ctx}")
+        raise ValueError(
+            f"the text has {len(tokens)} tokens; perplexity needs at least 2 * n_ctx = {2 * n_ctx}"
+        )
     bos = model.tokenizer.bos_id if model.tokenizer.add_bos else None
     first = n_ctx // 2
     nll_sum = nll2_sum = 0.0

@@ -40,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--ctx-size", type=int, default=4096, help="context size (default 4096)")
     p.add_argument("--gpu-layers", type=_gpu_layers, default=0, help="layers on the GPU: N, 'all' or 'auto'")
     p.add_argument("--require-gpu", action="store_true", help="fail instead of falling back to the CPU")
-    p.add_argument("--chat", action="store_true", help="wrap the prompt as a user message in the chat template")
+    p.add_argument(
+        "--chat", action="store_true", help="wrap the prompt as a user message in the chat template"
+    )
     return p
 
 
@@ -92,8 +94,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\nqrt-run: interrupted", file=sys.stderr)
         return 130
-    except (qrt.FormatError, qrt.UnsupportedError, ValueError, TypeError, OSError, RuntimeError,
-            MemoryError, jinja2.TemplateError) as e:
+    except (
+        qrt.FormatError,
+        qrt.UnsupportedError,
+        ValueError,
+        TypeError,
+        OSError,
+        RuntimeError,
+        MemoryError,
+        jinja2.TemplateError,
+    ) as e:
         print(f"qrt-run: error: {e}", file=sys.stderr)
         return 1
 
