@@ -85,6 +85,7 @@ class Model:
                 _check_tensors(f)
         self.tokenizer = Tokenizer.from_gguf(self.metadata)
         self._native = _C.Model(self.path, n_ctx, threads, n_seq_max)
+        self._n_ctx, self._n_vocab = self._native.n_ctx, self._native.n_vocab
         self._lock = threading.Lock()
         #: Counts and timings of the last generate/chat call (prompt and generated tokens, seconds).
         self.last_stats: dict[str, float] = {}
@@ -111,11 +112,11 @@ class Model:
     @property
     def n_ctx(self) -> int:
         """Tokens of context per sequence."""
-        return self._native.n_ctx
+        return self._n_ctx
 
     @property
     def n_vocab(self) -> int:
-        return self._native.n_vocab
+        return self._n_vocab
 
     # -- tokens -----------------------------------------------------------------------------------------
 
@@ -269,7 +270,7 @@ class Model:
         self.close()
 
     def __repr__(self) -> str:
-        state = "closed" if self._native is None else f"n_ctx={self.n_ctx}, n_vocab={self.n_vocab}"
+        state = "closed" if self._native is None else f"n_ctx={self._n_ctx}, n_vocab={self._n_vocab}"
         return f"<qrt.Model {os.path.basename(self.path)} {state}>"
 
     def _check_open(self) -> None:
