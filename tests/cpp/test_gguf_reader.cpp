@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "check.h"
 #include "errors.h"
 #include "gguf/gguf.h"
 
@@ -23,16 +24,7 @@ namespace {
 using qrt::gguf::File;
 using qrt::gguf::ValueType;
 
-int g_passed = 0, g_failed = 0;
-
-void check(bool ok, const std::string& what) {
-    if (ok) {
-        ++g_passed;
-    } else {
-        ++g_failed;
-        std::fprintf(stderr, "FAIL: %s\n", what.c_str());
-    }
-}
+using qrt::testing::check;
 
 // ---- building GGUF bytes ----
 
@@ -342,7 +334,7 @@ void test_real_file(const char* path, size_t max_positions) {
     size_t data_offset = 0;
     try {
         data_offset = size_t(File::from_memory(path, bytes.data(), bytes.size()).data_offset());
-        ++g_passed;
+        check(true, "real file parses");
     } catch (const std::exception& e) {
         check(false, std::string("real file parses: ") + e.what());
         return;
@@ -380,6 +372,5 @@ int main(int argc, char** argv) {
     test_every_prefix(s);
     test_mutations(s);
     if (argc > 1) test_real_file(argv[1], argc > 2 ? size_t(std::stoul(argv[2])) : 200);
-    std::printf("%d passed, %d failed\n", g_passed, g_failed);
-    return g_failed == 0 ? 0 : 1;
+    return qrt::testing::report();
 }

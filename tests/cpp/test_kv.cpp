@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "check.h"
 #include "cpu/ops.h"
 #include "kv/kv_cache.h"
 
@@ -21,29 +22,9 @@ using qrt::kKvBlockSize;
 using qrt::KvCache;
 using qrt::KvCacheShape;
 
-int g_passed = 0, g_failed = 0;
+using qrt::testing::check;
 
-void check(bool ok, const std::string& what) {
-    if (ok) {
-        ++g_passed;
-    } else {
-        ++g_failed;
-        std::fprintf(stderr, "FAIL: %s\n", what.c_str());
-    }
-}
-
-template <typename E>
-void check_throws(const std::function<void()>& f, const std::string& what, const std::string& needle = "") {
-    try {
-        f();
-        check(false, what + ": no exception");
-    } catch (const E& e) {
-        check(needle.empty() || std::string(e.what()).find(needle) != std::string::npos,
-              what + ": message '" + e.what() + "' lacks '" + needle + "'");
-    } catch (const std::exception& e) {
-        check(false, what + ": wrong exception type: " + e.what());
-    }
-}
+using qrt::testing::check_throws;
 
 KvCacheShape small_shape(int n_ctx, int n_seq_max) {
     KvCacheShape s;
@@ -280,6 +261,5 @@ int main() {
     test_uncommitted_reserve();
     test_random_operations();
     test_attention_through_blocks();
-    std::printf("%d passed, %d failed\n", g_passed, g_failed);
-    return g_failed == 0 ? 0 : 1;
+    return qrt::testing::report();
 }
