@@ -8,9 +8,13 @@ with qrt.gguf.open("model.gguf") as f:
     print(f.metadata["general.architecture"], len(f.tensors))
 raw = qrt.quantize(weights, "Q4_K")
 approx = qrt.dequantize(raw, "Q4_K", weights.shape)
+qrt.convert("hf_checkpoint_dir/", "model.Q4_K_M.gguf", type="Q4_K_M")
 """
 
 from __future__ import annotations
+
+import os
+from typing import Any
 
 from . import _C, gguf
 from ._C import FormatError, UnsupportedError
@@ -29,6 +33,7 @@ __all__ = [
     "UnsupportedError",
     "__version__",
     "build_info",
+    "convert",
     "dequantize",
     "gguf",
     "load",
@@ -45,3 +50,24 @@ def build_info() -> dict:
     portable reference kernels).
     """
     return _C.build_info()
+
+
+def convert(
+    hf_dir: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    type: str = "Q4_K_M",
+    progress: bool = True,
+    **kwargs: Any,
+) -> Any:
+    """Convert a Hugging Face checkpoint directory (config.json, *.safetensors, tokenizer) to a GGUF file.
+
+    ``type``: F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K_S/M/L, Q4_K_S/M, Q5_K_S/M, Q6_K (llama-quantize's
+    per-tensor mixes; the file loads in llama.cpp too) or NF4 (qrt only). ``progress`` shows a progress bar.
+    Keyword arguments ``n_threads`` and ``tokenizer_pre`` are passed on. Returns the plan that was written
+    (tensors, types, sizes, metadata). Raises :class:`FormatError` for malformed checkpoint files,
+    :class:`UnsupportedError` for what cannot be converted, ``OSError`` for I/O failures; on any error no file is
+    left at ``out_path``. This is ``qrt-convert`` (the ``qrt_convert`` package) as a function.
+    """
+    import qrt_convert
+
+    return qrt_convert.convert(hf_dir, out_path, type, progress=progress, **kwargs)

@@ -1,0 +1,425 @@
+"""Architectures: config.json -> GGUF hyperparameters, and HF tensor names -> GGUF tensor names.
+
+What llama.cpp's convert_hf_to_gguf.py writes for LlamaForCausalLM / MistralForCausalLM (``LlamaModel``,
+architecture ``llama``, Q/K rows permuted to llama.cpp's adjacent-pair RoPE, FORMATS.md §1.4) and
+Qwen2ForCausalLM (``Qwen2Model``, architecture ``qwen2``: NeoX RoPE, so no permutation; q/k/v biases).
+Keys are written in the order convert_hf_to_gguf.py writes them (``TextModel.set_gguf_parameters``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from qrt import FormatError, UnsupportedError
+
+from .gguf_writer import FLOAT32, KV, STRING, UINT32
+
+#: HF architecture -> GGUF architecture
+ARCHITECTURES = {
+    "LlamaForCausalLM": "llama",
+    "MistralForCausalLM": "llama",
+    "Qwen2ForCausalLM": "qwen2",
+}
+
+# What transformers 5's config classes fill in when config.json leaves a field out. llama.cpp's converter
+# reads config.json through AutoConfig, so these defaults end up in its GGUF files; they are mirrored here
+# (transformers 5.23: LlamaConfig, MistralConfig, Qwen2Config) so a sparse config converts the same way.
+_CONFIG_DEFAULTS: dict[str, dict[str, Any]] = {
+    "LlamaForCausalLM": {
+        "vocab_size": 32000,
+        "hidden_size": 4096,
+        "intermediate_size": 11008,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "max_position_embeddings": 2048,
+        "rms_norm_eps": 1e-06,
+        "head_dim": "n_embd/n_head",
+        "num_key_value_heads": "n_head",
+    },
+    "MistralForCausalLM": {
+        "vocab_size": 32000,
+        "hidden_size": 4096,
+        "intermediate_size": 14336,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "max_position_embeddings": 131072,
+        "rms_norm_eps": 1e-06,
+        "head_dim": "n_embd/n_head",
+    },
+    "Qwen2ForCausalLM": {
+        "vocab_size": 151936,
+        "hidden_size": 4096,
+        "intermediate_size": 22016,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 32,
+        "max_position_embeddings": 32768,
+        "rms_norm_eps": 1e-06,
+    },
+}
+_DEFAULT_ROPE_THETA = 10000.0
+
+
+def _with_defaults(hf_arch: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    out = dict(cfg)
+    for k, v in _CONFIG_DEFAULTS[hf_arch].items():
+        if out.get(k) is not None:
+            continue
+        if v == "n_head":
+            v = out.get("num_attention_heads")
+        elif v == "n_embd/n_head":
+            h, n = out.get("hidden_size"), out.get("num_attention_heads")
+            v = h // n if isinstance(h, int) and isinstance(n, int) and n > 0 else None
+        out[k] = v
+    rp = out.get("rope_parameters", out.get("rope_scaling"))
+    has_theta = out.get("rope_theta") is not None or (isinstance(rp, dict) and "rope_theta" in rp)
+    if not has_theta:
+        out["rope_theta"] = _DEFAULT_ROPE_THETA
+    return out
+
+
+_LAYER = re.compile(r"model\.layers\.(\d+)\.(.+)")
+_LAYER_MAP = {
+    "input_layernorm.weight": "attn_norm.weight",
+    "self_attn.q_proj.weight": "attn_q.weight",
+    "self_attn.q_proj.bias": "attn_q.bias",
+    "self_attn.k_proj.weight": "attn_k.weight",
+    "self_attn.k_proj.bias": "attn_k.bias",
+    "self_attn.v_proj.weight": "attn_v.weight",
+    "self_attn.v_proj.bias": "attn_v.bias",
+    "self_attn.o_proj.weight": "attn_output.weight",
+    "self_attn.o_proj.bias": "attn_output.bias",
+    "post_attention_layernorm.weight": "ffn_norm.weight",
+    "mlp.gate_proj.weight": "ffn_gate.weight",
+    "mlp.up_proj.weight": "ffn_up.weight",
+    "mlp.down_proj.weight": "ffn_down.weight",
+}
+_GLOBAL_MAP = {
+    "model.embed_tokens.weight": "token_embd.weight",
+    "model.norm.weight": "output_norm.weight",
+    "lm_head.weight": "output.weight",
+}
+_SKIP_SUFFIXES = (".rotary_emb.inv_freq", ".attention.masked_bias", ".attention.bias")
+_REQUIRED_LAYER = (
+    "attn_norm.weight",
+    "attn_q.weight",
+    "attn_k.weight",
+    "attn_v.weight",
+    "attn_output.weight",
+    "ffn_norm.weight",
+    "ffn_gate.weight",
+    "ffn_up.weight",
+    "ffn_down.weight",
+)
+
+
+@dataclass
+class TensorMap:
+    """One GGUF tensor: where it comes from and what happens to it on the way."""
+
+    gguf_name: str
+    hf_name: str | None  #: None for generated tensors (rope_freqs)
+    shape: tuple[int, ...]  #: numpy shape (rows first)
+    permute_heads: int = 0  #: > 0: apply llama.cpp's Q/K permutation with this many heads
+    generate: Callable[[], np.ndarray] | None = None  #: float32 data of a generated tensor
+
+
+@dataclass
+class Architecture:
+    hf_arch: str
+    arch: str  #: GGUF architecture name
+    config: dict[str, Any]
+    n_layer: int
+    n_embd: int
+    n_head: int
+    n_head_kv: int
+    vocab_size: int
+    kvs: list[KV] = field(default_factory=list)  #: hyperparameters, in convert_hf_to_gguf.py order
+
+
+def _cfg_int(cfg: dict[str, Any], keys: tuple[str, ...], *, required: bool = True, lo: int = 1) -> int | None:
+    for k in keys:
+        if k in cfg and cfg[k] is not None:
+            v = cfg[k]
+            if not isinstance(v, int) or isinstance(v, bool) or not (lo <= v < 1 << 31):
+                raise FormatError(f"config.json: {k} = {v!r} is not an integer in [{lo}, 2^31)")
+            return v
+    if required:
+        raise FormatError(f"config.json: missing {keys[0]}")
+    return None
+
+
+def _cfg_float(cfg: dict[str, Any], keys: tuple[str, ...]) -> float | None:
+    for k in keys:
+        if k in cfg and cfg[k] is not None:
+            v = cfg[k]
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+                raise FormatError(f"config.json: {k} = {v!r} is not a finite number")
+            return float(v)
+    return None
+
+
+def detect(config: dict[str, Any]) -> Architecture:
+    """Read the hyperparameters of a supported architecture from config.json (already parsed)."""
+    archs = config.get("architectures")
+    if not isinstance(archs, list) or not archs or not isinstance(archs[0], str):
+        raise FormatError("config.json: no 'architectures' list")
+    hf_arch = archs[0]
+    if hf_arch not in ARCHITECTURES:
+        raise UnsupportedError(
+            f"config.json: architecture {hf_arch!r} is not supported (supported: {', '.join(ARCHITECTURES)})"
+        )
+    qc = config.get("quantization_config")
+    if isinstance(qc, dict) and qc.get("quant_method") not in (None, "none"):
+        raise UnsupportedError(
+            f"config.json: the checkpoint is already quantized (quant_method={qc.get('quant_method')!r}); "
+            "convert from the unquantized (bf16/f16/f32) checkpoint"
+        )
+    cfg = dict(config)
+    if isinstance(cfg.get("text_config"), dict):
+        cfg = {**cfg, **cfg["text_config"]}
+    arch = ARCHITECTURES[hf_arch]
+    cfg = _with_defaults(hf_arch, cfg)
+    n_layer = _cfg_int(cfg, ("n_layers", "num_hidden_layers", "n_layer", "num_layers"))
+    n_embd = _cfg_int(cfg, ("hidden_size", "n_embd", "dim"))
+    n_head = _cfg_int(cfg, ("num_attention_heads", "n_head", "n_heads"))
+    n_head_kv = _cfg_int(cfg, ("num_key_value_heads", "n_kv_heads"), required=False) or n_head
+    vocab_size = _cfg_int(cfg, ("vocab_size",))
+    assert n_layer and n_embd and n_head and vocab_size
+    if n_head % n_head_kv:
+        raise FormatError(
+            f"config.json: num_attention_heads {n_head} is not a multiple of num_key_value_heads {n_head_kv}"
+        )
+    a = Architecture(hf_arch, arch, cfg, n_layer, n_embd, n_head, n_head_kv, vocab_size)
+    a.kvs = _hparams(a)
+    return a
+
+
+def _rope_parameters(cfg: dict[str, Any]) -> dict[str, Any]:
+    """``TextModel.__init__``: rope_parameters (transformers 5) or rope_scaling, with rope_theta mirrored in."""
+    rp = cfg.get("rope_parameters", cfg.get("rope_scaling")) or {}
+    if not isinstance(rp, dict):
+        raise FormatError("config.json: rope_parameters / rope_scaling is not an object")
+    rp = dict(rp)
+    if "full_attention" not in rp and "sliding_attention" not in rp:
+        theta = _cfg_float(
+            cfg,
+            ("global_rope_theta", "rope_global_theta", "rope_theta_global", "rope_theta", "rotary_emb_base"),
+        )
+        if "rope_theta" not in rp and theta is not None:
+            rp["rope_theta"] = theta
+        if "rope_type" not in rp and rp.get("type") is not None:
+            rp["rope_type"] = rp["type"]
+        orig = cfg.get("original_max_position_embeddings")
+        if "original_max_position_embeddings" not in rp and orig is not None:
+            rp["original_max_position_embeddings"] = orig
+    return rp
+
+
+def _hparams(a: Architecture) -> list[KV]:
+    cfg, p = a.config, a.arch
+    kvs = [KV(f"{p}.block_count", UINT32, a.n_layer)]
+    n_ctx = _cfg_int(
+        cfg,
+        (
+            "max_position_embeddings",
+            "n_ctx",
+            "n_positions",
+            "max_length",
+            "max_sequence_length",
+            "model_max_length",
+        ),
+        required=False,
+    )
+    if n_ctx is not None:
+        kvs.append(KV(f"{p}.context_length", UINT32, n_ctx))
+    kvs.append(KV(f"{p}.embedding_length", UINT32, a.n_embd))
+    n_ff = _cfg_int(cfg, ("intermediate_size", "n_inner", "hidden_dim"))
+    kvs.append(KV(f"{p}.feed_forward_length", UINT32, n_ff))
+    kvs.append(KV(f"{p}.attention.head_count", UINT32, a.n_head))
+    if _cfg_int(cfg, ("num_key_value_heads", "n_kv_heads"), required=False) is not None:
+        kvs.append(KV(f"{p}.attention.head_count_kv", UINT32, a.n_head_kv))
+
+    rp = _rope_parameters(cfg)
+    rope = rp.get("full_attention", rp)
+    if not isinstance(rope, dict):
+        raise FormatError("config.json: rope_parameters.full_attention is not an object")
+    rope_type = rope.get("rope_type")
+    if rope_type is not None:
+        if not isinstance(rope_type, str):
+            raise FormatError(f"config.json: rope_type {rope_type!r} is not a string")
+        factor = _cfg_float(rope, ("factor",))
+        if rope_type == "linear" and factor is not None:
+            kvs += [
+                KV(f"{p}.rope.scaling.type", STRING, "linear"),
+                KV(f"{p}.rope.scaling.factor", FLOAT32, factor),
+            ]
+        elif rope_type == "yarn" and factor is not None:
+            kvs += [
+                KV(f"{p}.rope.scaling.type", STRING, "yarn"),
+                KV(f"{p}.rope.scaling.factor", FLOAT32, factor),
+            ]
+            orig = _cfg_int(rope, ("original_max_position_embeddings",))
+            kvs.append(KV(f"{p}.rope.scaling.original_context_length", UINT32, orig))
+            for src, key in (
+                (("extrapolation_factor",), "yarn_ext_factor"),
+                (("attention_factor", "attn_factor"), "yarn_attn_factor"),
+                (("beta_fast",), "yarn_beta_fast"),
+                (("beta_slow",), "yarn_beta_slow"),
+            ):
+                v = _cfg_float(rope, src)
+                if v is not None:
+                    kvs.append(KV(f"{p}.rope.scaling.{key}", FLOAT32, v))
+        elif rope_type in ("su", "longrope"):
+            raise UnsupportedError("config.json: longrope RoPE scaling is not supported")
+        # "llama3": the rope_freqs tensor (extra_tensors); "default", "dynamic": nothing to write
+    theta = _cfg_float(rope, ("rope_theta",))
+    if theta is not None:
+        kvs.append(KV(f"{p}.rope.freq_base", FLOAT32, theta))
+    eps = _cfg_float(cfg, ("rms_norm_eps", "norm_eps"))
+    if eps is not None:
+        kvs.append(KV(f"{p}.attention.layer_norm_rms_epsilon", FLOAT32, eps))
+    head_dim = _cfg_int(cfg, ("head_dim",), required=False)
+    if head_dim is not None:
+        kvs += [
+            KV(f"{p}.attention.key_length", UINT32, head_dim),
+            KV(f"{p}.attention.value_length", UINT32, head_dim),
+        ]
+    # general.file_type goes here in convert_hf_to_gguf.py; llama-quantize moves it to the end (converter.py)
+    if a.arch == "llama":
+        kvs.append(KV(f"{p}.vocab_size", UINT32, a.vocab_size))
+        rope_dim = head_dim if head_dim is not None else a.n_embd // a.n_head
+        kvs.append(KV(f"{p}.rope.dimension_count", UINT32, rope_dim))
+    return kvs
+
+
+def _llama3_rope_freqs(a: Architecture) -> Callable[[], np.ndarray] | None:
+    """``LlamaModel.generate_extra_tensors``: Llama-3.1 style rope factors."""
+    rp = _rope_parameters(a.config)
+    rope = rp.get("full_attention", rp)
+    if not isinstance(rope, dict) or str(rope.get("rope_type", "")).lower() != "llama3" or a.arch != "llama":
+        return None
+    base = _cfg_float(rope, ("rope_theta",)) or 10000.0
+    dim = _cfg_int(a.config, ("head_dim",), required=False) or a.n_embd // a.n_head
+    factor = _cfg_float(rope, ("factor",)) or 8.0
+    low = _cfg_float(rope, ("low_freq_factor",)) or 1.0
+    high = _cfg_float(rope, ("high_freq_factor",)) or 4.0
+    old_ctx = _cfg_float(rope, ("original_max_position_embeddings",)) or 8192.0
+    if high == low:
+        raise FormatError("config.json: llama3 rope scaling with low_freq_factor == high_freq_factor")
+
+    def make() -> np.ndarray:
+        import torch  # the same float32 arithmetic as llama.cpp's converter, when torch is there
+
+        freqs = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim))
+        out = []
+        for f in freqs:
+            wavelen = 2 * math.pi / f
+            if wavelen < old_ctx / high:
+                out.append(1)
+            elif wavelen > old_ctx / low:
+                out.append(factor)
+            else:
+                smooth = (old_ctx / wavelen - low) / (high - low)
+                out.append(1 / ((1 - smooth) / factor + smooth))
+        return torch.tensor(out, dtype=torch.float32).numpy()
+
+    return make
+
+
+def map_tensors(a: Architecture, names: dict[str, tuple[int, ...]]) -> list[TensorMap]:
+    """GGUF tensors for the checkpoint tensors ``names`` (HF name -> numpy shape), checked against the
+    hyperparameters. Raises UnsupportedError for a tensor with no GGUF name, FormatError for missing tensors
+    and shapes that do not fit."""
+    out: list[TensorMap] = []
+    have: set[str] = set()
+    for hf, shape in names.items():
+        if hf.endswith(_SKIP_SUFFIXES):
+            continue
+        if hf in _GLOBAL_MAP:
+            g = _GLOBAL_MAP[hf]
+        else:
+            m = _LAYER.fullmatch(hf)
+            if not m or m.group(2) not in _LAYER_MAP:
+                raise UnsupportedError(f"tensor {hf!r} has no GGUF name for {a.hf_arch}")
+            layer = int(m.group(1))
+            if layer >= a.n_layer:
+                raise FormatError(f"tensor {hf!r}: layer {layer} but config.json has {a.n_layer} layers")
+            g = f"blk.{layer}.{_LAYER_MAP[m.group(2)]}"
+        heads = 0
+        if a.arch == "llama" and (".attn_q." in g or ".attn_k." in g):
+            heads = a.n_head if ".attn_q." in g else a.n_head_kv
+            if not shape or shape[0] % (2 * heads):
+                raise FormatError(
+                    f"tensor {hf!r}: {shape[0] if shape else 0} rows do not split into {heads} heads of even size"
+                )
+        out.append(TensorMap(g, hf, tuple(shape), permute_heads=heads))
+        have.add(g)
+    gen = _llama3_rope_freqs(a)
+    if gen is not None:
+        dim = _cfg_int(a.config, ("head_dim",), required=False) or a.n_embd // a.n_head
+        out.append(TensorMap("rope_freqs.weight", None, (dim // 2,), generate=gen))
+        have.add("rope_freqs.weight")
+    _check(a, out, have)
+    return out
+
+
+def _check(a: Architecture, maps: list[TensorMap], have: set[str]) -> None:
+    need = ["token_embd.weight", "output_norm.weight"]
+    need += [f"blk.{i}.{t}" for i in range(a.n_layer) for t in _REQUIRED_LAYER]
+    if a.arch == "qwen2":
+        need += [f"blk.{i}.attn_{x}.bias" for i in range(a.n_layer) for x in "qkv"]
+    missing = [n for n in need if n not in have]
+    if missing:
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        raise FormatError(f"checkpoint lacks tensors {', '.join(missing[:3])}{more}")
+    shapes = {m.gguf_name: m.shape for m in maps}
+    emb = shapes["token_embd.weight"]
+    if len(emb) != 2 or emb[1] != a.n_embd:
+        raise FormatError(f"token embedding shape {emb} does not match hidden_size {a.n_embd}")
+    if emb[0] != a.vocab_size:
+        raise FormatError(f"token embedding has {emb[0]} rows but config.json vocab_size is {a.vocab_size}")
+    if "output.weight" in shapes and shapes["output.weight"] != emb:
+        raise FormatError(f"lm_head shape {shapes['output.weight']} differs from the embedding's {emb}")
+    hd = a.config.get("head_dim") or a.n_embd // a.n_head
+    for i in range(a.n_layer):
+        want = {
+            "attn_q.weight": (a.n_head * hd, a.n_embd),
+            "attn_k.weight": (a.n_head_kv * hd, a.n_embd),
+            "attn_v.weight": (a.n_head_kv * hd, a.n_embd),
+            "attn_output.weight": (a.n_embd, a.n_head * hd),
+            "attn_norm.weight": (a.n_embd,),
+            "ffn_norm.weight": (a.n_embd,),
+        }
+        n_ff = shapes[f"blk.{i}.ffn_up.weight"][0] if len(shapes[f"blk.{i}.ffn_up.weight"]) == 2 else -1
+        want |= {
+            "ffn_gate.weight": (n_ff, a.n_embd),
+            "ffn_up.weight": (n_ff, a.n_embd),
+            "ffn_down.weight": (a.n_embd, n_ff),
+        }
+        for t, shape in want.items():
+            got = shapes[f"blk.{i}.{t}"]
+            if got != shape:
+                raise FormatError(f"blk.{i}.{t}: shape {got} does not match the config (expected {shape})")
+    for n, s in shapes.items():
+        if n.endswith(".bias") and len(s) != 1:
+            raise FormatError(f"{n}: a bias of shape {s}")
+    if shapes["output_norm.weight"] != (a.n_embd,):
+        raise FormatError(
+            f"output_norm.weight: shape {shapes['output_norm.weight']} (expected ({a.n_embd},))"
+        )
+
+
+def permute_rows(w: np.ndarray, heads: int) -> np.ndarray:
+    """llama.cpp's ``LlamaModel.permute`` (FORMATS.md §1.4) on the first axis of ``w``; works on any run of
+    whole heads, so a tensor can be permuted a chunk of heads at a time."""
+    rows = w.shape[0]
+    hd = rows // heads
+    return w.reshape(heads, 2, hd // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
