@@ -6,6 +6,7 @@
 #include <pybind11/pybind11.h>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "bindings/register.h"
@@ -18,35 +19,38 @@ namespace qrt::bindings {
 
 namespace {
 
-std::vector<int32_t> token_ids(const Session& s, const py::object& ids) {
+// A 1-D integer array-like of ids in [0, hi), as int32; `what` names one ("token id", "sequence id").
+std::vector<int32_t> checked_ids(const py::object& ids, const std::string& what, int64_t hi) {
     py::array a = py::module_::import("numpy").attr("asarray")(ids);
     if (a.ndim() != 1)
-        throw py::value_error("token ids must be a 1-D array, got " + std::to_string(a.ndim()) +
+        throw py::value_error(what + "s must be a 1-D array, got " + std::to_string(a.ndim()) +
                               " dimensions");
     if (a.size() == 0) throw py::value_error("no tokens to evaluate");
     const char kind = a.dtype().kind();
     if (kind != 'i' && kind != 'u')
-        throw py::type_error("token ids must be integers, got dtype " + std::string(py::str(a.dtype())));
+        throw py::type_error(what + "s must be integers, got dtype " + std::string(py::str(a.dtype())));
     const auto wide = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(a);
     if (kind == 'u' && a.dtype().itemsize() == 8) {
         // uint64 above INT64_MAX would wrap to negative values: still out of range, but say what it was.
         const auto u = py::array_t<uint64_t, py::array::c_style | py::array::forcecast>::ensure(a);
         for (py::ssize_t i = 0; i < u.size(); ++i)
             if (u.data()[i] > uint64_t(INT64_MAX))
-                throw py::value_error("token id " + std::to_string(u.data()[i]) + " at index " +
-                                      std::to_string(i) + " is out of range [0, " +
-                                      std::to_string(s.hparams().n_vocab) + ")");
+                throw py::value_error(what + " " + std::to_string(u.data()[i]) + " at index " +
+                                      std::to_string(i) + " is out of range [0, " + std::to_string(hi) + ")");
     }
-    const int64_t n_vocab = s.hparams().n_vocab;
     std::vector<int32_t> out(size_t(wide.size()));
     for (py::ssize_t i = 0; i < wide.size(); ++i) {
         const int64_t id = wide.data()[i];
-        if (id < 0 || id >= n_vocab)
-            throw py::value_error("token id " + std::to_string(id) + " at index " + std::to_string(i) +
-                                  " is out of range [0, " + std::to_string(n_vocab) + ")");
+        if (id < 0 || id >= hi)
+            throw py::value_error(what + " " + std::to_string(id) + " at index " + std::to_string(i) +
+                                  " is out of range [0, " + std::to_string(hi) + ")");
         out[size_t(i)] = int32_t(id);
     }
     return out;
+}
+
+std::vector<int32_t> token_ids(const Session& s, const py::object& ids) {
+    return checked_ids(ids, "token id", s.hparams().n_vocab);
 }
 
 py::array_t<float> logits(Session& s, const py::object& ids) {
@@ -83,6 +87,27 @@ py::array_t<float> eval(Session& s, const py::object& ids, int seq_id, bool all_
     return out;
 }
 
+py::array_t<float> eval_batch(Session& s, const py::object& ids, const py::object& seq_ids, bool all_logits) {
+    const std::vector<int32_t> tokens = token_ids(s, ids);
+    const std::vector<int32_t> seqs = checked_ids(seq_ids, "sequence id", s.params().n_seq_max);
+    if (seqs.size() != tokens.size())
+        throw py::value_error("got " + std::to_string(tokens.size()) + " tokens but " +
+                              std::to_string(seqs.size()) + " sequence ids");
+    py::ssize_t n_rows = py::ssize_t(tokens.size());
+    if (!all_logits) {
+        std::vector<char> seen(size_t(s.params().n_seq_max), 0);
+        n_rows = 0;
+        for (int32_t q : seqs) n_rows += !std::exchange(seen[size_t(q)], 1);
+    }
+    py::array_t<float> out({n_rows, py::ssize_t(s.hparams().n_vocab)});
+    float* dst = out.mutable_data();
+    {
+        py::gil_scoped_release release;
+        s.eval_batch(tokens, seqs, dst, all_logits);
+    }
+    return out;
+}
+
 }  // namespace
 
 void register_model(py::module_& m) {
@@ -108,6 +133,14 @@ void register_model(py::module_& m) {
         .def("eval", &eval, "ids"_a, "seq_id"_a = 0, "all_logits"_a = false,
              "Appends `ids` to sequence seq_id's cache and returns the last token's logits [n_vocab], or\n"
              "[len(ids), n_vocab] with all_logits.")
+        .def("eval_batch", &eval_batch, "ids"_a, "seq_ids"_a, "all_logits"_a = false,
+             "Evaluates a batch mixing sequences in one forward pass: ids[i] is appended to sequence\n"
+             "seq_ids[i] (after its cached tokens and its earlier tokens in ids, causal within each\n"
+             "sequence). Returns float32 [n_seq_in_batch, n_vocab]: the logits of each distinct sequence's\n"
+             "last token, rows in the order those last tokens appear in ids (the order of first appearance\n"
+             "when each sequence's tokens are contiguous or there is one token per sequence); with\n"
+             "all_logits, [len(ids), n_vocab]. ValueError (nothing appended) for ids or seq_ids out of\n"
+             "range, mismatched lengths, or a sequence that would exceed n_ctx.")
         .def("clear", &Session::clear, "seq_id"_a = 0, py::call_guard<py::gil_scoped_release>(),
              "Forgets sequence seq_id, returning its cache blocks to the pool.")
         .def("truncate", &Session::seq_keep, "seq_id"_a, "n_keep"_a, py::call_guard<py::gil_scoped_release>(),

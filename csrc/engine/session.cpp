@@ -43,13 +43,27 @@ Session::Session(const std::string& path, const SessionParams& params)
       model_(std::make_unique<model::Model>(path)),
       kv_(kv_shape(model_->hp, params_)),
       pool_(params_.n_threads),
-      buf_(*model_, params_.n_batch, params_.n_ctx, params_.n_threads),
-      positions_(size_t(params_.n_batch)) {}
+      buf_(*model_, params_.n_batch, params_.n_ctx, params_.n_threads, params_.n_seq_max),
+      positions_(size_t(params_.n_batch)),
+      want_(size_t(params_.n_batch)),
+      seq_n_(size_t(params_.n_seq_max)),
+      seq_past_(size_t(params_.n_seq_max)),
+      seq_pos_(size_t(params_.n_seq_max)),
+      seq_last_(size_t(params_.n_seq_max)) {}
 
 void Session::check_seq(int seq) const {
     if (seq < 0 || seq >= params_.n_seq_max)
         throw std::invalid_argument("sequence id " + std::to_string(seq) + " is out of range [0, " +
                                     std::to_string(params_.n_seq_max) + ")");
+}
+
+void Session::check_tokens(std::span<const int32_t> tokens) const {
+    const int64_t n_vocab = model_->hp.n_vocab;
+    for (size_t i = 0; i < tokens.size(); ++i)
+        if (tokens[i] < 0 || tokens[i] >= n_vocab)
+            throw std::invalid_argument("token id " + std::to_string(tokens[i]) + " at index " +
+                                        std::to_string(i) + " is out of range [0, " +
+                                        std::to_string(n_vocab) + ")");
 }
 
 int Session::seq_len(int seq) const {
@@ -102,6 +116,67 @@ void Session::eval(std::span<const int32_t> tokens, std::span<const int32_t> pos
         kv_.seq_keep(seq, int(n_past));  // nothing appended on failure
         throw;
     }
+}
+
+int Session::eval_batch(std::span<const int32_t> tokens, std::span<const int32_t> seq_ids, float* logits,
+                        bool all_logits) {
+    const int64_t n = int64_t(tokens.size());
+    if (n == 0) throw std::invalid_argument("no tokens to evaluate");
+    if (seq_ids.size() != tokens.size())
+        throw std::invalid_argument("got " + std::to_string(tokens.size()) + " tokens but " +
+                                    std::to_string(seq_ids.size()) + " sequence ids");
+    check_tokens(tokens);
+    for (size_t i = 0; i < seq_ids.size(); ++i)
+        if (seq_ids[i] < 0 || seq_ids[i] >= params_.n_seq_max)
+            throw std::invalid_argument("sequence id " + std::to_string(seq_ids[i]) + " at index " +
+                                        std::to_string(i) + " is out of range [0, " +
+                                        std::to_string(params_.n_seq_max) + ")");
+    std::lock_guard<std::mutex> lock(mutex_);
+    // Per sequence in the batch: its token count, its last token, its length before the batch.
+    for (int64_t i = 0; i < n; ++i) seq_n_[size_t(seq_ids[size_t(i)])] = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        const size_t s = size_t(seq_ids[size_t(i)]);
+        ++seq_n_[s];
+        seq_last_[s] = i;
+    }
+    int n_rows = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        const int s = seq_ids[size_t(i)];
+        if (seq_last_[size_t(s)] != i) continue;
+        ++n_rows;
+        const int n_past = kv_.seq_len(s), n_new = seq_n_[size_t(s)];
+        if (int64_t(n_past) + n_new > params_.n_ctx)
+            throw std::invalid_argument("prompt has " + std::to_string(n_new) + " tokens, context is " +
+                                        std::to_string(params_.n_ctx) + " (sequence " + std::to_string(s) +
+                                        (n_past > 0 ? " already holds " + std::to_string(n_past) : "") + ")");
+        seq_past_[size_t(s)] = seq_pos_[size_t(s)] = n_past;
+    }
+    if (all_logits) n_rows = int(n);
+    // Split into forward calls of n_batch tokens; each writes the rows of its wanted tokens in order.
+    try {
+        int64_t row = 0;
+        for (int64_t b = 0; b < n; b += params_.n_batch) {
+            const int nb = int(std::min<int64_t>(params_.n_batch, n - b));
+            int n_out = 0;
+            for (int i = 0; i < nb; ++i) {
+                const size_t s = size_t(seq_ids[size_t(b + i)]);
+                positions_[size_t(i)] = seq_pos_[s]++;
+                want_[size_t(i)] = uint8_t(all_logits || seq_last_[s] == b + i);
+                n_out += want_[size_t(i)];
+            }
+            model::forward(*model_, kv_, pool_, buf_, tokens.data() + b, seq_ids.data() + b,
+                           positions_.data(), nb, want_.data(),
+                           logits && n_out > 0 ? logits + row * model_->hp.n_vocab : nullptr);
+            row += n_out;
+        }
+    } catch (...) {
+        for (int64_t i = 0; i < n; ++i) {  // nothing appended on failure
+            const int s = seq_ids[size_t(i)];
+            kv_.seq_keep(s, seq_past_[size_t(s)]);
+        }
+        throw;
+    }
+    return n_rows;
 }
 
 void Session::seq_keep(int seq, int n) {

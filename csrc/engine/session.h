@@ -48,19 +48,38 @@ class Session {
     void eval(std::span<const int32_t> tokens, std::span<const int32_t> positions, int seq, float* logits,
               bool all_logits);
 
+    // Appends a batch mixing sequences, evaluated together: token i goes to sequence seq_ids[i], after
+    // that sequence's cached tokens and its earlier tokens in this batch, at the next position (n_past +
+    // its index among the sequence's tokens here). A sequence may appear any number of times, in any
+    // order. Logits: [tokens.size()][n_vocab] when all_logits, else one [n_vocab] row per distinct
+    // sequence in the batch, its last token's, rows in the order of those last tokens in `tokens` (for
+    // the usual layouts, each sequence's tokens contiguous or one token per sequence, that is the order in
+    // which the sequences first appear). logits == nullptr computes no logits. Returns the number of rows.
+    // Throws std::invalid_argument like eval() (empty batch, sizes, token or sequence ids out of range, a
+    // sequence that would exceed n_ctx: "prompt has N tokens, context is M (sequence s ...)"). Nothing is
+    // appended to any sequence when it throws. Allocates nothing.
+    int eval_batch(std::span<const int32_t> tokens, std::span<const int32_t> seq_ids, float* logits,
+                   bool all_logits);
+
     // Forgets the tokens of `seq` from position n on (n = 0: the whole sequence), freeing its blocks.
     void seq_keep(int seq, int n);
     void clear(int seq) { seq_keep(seq, 0); }
 
   private:
     void check_seq(int seq) const;
+    void check_tokens(std::span<const int32_t> tokens) const;
 
     SessionParams params_;
     std::unique_ptr<model::Model> model_;
     KvCache kv_;
     ThreadPool pool_;
     model::ForwardBuffers buf_;
-    std::vector<int32_t> positions_;  // [n_batch] for eval() without positions
+    std::vector<int32_t> positions_;  // [n_batch] for eval() without positions, and eval_batch()
+    std::vector<uint8_t> want_;       // [n_batch] eval_batch(): which tokens of a forward call give logits
+    std::vector<int32_t> seq_n_;      // [n_seq_max] eval_batch(): tokens per sequence in the batch
+    std::vector<int32_t> seq_past_;   // [n_seq_max] eval_batch(): sequence lengths before the batch
+    std::vector<int32_t> seq_pos_;    // [n_seq_max] eval_batch(): next position per sequence
+    std::vector<int64_t> seq_last_;   // [n_seq_max] eval_batch(): index of the sequence's last token
     mutable std::mutex mutex_;
 };
 

@@ -7,18 +7,22 @@
 //   xb = rmsnorm(x) * ffn_norm
 //   x += (silu(xb Wgate) * (xb Wup)) Wdown
 //
-// then logits = rmsnorm(x) * output_norm Woutput. Shapes below are per batch of n tokens.
+// then logits = rmsnorm(x) * output_norm Woutput. Shapes below are per batch of n tokens, which may
+// belong to different sequences: token t is seq[t]'s token slot[t] in the cache, and attends to that
+// sequence's slots [0, slot[t]].
 #include "model/forward.h"
 
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
+#include <string>
 
 #include "cpu/ops.h"
 #include "model/matmul.h"
 
 namespace qrt::model {
 
-ForwardBuffers::ForwardBuffers(const Model& model, int n_batch_, int n_ctx, int n_threads)
+ForwardBuffers::ForwardBuffers(const Model& model, int n_batch_, int n_ctx, int n_threads, int n_seq_max)
     : n_batch(n_batch_) {
     const HParams& hp = model.hp;
     const size_t nb = size_t(n_batch);
@@ -33,6 +37,10 @@ ForwardBuffers::ForwardBuffers(const Model& model, int n_batch_, int n_ctx, int 
     hb2.resize(nb * size_t(hp.n_ff));
     scores.resize(size_t(n_threads) * size_t(n_ctx));
     row.resize(size_t(n_threads) * size_t(row_stride));
+    slot.resize(nb);
+    seq_n.resize(size_t(n_seq_max));
+    seq1.resize(nb);
+    want1.resize(nb);
     const int64_t half = hp.head_dim / 2;
     inv_freq.resize(size_t(half));
     for (int64_t i = 0; i < half; ++i) {
@@ -41,8 +49,8 @@ ForwardBuffers::ForwardBuffers(const Model& model, int n_batch_, int n_ctx, int 
     }
 }
 
-void forward(const Model& model, KvCache& kv, ThreadPool& pool, ForwardBuffers& buf, int seq,
-             const int32_t* tokens, const int32_t* pos, int n, float* logits, bool all_logits) {
+void forward(const Model& model, KvCache& kv, ThreadPool& pool, ForwardBuffers& buf, const int32_t* tokens,
+             const int32_t* seq, const int32_t* pos, int n, const uint8_t* want, float* logits) {
     const HParams& hp = model.hp;
     const Weights& w = model.w;
     const int64_t n_embd = hp.n_embd, n_q = hp.n_embd_q(), n_kv = hp.n_embd_kv(), n_ff = hp.n_ff;
@@ -50,8 +58,23 @@ void forward(const Model& model, KvCache& kv, ThreadPool& pool, ForwardBuffers& 
     const int group = n_head / n_head_kv;  // query heads per KV head
     const bool neox = hp.rope_type == RopeType::Neox;
     const float scale = 1.0f / std::sqrt(float(hd));
-    const int n_past = kv.seq_len(seq);  // tokens already in the cache
-    kv.reserve(seq, n);
+
+    // Each token's cache slot: its sequence's length plus the sequence's earlier tokens in the batch.
+    int32_t* slot = buf.slot.data();    // [n]
+    int32_t* seq_n = buf.seq_n.data();  // [n_seq_max]; only the batch's sequences are touched
+    for (int t = 0; t < n; ++t) {
+        (void)kv.seq_len(seq[t]);  // std::out_of_range for a bad sequence id
+        seq_n[seq[t]] = 0;
+    }
+    for (int t = 0; t < n; ++t) {
+        slot[t] = kv.seq_len(seq[t]) + seq_n[seq[t]]++;
+        if (slot[t] >= kv.shape().n_ctx)
+            throw std::length_error("sequence " + std::to_string(seq[t]) + " would hold " +
+                                    std::to_string(slot[t] + 1) + " tokens, context is " +
+                                    std::to_string(kv.shape().n_ctx));
+    }
+    for (int t = 0; t < n; ++t)  // at its first token in the batch: blocks for all of its tokens
+        if (slot[t] == kv.seq_len(seq[t])) kv.reserve(seq[t], seq_n[seq[t]]);
 
     float* x = buf.x.data();      // [n][n_embd]
     float* xb = buf.xb.data();    // [n][n_embd]
@@ -88,15 +111,14 @@ void forward(const Model& model, KvCache& kv, ThreadPool& pool, ForwardBuffers& 
             if (!L.attn_v_bias.empty()) add(v + t * n_kv, L.attn_v_bias.data(), n_kv);
             rope(q + t * n_q, n_head, hd, pos[t], buf.inv_freq.data(), hp.rope_freq_scale, neox);
             rope(k + t * n_kv, n_head_kv, hd, pos[t], buf.inv_freq.data(), hp.rope_freq_scale, neox);
-            kv.store(int(l), seq, n_past + int(t), k + t * n_kv, v + t * n_kv);
+            kv.store(int(l), seq[t], slot[t], k + t * n_kv, v + t * n_kv);
         });
-        const PagedKv cache = kv.view(int(l), seq);
         pool.parallel_for(int64_t(n) * n_head, [&](int64_t b, int64_t e, int thread) {
             float* scores = buf.scores.data() + size_t(thread) * buf.scores.size() / size_t(pool.n_threads());
             for (int64_t j = b; j < e; ++j) {
                 const int64_t t = j / n_head, h = j % n_head;
-                attention_head(att + t * n_q + h * hd, q + t * n_q + h * hd, cache, int(h / group),
-                               n_past + int(t) + 1, scale, scores);  // att: [n][n_head*hd]
+                attention_head(att + t * n_q + h * hd, q + t * n_q + h * hd, kv.view(int(l), seq[t]),
+                               int(h / group), slot[t] + 1, scale, scores);  // att: [n][n_head*hd]
             }
         });
         mm(L.attn_output, att, n, xb);  // xb: [n][n_embd]
@@ -115,14 +137,24 @@ void forward(const Model& model, KvCache& kv, ThreadPool& pool, ForwardBuffers& 
         mm(L.ffn_down, hb, n, xb);  // xb: [n][n_embd]
         per_token([&](int64_t t) { add(x + t * n_embd, xb + t * n_embd, n_embd); });
     }
-    kv.commit(seq, n);
+    for (int t = 0; t < n; ++t)  // at its last token in the batch: the sequence grows by its tokens
+        if (slot[t] == kv.seq_len(seq[t]) + seq_n[seq[t]] - 1) kv.commit(seq[t], seq_n[seq[t]]);
 
     if (!logits) return;
-    // logits: [n][n_vocab] (all) or [n_vocab] (last token only)
-    const int first = all_logits ? 0 : n - 1, n_out = n - first;
-    for (int t = 0; t < n_out; ++t)
-        rmsnorm(xb + t * n_embd, x + (first + t) * n_embd, w.output_norm.data(), n_embd, hp.rms_eps);
-    mm(w.output, xb, n_out, logits);
+    // logits: [n_out][n_vocab], the wanted tokens in order
+    int n_out = 0;
+    for (int t = 0; t < n; ++t)
+        if (!want || want[t])
+            rmsnorm(xb + n_out++ * n_embd, x + t * n_embd, w.output_norm.data(), n_embd, hp.rms_eps);
+    if (n_out > 0) mm(w.output, xb, n_out, logits);
+}
+
+void forward(const Model& model, KvCache& kv, ThreadPool& pool, ForwardBuffers& buf, int seq,
+             const int32_t* tokens, const int32_t* pos, int n, float* logits, bool all_logits) {
+    std::fill_n(buf.seq1.begin(), n, seq);
+    std::fill_n(buf.want1.begin(), n, uint8_t(all_logits));
+    buf.want1[size_t(n - 1)] = 1;
+    forward(model, kv, pool, buf, tokens, buf.seq1.data(), pos, n, buf.want1.data(), logits);
 }
 
 }  // namespace qrt::model

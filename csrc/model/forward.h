@@ -1,4 +1,4 @@
-// The llama-family forward pass (llama, mistral, qwen2) over a batch of tokens of one sequence.
+// The llama-family forward pass (llama, mistral, qwen2) over a batch of tokens of one or more sequences.
 #pragma once
 
 #include <cstdint>
@@ -10,9 +10,10 @@
 
 namespace qrt::model {
 
-// Work buffers for batches of up to n_batch tokens, sized once at load and reused for every call.
+// Work buffers for batches of up to n_batch tokens of up to n_seq_max sequences, sized once at load and
+// reused for every call.
 struct ForwardBuffers {
-    ForwardBuffers(const Model& model, int n_batch, int n_ctx, int n_threads);
+    ForwardBuffers(const Model& model, int n_batch, int n_ctx, int n_threads, int n_seq_max);
 
     int n_batch;
     int64_t row_stride;           // floats per thread in `row`
@@ -25,13 +26,26 @@ struct ForwardBuffers {
     std::vector<float> scores;    // [n_threads][n_ctx]  attention scores of one (token, head)
     std::vector<float> row;       // [n_threads][row_stride]  one dequantized weight row
     std::vector<float> inv_freq;  // [head_dim / 2]  RoPE: base^(-2i/head_dim) / rope_freqs[i]
+    std::vector<int32_t> slot;    // [n_batch]  each token's index in its sequence's cache
+    std::vector<int32_t> seq_n;   // [n_seq_max]  tokens of each sequence in the batch
+    std::vector<int32_t> seq1;    // [n_batch]  the one-sequence forward's sequence ids
+    std::vector<uint8_t> want1;   // [n_batch]  the one-sequence forward's logit flags
 };
 
-// Runs tokens[0..n) of `seq` at positions pos[0..n) through the model (1 <= n <= buf.n_batch),
-// appends their K and V to the cache (the sequence must have room: KvCache::reserve throws
-// std::length_error otherwise) and writes logits: [n][n_vocab] when all_logits, else the last token's
-// [n_vocab]; logits == nullptr skips the output layer. Token ids must be in [0, n_vocab).
-// Attention is causal in cache order: each token sees the sequence's earlier tokens and itself.
+// Runs tokens[0..n) through the model (1 <= n <= buf.n_batch); token t belongs to sequence seq[t] and
+// sits at position pos[t] (RoPE). Each token's K and V are appended to its own sequence's cache, in batch
+// order: a sequence's tokens in the batch follow its cached ones, in the order they appear. Every
+// sequence must have room (KvCache::reserve throws std::length_error otherwise, and a bad id throws
+// std::out_of_range, both before anything is written). Attention is causal within a sequence: token t
+// sees its sequence's cached tokens, the earlier tokens of its sequence in the batch, and itself.
+// Logits: one [n_vocab] row per token with want[t] != 0 (want == nullptr: every token), in token order,
+// so logits is [count of wanted tokens][n_vocab]; logits == nullptr skips the output layer. Token ids
+// must be in [0, n_vocab). Allocates nothing.
+void forward(const Model& model, KvCache& kv, ThreadPool& pool, ForwardBuffers& buf, const int32_t* tokens,
+             const int32_t* seq, const int32_t* pos, int n, const uint8_t* want, float* logits);
+
+// One sequence: the general forward with seq[t] = seq for every token; logits are [n][n_vocab] when
+// all_logits, else the last token's [n_vocab].
 void forward(const Model& model, KvCache& kv, ThreadPool& pool, ForwardBuffers& buf, int seq,
              const int32_t* tokens, const int32_t* pos, int n, float* logits, bool all_logits);
 
