@@ -179,6 +179,18 @@ class Model:
         Appends `ids` to sequence seq_id's cache and returns the last token's logits [n_vocab], or
         [len(ids), n_vocab] with all_logits.
         """
+    def eval_batch(
+        self, ids: typing.Any, seq_ids: typing.Any, all_logits: bool = False
+    ) -> numpy.typing.NDArray[numpy.float32]:
+        """
+        Evaluates a batch mixing sequences in one forward pass: ids[i] is appended to sequence
+        seq_ids[i] (after its cached tokens and its earlier tokens in ids, causal within each
+        sequence). Returns float32 [n_seq_in_batch, n_vocab]: the logits of each distinct sequence's
+        last token, rows in the order those last tokens appear in ids (the order of first appearance
+        when each sequence's tokens are contiguous or there is one token per sequence); with
+        all_logits, [len(ids), n_vocab]. ValueError (nothing appended) for ids or seq_ids out of
+        range, mismatched lengths, or a sequence that would exceed n_ctx.
+        """
     def logits(self, ids: typing.Any) -> numpy.typing.NDArray[numpy.float32]:
         """
         Logits [len(ids), n_vocab] of every position of `ids` in a fresh context. Uses (and clears)
