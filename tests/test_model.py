@@ -36,10 +36,14 @@ N_THREADS = 2
 # SmolLM2 against Hugging Face transformers
 
 N_REF_TOKENS = 512
-# llama.cpp's figures for this comparison over the full 14-chunk measure (the issue's bar); qrt keeps fp32
-# activations and only rounds K/V to f16, so it must do far better.
+# llama.cpp's figures for this comparison over the full 14-chunk measure (the issue's bar). qrt rounds the
+# matmul inputs to int8 as llama.cpp does, but the attention inputs and the output layer's twice (~15 bits;
+# model/matmul.h): on these 512 tokens that measures mean KL 0.0018 / top-1 0.975 (AVX2) and 0.0017 / 0.984
+# (scalar reference), where int8 everywhere gives 0.0042 / 0.963 and float32 activations 1e-5 / 0.998; which
+# near-ties flip depends on float summation order, hence the margins. Over the 14 chunks (bench/accuracy.py):
+# 0.0014 / 97.5%; llama.cpp measured the same way 0.0030-0.0031 / 96.3-96.5% (bench/RESULTS.md).
 KL_BAR, TOP1_BAR = 0.0028, 0.965
-KL_QRT, TOP1_QRT = 1e-4, 0.99
+KL_QRT, TOP1_QRT = 0.0022, 0.965
 
 _HF_SCRIPT = r"""
 import pathlib, sys, warnings
@@ -392,8 +396,13 @@ def reference_forward(
     freq_base: float = 10000.0,
     freq_scale: float = 1.0,
     eps: float = 1e-5,
+    int8_activations: bool = False,
 ) -> np.ndarray:
-    """Logits [len(ids), n_vocab] in float64, straight from the definitions."""
+    """Logits [len(ids), n_vocab] in float64, straight from the definitions.
+
+    ``int8_activations``: the inputs of the quantized (Q8_0) matrices are rounded as qrt's matmul rounds
+    them: Q8_0 blocks, and for attn_q/k/v and the output layer also the residual a second time (matmul.h).
+    """
     t = {k: v.astype(np.float64) for k, v in t.items()}
     n = len(ids)
     hd = t["blk.0.attn_q.weight"].shape[0] // n_head
@@ -415,6 +424,9 @@ def reference_forward(
         return x / np.sqrt((x * x).mean(-1, keepdims=True) + eps) * w
 
     def linear(x: np.ndarray, name: str) -> np.ndarray:
+        if int8_activations and t[name + ".weight"].shape[1] % 32 == 0:
+            twice = any(r in name for r in ("attn_q", "attn_k", "attn_v")) or name in ("output", "tied")
+            x = q8_0_round_trip(x) + (q8_0_round_trip(x - q8_0_round_trip(x)) if twice else 0)
         y = x @ t[name + ".weight"].T
         return y + t[name + ".bias"] if name + ".bias" in t else y
 
@@ -434,14 +446,27 @@ def reference_forward(
         h = rmsnorm(x, t[b + "ffn_norm.weight"])
         g, u = linear(h, b + "ffn_gate"), linear(h, b + "ffn_up")
         x = x + linear(g / (1 + np.exp(-g)) * u, b + "ffn_down")
-    out = t.get("output.weight", t["token_embd.weight"])
-    return rmsnorm(x, t["output_norm.weight"]) @ out.T
+    if "output.weight" in t:
+        return linear(rmsnorm(x, t["output_norm.weight"]), "output")
+    t["tied.weight"] = t["token_embd.weight"]
+    return linear(rmsnorm(x, t["output_norm.weight"]), "tied")
 
 
-def assert_close_to_reference(ours: np.ndarray, ref: np.ndarray) -> None:
-    # K and V are stored as f16 (relative rounding 2^-11); everything else is fp32.
+def q8_0_round_trip(x: np.ndarray) -> np.ndarray:
+    """x through quantize_row_q8_0_ref and back, per row of a 2-D array (float32 arithmetic, as ggml)."""
+    b = x.astype(np.float32).reshape(x.shape[0], -1, 32)
+    d = np.abs(b).max(-1, keepdims=True) / np.float32(127)
+    inv = np.divide(np.float32(1), d, out=np.zeros_like(d), where=d != 0)
+    v = b * inv
+    q = np.trunc(v) + np.sign(v) * (np.abs(v - np.trunc(v)) >= 0.5)  # roundf: halves away from zero
+    return (q * d.astype(np.float16).astype(np.float32)).reshape(x.shape).astype(np.float64)
+
+
+def assert_close_to_reference(ours: np.ndarray, ref: np.ndarray, bound: float = 3e-3) -> None:
+    # K and V are stored as f16 (relative rounding 2^-11); everything else is fp32, or int8 activations for
+    # quantized matrices (the caller widens the bound).
     err = np.abs(ours - ref).max() / np.abs(ref).max()
-    assert err < 3e-3, f"max error {err:.3g} relative to the largest logit"
+    assert err < bound, f"max error {err:.3g} relative to the largest logit (bound {bound:.3g})"
     assert (ours.argmax(-1) == ref.argmax(-1)).mean() >= 0.95
 
 
@@ -477,7 +502,23 @@ def test_tiny_model_matches_numpy(tmp_path: pathlib.Path, case: str) -> None:
     assert m.rope_type == ("neox" if arch == "qwen2" else "norm")
     ref = reference_forward(seen, ids, TINY["n_head"], n_head_kv, arch == "qwen2", freq_base, freq_scale)
     ours = m.logits(ids)
-    assert_close_to_reference(ours, ref)
+    bound = 3e-3
+    if "quant" in c:
+        # int8 activations: one rounding more or less in a block (qrt computes in float32, the reference in
+        # float64) moves a logit by up to ~0.3% here, so the reference cannot replay qrt's roundings. Bound:
+        # what rounding the activations alone does to the float64 forward, with 50% to spare.
+        ref8 = reference_forward(
+            seen,
+            ids,
+            TINY["n_head"],
+            n_head_kv,
+            arch == "qwen2",
+            freq_base,
+            freq_scale,
+            int8_activations=True,
+        )
+        bound = max(bound, 1.5 * np.abs(ref8 - ref).max() / np.abs(ref).max())
+    assert_close_to_reference(ours, ref, bound)
     # and through the cache, one token at a time
     steps = np.stack([m.eval(ids[i : i + 1]) for i in range(len(ids))])
     np.testing.assert_allclose(steps, ours, rtol=0, atol=1e-5)

@@ -3,6 +3,8 @@
 #include <cmath>
 #include <mutex>
 
+#include "cpu/isa.h"
+
 namespace qrt {
 
 namespace {
@@ -51,8 +53,15 @@ void softmax(float* x, int64_t n) {
     for (int64_t i = 0; i < n; ++i) x[i] *= inv;
 }
 
-void silu_mul(float* gate, const float* up, int64_t n) {
+void silu_mul_ref(float* gate, const float* up, int64_t n) {
     for (int64_t i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
+void silu_mul(float* gate, const float* up, int64_t n) {
+#if defined(QRT_HAVE_AVX2)
+    if (active_isa() == Isa::Avx2) return avx2::silu_mul(gate, up, n);
+#endif
+    silu_mul_ref(gate, up, n);
 }
 
 void add(float* out, const float* b, int64_t n) {
@@ -62,9 +71,34 @@ void add(float* out, const float* b, int64_t n) {
 void rope(float* x, int n_head, int head_dim, int32_t pos, const float* inv_freq, float freq_scale,
           bool neox) {
     const int half = head_dim / 2;
+    // The angles of the last (pos, freq_scale, inv_freq values) this thread saw: the same values recomputed.
+    constexpr int kCached = 256;
+    thread_local struct {
+        int32_t pos = -1;
+        float freq_scale = 0;
+        int half = 0;
+        float inv_freq[kCached], cos[kCached], sin[kCached];
+    } last;
+    const bool cached = half <= kCached;
+    bool hit = cached && last.pos == pos && last.freq_scale == freq_scale && last.half == half;
+    for (int i = 0; hit && i < half; ++i) hit = last.inv_freq[i] == inv_freq[i];
+    if (cached && !hit) {
+        for (int i = 0; i < half; ++i) {
+            const double theta = double(pos) * double(freq_scale) * double(inv_freq[i]);
+            last.inv_freq[i] = inv_freq[i];
+            last.cos[i] = float(std::cos(theta));
+            last.sin[i] = float(std::sin(theta));
+        }
+        last.pos = pos, last.freq_scale = freq_scale, last.half = half;
+    }
     for (int i = 0; i < half; ++i) {
-        const double theta = double(pos) * double(freq_scale) * double(inv_freq[i]);
-        const float c = float(std::cos(theta)), s = float(std::sin(theta));
+        float c, s;
+        if (cached) {
+            c = last.cos[i], s = last.sin[i];
+        } else {
+            const double theta = double(pos) * double(freq_scale) * double(inv_freq[i]);
+            c = float(std::cos(theta)), s = float(std::sin(theta));
+        }
         // neox: dimensions i and i + half; norm: dimensions 2i and 2i + 1
         const int a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
         for (int h = 0; h < n_head; ++h) {
@@ -78,6 +112,15 @@ void rope(float* x, int n_head, int head_dim, int32_t pos, const float* inv_freq
 
 void attention_head(float* out, const float* q, const PagedKv& kv, int kv_head, int n_kv, float scale,
                     float* scores) {
+#if defined(QRT_HAVE_AVX2)
+    if (active_isa() == Isa::Avx2 && kv.head_dim % 8 == 0 && kv.head_dim <= avx2::kMaxHeadDim)
+        return avx2::attention_head(out, q, kv, kv_head, n_kv, scale, scores);
+#endif
+    attention_head_ref(out, q, kv, kv_head, n_kv, scale, scores);
+}
+
+void attention_head_ref(float* out, const float* q, const PagedKv& kv, int kv_head, int n_kv, float scale,
+                        float* scores) {
     const float* f16 = fp16_table();
     const int hd = kv.head_dim, bs = kv.block_size;
     const int64_t block_stride = int64_t(kv.n_kv_head) * bs * hd;  // halves per physical block

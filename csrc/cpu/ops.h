@@ -1,6 +1,10 @@
 // The non-matmul operations of the forward pass, in plain scalar C++ (the reference every faster
 // version is tested against). They know nothing of models or graphs: pointers and sizes in, results out.
 //
+// silu_mul and attention_head dispatch: on Isa::Avx2 they run the versions in ops_avx2.cpp (8-lane float
+// math, a vector exp), elsewhere the scalar references *_ref below. The two agree up to float rounding
+// (tests/cpp/test_kernels.cpp bounds the difference).
+//
 // Conventions: float activations; `n` counts floats; out may alias x where noted.
 #pragma once
 
@@ -21,6 +25,7 @@ void softmax(float* x, int64_t n);
 
 // gate[i] = silu(gate[i]) * up[i], silu(g) = g / (1 + exp(-g))
 void silu_mul(float* gate, const float* up, int64_t n);
+void silu_mul_ref(float* gate, const float* up, int64_t n);
 
 // out[i] += b[i]
 void add(float* out, const float* b, int64_t n);
@@ -29,6 +34,8 @@ void add(float* out, const float* b, int64_t n);
 // pos * freq_scale * inv_freq[i] for pair i < head_dim/2, where inv_freq[i] = base^(-2i/head_dim) /
 // rope_freqs[i]. neox = false pairs dimensions (2i, 2i+1) (llama.cpp's NORM, used with Q/K rows that the
 // converter permuted); neox = true pairs (i, i + head_dim/2) (Hugging Face's rotate_half, qwen2).
+// The cos/sin of the last position seen are kept per thread (q and k of a token, and every layer, share
+// them).
 void rope(float* x, int n_head, int head_dim, int32_t pos, const float* inv_freq, float freq_scale,
           bool neox);
 
@@ -45,5 +52,18 @@ struct PagedKv {
 // reading KV head kv_head; scores is scratch of n_kv floats.
 void attention_head(float* out, const float* q, const PagedKv& kv, int kv_head, int n_kv, float scale,
                     float* scores);
+void attention_head_ref(float* out, const float* q, const PagedKv& kv, int kv_head, int n_kv, float scale,
+                        float* scores);
+
+#if defined(QRT_HAVE_AVX2)
+// The AVX2 versions (ops_avx2.cpp): call only where cpu_features() has avx2, fma and f16c.
+namespace avx2 {
+void silu_mul(float* gate, const float* up, int64_t n);
+// head_dim must be a multiple of 8 and at most kMaxHeadDim.
+constexpr int kMaxHeadDim = 256;
+void attention_head(float* out, const float* q, const PagedKv& kv, int kv_head, int n_kv, float scale,
+                    float* scores);
+}  // namespace avx2
+#endif
 
 }  // namespace qrt

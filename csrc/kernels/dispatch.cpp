@@ -45,6 +45,9 @@ Registrar::Registrar(Isa isa, TypeId type, const CpuKernels& k) {
         s->type = type;
     }
     if (k.dequantize_row) s->kernels.dequantize_row = k.dequantize_row;
+    if (k.quantize_row) s->kernels.quantize_row = k.quantize_row;
+    if (k.vec_dot) s->kernels.vec_dot = k.vec_dot;
+    if (k.gemm) s->kernels.gemm = k.gemm;
 }
 
 const CpuKernels* find(Isa isa, TypeId type) {
@@ -57,6 +60,25 @@ DequantizeRowFn dequantize_row(TypeId type) {
     if (k && k->dequantize_row) return k->dequantize_row;
     const TypeTraits* t = find_type(int32_t(type));
     return t ? t->dequantize_row : nullptr;
+}
+
+QuantizeRowFn quantize_row(TypeId type) {
+    const CpuKernels* k = find(active_isa(), type);
+    if (k && k->quantize_row) return k->quantize_row;
+    const TypeTraits* t = find_type(int32_t(type));
+    return t ? t->quantize_row_ref : nullptr;
+}
+
+VecDotFn vec_dot(TypeId type) {
+    const CpuKernels* k = find(active_isa(), type);
+    if (k && k->vec_dot) return k->vec_dot;
+    const TypeTraits* t = find_type(int32_t(type));
+    return t ? t->vec_dot : nullptr;
+}
+
+GemmFn gemm(TypeId type) {
+    const CpuKernels* k = find(active_isa(), type);
+    return k ? k->gemm : nullptr;
 }
 
 }  // namespace qrt::kernels

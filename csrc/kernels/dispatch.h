@@ -12,8 +12,10 @@
 //  - Do not call inline functions from shared headers (fp16_to_fp32, get_scale_min_k4, std:: templates):
 //    the linker keeps one copy of each, and if it keeps the one compiled with AVX2, scalar code on a CPU
 //    without AVX2 would crash. Use intrinsics and file-local helpers instead.
-//  - Kernels must match the reference bit for bit (same float operations in the same order; the build
-//    compiles these files with -ffp-contract=off so mul+add is never fused behind our back).
+//  - dequantize_row and quantize_row must match the reference bit for bit (same float operations in the
+//    same order; the build compiles these files with -ffp-contract=off so mul+add is never fused behind our
+//    back). vec_dot and gemm compute the reference's integer sums exactly but may scale and add them up in
+//    another float order (8-lane accumulators, FMA): tests compare them by error relative to sum |x*y|.
 #pragma once
 
 #include "cpu/isa.h"
@@ -21,10 +23,22 @@
 
 namespace qrt::kernels {
 
-// One ISA's kernels for one weight type; nullptr = not provided (use the reference).
-// Later: vec_dot, matvec, matmul.
+// C[j * ldc + i] = (row i of A) . (row j of B) for i < m, j < n: A holds m weight rows of k elements of
+// the kernel's type, lda bytes apart; B holds n activation rows of k elements in its vec_dot_type, ldb bytes
+// apart (B = the tokens). Every C element is bit for bit what the same ISA's vec_dot returns for that pair,
+// whatever m and n are, so results do not depend on batching or on how rows are split over threads.
+using GemmFn = void (*)(int64_t k, const void* a, size_t lda, const void* b, size_t ldb, float* c,
+                        int64_t ldc, int64_t m, int64_t n);
+
+// One ISA's kernels for one type; nullptr = not provided (use the reference, or loop over vec_dot).
+// quantize_row is for activation types (Q8_0, Q8_1, Q8_K, F16, BF16) and equals their quantize_row_ref;
+// vec_dot is this type . its vec_dot_type (as the registry's vec_dot); gemm is many vec_dots at once,
+// register-blocked.
 struct CpuKernels {
     DequantizeRowFn dequantize_row = nullptr;
+    QuantizeRowFn quantize_row = nullptr;
+    VecDotFn vec_dot = nullptr;
+    GemmFn gemm = nullptr;
 };
 
 // Adds the non-null slots of `k` to `isa`'s table for `type`. Meant for static initialization, before
@@ -37,8 +51,14 @@ struct Registrar {
 // Tests use it to reach a specific ISA's kernel regardless of the active one.
 const CpuKernels* find(Isa isa, TypeId type);
 
-// The dequantize_row kernel to use on this machine: the active ISA's, else the registry's reference.
-// nullptr only for types whose rows are not self-contained (NF4: use its dequantize_rows).
+// The kernels to use on this machine: the active ISA's, else the registry's reference.
+// dequantize_row: nullptr only for types whose rows are not self-contained (NF4: use its dequantize_rows).
 DequantizeRowFn dequantize_row(TypeId type);
+// quantize_row: converts float activations to `type` (a vec_dot_type).
+QuantizeRowFn quantize_row(TypeId type);
+// vec_dot: nullptr for compute-only types and NF4 (use the registry's vec_dot_rows).
+VecDotFn vec_dot(TypeId type);
+// gemm: nullptr when the active ISA has none (the reference is vec_dot in a loop).
+GemmFn gemm(TypeId type);
 
 }  // namespace qrt::kernels

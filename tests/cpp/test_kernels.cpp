@@ -1,12 +1,19 @@
-// test_kernels: every CPU ISA kernel against the registry's reference, bit for bit.
+// test_kernels: every CPU ISA kernel against the registry's reference.
 //
 // For each ISA this CPU can run and each type with both a reference and a kernel of that ISA, rows of many
-// lengths (1 block, odd counts, large) in three flavours are dequantized by both and compared:
+// lengths (1 block, odd counts, large) in three flavours are dequantized by both and compared bit for bit:
 //   - quantized: real N(0,1) data through the reference quantizer,
 //   - random:    random bytes with sane finite fp16 scales (every bit pattern of the payload),
 //   - raw:       random bytes everywhere (NaN/Inf scales possible): block types compared NaN-aware.
-// Inputs and outputs sit off the vector alignment in exactly sized buffers so the sanitizers catch any
-// overrun or alignment assumption. Prints "N passed, M failed"; exits non-zero on failure.
+// Activation quantizers (quantize_row: Q8_0, Q8_1, Q8_K, F16, BF16) must equal quantize_row_ref bit for bit
+// on rows with wide-ranging magnitudes, exact rounding ties, zero blocks and one-signed blocks. vec_dot
+// (quantized and random weights against activations from the partner's reference quantizer) must equal the
+// reference's integer sums exactly; only the float order may differ, so the error is bounded relative to sum
+// |x*y| of the dequantized numbers, per block. gemm must give, for every (row, token) of m x n outputs at odd
+// sizes and strides, the same ISA's vec_dot bit for bit, and write nothing else. Inputs and outputs sit off
+// the vector alignment in exactly sized buffers so the sanitizers catch any overrun or alignment assumption.
+// Prints "N passed, M failed"; exits non-zero on failure.
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -17,11 +24,14 @@
 #include <vector>
 
 #include "cpu/isa.h"
+#include "cpu/ops.h"
+#include "cpu/threadpool.h"
 #include "format/common.h"
 #include "format/kquants.h"
 #include "format/legacy.h"
 #include "format/types.h"
 #include "kernels/dispatch.h"
+#include "model/matmul.h"
 
 using namespace qrt;
 
@@ -64,6 +74,12 @@ const std::vector<TypeId> kAvx2Types = {TypeId::F16,  TypeId::BF16, TypeId::Q4_0
                                         TypeId::Q5_0, TypeId::Q5_1, TypeId::Q8_0, TypeId::Q2_K,
                                         TypeId::Q3_K, TypeId::Q4_K, TypeId::Q5_K, TypeId::Q6_K};
 
+const std::vector<TypeId> kAvx2DotTypes = {
+    TypeId::Q4_0, TypeId::Q4_1, TypeId::Q5_0, TypeId::Q5_1, TypeId::Q8_0, TypeId::Q2_K, TypeId::Q3_K,
+    TypeId::Q4_K, TypeId::Q5_K, TypeId::Q6_K, TypeId::F32,  TypeId::F16,  TypeId::BF16};
+const std::vector<TypeId> kAvx2ActivationTypes = {TypeId::Q8_0, TypeId::Q8_1, TypeId::Q8_K, TypeId::F16,
+                                                  TypeId::BF16};
+
 bool cpu_runs(Isa isa) {
     const CpuFeatures& f = cpu_features();
     if (isa == Isa::Avx2) return f.avx2 && f.fma && f.f16c;
@@ -94,6 +110,13 @@ void fill_row(const TypeTraits& t, Flavour flavour, int64_t n, uint8_t* row, std
     }
     for (size_t i = 0; i < nbytes; ++i) row[i] = uint8_t(rng());
     if (flavour == Flavour::Raw) return;
+    if (t.id == TypeId::F32) {
+        for (size_t i = 0; i < nbytes; i += 4) {
+            const float v = sane_value(rng);
+            std::memcpy(row + i, &v, 4);
+        }
+        return;
+    }
     if (t.id == TypeId::BF16) {
         for (size_t i = 0; i < nbytes; i += 2) {
             const bf16_bits b = fp32_to_bf16(sane_value(rng));
@@ -152,6 +175,290 @@ void test_type(Isa isa, const TypeTraits& t, DequantizeRowFn fast, std::mt19937_
     }
 }
 
+// Random activations: N(0,1) scaled by a random power of ten per 256 values, some blocks all zero, some
+// all positive, some with exact rounding ties (multiples of 1/2 under amax 127, where d = 1).
+std::vector<float> activations(int64_t n, std::mt19937_64& rng) {
+    std::normal_distribution<float> normal;
+    std::vector<float> x(static_cast<size_t>(n));
+    for (int64_t b = 0; b < n; b += 32) {
+        const int kind = int(rng() % 8);
+        const float scale = std::pow(10.0f, float(int(rng() % 7)) - 3.0f);
+        for (int64_t i = b; i < b + 32 && i < n; ++i) {
+            float v = normal(rng) * scale;
+            if (kind == 0) v = 0.0f;
+            if (kind == 1) v = std::fabs(v);
+            if (kind == 2) v = float(int(rng() % 255) - 127) * 0.5f;
+            x[size_t(i)] = v;
+        }
+        if (kind == 2)
+            x[size_t(b)] = (rng() & 1) ? 127.0f : -127.0f;  // amax 127 in every 32 (and so per 256)
+    }
+    return x;
+}
+
+void test_quantize(Isa isa, const TypeTraits& t, QuantizeRowFn fast, std::mt19937_64& rng) {
+    const int64_t unit = std::max<int64_t>(t.block_size, 32);
+    for (int64_t blocks : {1, 2, 3, 7, 16, 33}) {
+        const int64_t n = blocks * unit + (t.block_size == 1 ? blocks % 8 : 0);  // float types: odd tails too
+        const size_t nbytes = size_t(n / t.block_size) * t.type_size;
+        std::vector<float> x = activations(n, rng);
+        if (t.block_size == 1) {  // float types: rounding edges, overflow, subnormal results, NaN, -0
+            const float specials[] = {65519.0f,      65520.0f, -1e30f,         1e-8f,         3e-5f,
+                                      std::nanf(""), -0.0f,    1.00048828125f, 3.3895314e38f, -INFINITY};
+            for (size_t i = 0; i < sizeof specials / sizeof specials[0] && i < x.size(); ++i)
+                x[(i * 7 + size_t(blocks)) % x.size()] = specials[i];
+        }
+        std::vector<float> xin(x.size() + 1);  // off the vector alignment
+        std::memcpy(xin.data() + 1, x.data(), x.size() * sizeof(float));
+        std::vector<uint8_t> ref(nbytes), out(nbytes + 4);
+        t.quantize_row_ref(x.data(), ref.data(), n);
+        fast(xin.data() + 1, out.data() + 4, n);
+        int64_t bad = -1;
+        for (size_t i = 0; i < nbytes && bad < 0; ++i)
+            if (out[i + 4] != ref[i]) bad = int64_t(i);
+        std::string what = std::string(isa_name(isa)) + " quantize_row " + t.name + " n=" + std::to_string(n);
+        if (bad >= 0) what += ": byte " + std::to_string(bad) + " differs";
+        check(bad < 0, what);
+    }
+}
+
+// |fast - ref| <= kDotTol * (number of blocks) * sum |x_i * y_i|: each block's float scaling and the running
+// sum may round differently, by a few ulps of the magnitudes involved.
+constexpr double kDotTol = 4.0 / (1 << 24);
+
+// Weight rows (m of them, k elements each, row_bytes apart) and quantized activations for n tokens.
+struct DotCase {
+    int64_t k = 0;
+    size_t row_bytes = 0, act_bytes = 0;
+    std::vector<uint8_t> w, act;
+    std::vector<float> wf, af;  // dequantized, for the error bound
+};
+
+DotCase make_dot_case(const TypeTraits& t, const TypeTraits& p, Flavour flavour, int64_t k, int m, int n,
+                      std::mt19937_64& rng) {
+    DotCase c;
+    c.k = k;
+    c.row_bytes = size_t(k / t.block_size) * t.type_size;
+    c.act_bytes = size_t(k / p.block_size) * p.type_size;
+    c.w.resize(size_t(m) * c.row_bytes + 4);  // rows start 4 bytes in: off the vector alignment
+    c.act.resize(size_t(n) * c.act_bytes + 4);
+    c.wf.resize(size_t(m * k));
+    c.af.resize(size_t(n * k));
+    for (int i = 0; i < m; ++i) {
+        uint8_t* row = c.w.data() + 4 + size_t(i) * c.row_bytes;
+        fill_row(t, flavour, k, row, rng);
+        t.dequantize_row(row, c.wf.data() + i * k, k);
+    }
+    for (int j = 0; j < n; ++j) {
+        uint8_t* row = c.act.data() + 4 + size_t(j) * c.act_bytes;
+        const std::vector<float> x = activations(k, rng);
+        p.quantize_row_ref(x.data(), row, k);
+        p.dequantize_row(row, c.af.data() + j * k, k);
+    }
+    return c;
+}
+
+void test_vec_dot(Isa isa, const TypeTraits& t, VecDotFn fast, std::mt19937_64& rng) {
+    const TypeTraits& p = traits(t.vec_dot_type);
+    const int64_t unit = std::max(t.block_size, p.block_size) * (t.block_size == 1 ? 32 : 1);
+    const std::vector<int64_t> counts = {1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 31, 33, 64, 65, 127, 1000};
+    for (Flavour flavour : {Flavour::Quantized, Flavour::Random}) {
+        for (int64_t blocks : counts) {
+            for (int64_t extra : {int64_t(0), t.block_size == 1 ? int64_t(1 + rng() % 31) : int64_t(0)}) {
+                const int64_t k = blocks * unit + extra;
+                DotCase c = make_dot_case(t, p, flavour, k, 1, 1, rng);
+                const float ref = t.vec_dot(k, c.w.data() + 4, c.act.data() + 4);
+                const float got = fast(k, c.w.data() + 4, c.act.data() + 4);
+                double mag = 0;
+                for (int64_t i = 0; i < k; ++i) mag += std::fabs(double(c.wf[size_t(i)]) * c.af[size_t(i)]);
+                const double nb = double(k / std::max(t.block_size, p.block_size));
+                const double err = std::fabs(double(got) - double(ref));
+                const bool ok = std::isfinite(got) && err <= kDotTol * std::max(nb, 8.0) * mag + 1e-30;
+                char buf[200];
+                std::snprintf(buf, sizeof buf, "%s vec_dot %s %s k=%lld: %.9g vs reference %.9g (|x.y| %.3g)",
+                              isa_name(isa), t.name, flavour_name(flavour), (long long)k, got, ref, mag);
+                check(ok, buf);
+            }
+        }
+    }
+}
+
+void test_gemm(Isa isa, const TypeTraits& t, kernels::GemmFn gemm, VecDotFn dot, std::mt19937_64& rng) {
+    const TypeTraits& p = traits(t.vec_dot_type);
+    const int64_t unit = std::max(t.block_size, p.block_size) * (t.block_size == 1 ? 32 : 1);
+    for (int trial = 0; trial < 24; ++trial) {
+        const int m = 1 + int(rng() % 13), n = 1 + int(rng() % 9);
+        const int64_t k = unit * int64_t(1 + rng() % 9) + (t.block_size == 1 ? int64_t(rng() % 9) : 0);
+        DotCase c = make_dot_case(t, p, trial % 2 ? Flavour::Random : Flavour::Quantized, k, m, n, rng);
+        const int64_t ldc = m + int64_t(rng() % 3);
+        const float sentinel = -12345.0f;
+        std::vector<float> out(size_t(n * ldc) + 1, sentinel);
+        gemm(k, c.w.data() + 4, c.row_bytes, c.act.data() + 4, c.act_bytes, out.data() + 1, ldc, m, n);
+        bool ok = out[0] == sentinel;
+        std::string what;
+        for (int j = 0; j < n; ++j) {
+            for (int64_t i = 0; i < ldc; ++i) {
+                const float got = out[size_t(1 + j * ldc + i)];
+                float want = sentinel;
+                if (i < m)
+                    want = dot(k, c.w.data() + 4 + size_t(i) * c.row_bytes,
+                               c.act.data() + 4 + size_t(j) * c.act_bytes);
+                if (!same_bits(got, want, false) && what.empty()) {
+                    char buf[96];
+                    std::snprintf(buf, sizeof buf, ": C[%d][%lld] = %.9g, vec_dot %.9g", j, (long long)i, got,
+                                  want);
+                    what = buf;
+                    ok = false;
+                }
+            }
+        }
+        check(ok, std::string(isa_name(isa)) + " gemm " + t.name + " m=" + std::to_string(m) +
+                      " n=" + std::to_string(n) + " k=" + std::to_string(k) + what);
+    }
+}
+
+#if defined(QRT_HAVE_AVX2)
+// silu_mul and attention_head: the AVX2 versions against the scalar references (vector exp, 8-lane sums).
+void test_ops_avx2(std::mt19937_64& rng) {
+    std::normal_distribution<float> normal;
+    for (int64_t n : {1, 7, 8, 9, 31, 576, 1536}) {
+        std::vector<float> g(size_t(n) + 1), u(size_t(n) + 1);
+        for (size_t i = 0; i < g.size(); ++i) g[i] = normal(rng) * 4.0f, u[i] = normal(rng);
+        if (n > 8) g[3] = 95.0f, g[4] = -95.0f, g[5] = 0.0f;  // saturated and zero gates
+        std::vector<float> ref(g), out(g);
+        silu_mul_ref(ref.data() + 1, u.data() + 1, n);
+        avx2::silu_mul(out.data() + 1, u.data() + 1, n);
+        double worst = 0;
+        for (int64_t i = 1; i <= n; ++i)
+            worst = std::max(worst, std::fabs(double(out[size_t(i)]) - ref[size_t(i)]) /
+                                        (std::fabs(double(ref[size_t(i)])) + 1e-30));
+        check(worst <= 2e-6,
+              "avx2 silu_mul n=" + std::to_string(n) + ": relative error " + std::to_string(worst));
+    }
+    for (int hd : {8, 16, 64, 72, 128, 256}) {
+        for (int n_kv : {1, 5, 16, 17, 100, 1000}) {
+            const int bs = 16, n_head = 3, n_blocks = (n_kv + bs - 1) / bs + 2;
+            std::vector<half_bits> k(size_t(n_blocks) * n_head * bs * hd), v(k.size());
+            for (auto& h : k) h = fp32_to_fp16(normal(rng));
+            for (auto& h : v) h = fp32_to_fp16(normal(rng));
+            std::vector<int32_t> table(static_cast<size_t>(n_blocks));
+            for (int b = 0; b < n_blocks; ++b) table[size_t(b)] = (b * 5 + 1) % n_blocks;  // scattered
+            const PagedKv kv{k.data(), v.data(), table.data(), n_head, hd, bs};
+            std::vector<float> q(static_cast<size_t>(hd)), ref(q.size()), out(q.size()),
+                s1(static_cast<size_t>(n_kv)), s2(s1.size());
+            for (auto& x : q) x = normal(rng) * 2.0f;
+            const int head = int(rng() % n_head);
+            attention_head_ref(ref.data(), q.data(), kv, head, n_kv, 0.125f, s1.data());
+            avx2::attention_head(out.data(), q.data(), kv, head, n_kv, 0.125f, s2.data());
+            double err = 0, mag = 0;
+            for (int d = 0; d < hd; ++d) {
+                err = std::max(err, std::fabs(double(out[size_t(d)]) - ref[size_t(d)]));
+                mag = std::max(mag, std::fabs(double(ref[size_t(d)])));
+            }
+            check(err <= 1e-5 * (mag + 1e-3), "avx2 attention_head hd=" + std::to_string(hd) + " n_kv=" +
+                                                  std::to_string(n_kv) + ": error " + std::to_string(err));
+        }
+    }
+}
+#endif
+
+// model::matmul on the active ISA: every output equals the dispatched vec_dot of the row with the token's
+// quantized activations (Int8: one pass; Int8x2: the two passes added), whatever the thread count, the
+// token chunking a small scratch forces, or whether matrices go through the multi-matrix form.
+void test_matmul(std::mt19937_64& rng) {
+    std::normal_distribution<float> normal;
+    for (const char* tname : {"Q4_1", "Q8_0", "Q4_K", "F16", "F32", "NF4"}) {
+        const TypeTraits& t = *find_type(std::string(tname));
+        const TypeTraits& p = traits(t.vec_dot_type);
+        const int64_t cols = 512;
+        const int64_t rows[3] = {40, 16, 7};
+        const char* names[3] = {"blk.0.attn_q.weight", "blk.0.attn_k.weight", "blk.0.ffn_up.weight"};
+        std::vector<std::vector<uint8_t>> data(3);
+        std::vector<model::Matrix> ws(3);
+        for (int m = 0; m < 3; ++m) {
+            uint64_t nbytes = 0;
+            tensor_nbytes(t, cols, rows[m], &nbytes);
+            data[size_t(m)].resize(nbytes);
+            std::vector<float> wf(size_t(cols * rows[m]));
+            for (float& v : wf) v = normal(rng);
+            t.quantize_tensor(wf.data(), cols, rows[m], data[size_t(m)].data(), 1);
+            ws[size_t(m)] = model::Matrix{names[m], data[size_t(m)].data(),
+                                          &t,       cols,
+                                          rows[m],  uint64_t(cols / t.block_size) * t.type_size,
+                                          nullptr};
+        }
+        for (int n_threads : {1, 3}) {
+            ThreadPool pool(n_threads);
+            for (int n : {1, 5, 13}) {
+                const std::vector<float> x = activations(int64_t(n) * cols, rng);
+                // enough scratch for everything, and the least that still holds one token
+                const int64_t least =
+                    (model::matmul_scratch_min_floats(cols, n_threads) + n_threads - 1) / n_threads;
+                for (int64_t stride : {model::kMatmulRowTile * cols, least}) {
+                    std::vector<float> scratch(size_t(n_threads * stride));
+                    std::vector<std::vector<float>> single(3), multi(3);
+                    for (int m = 0; m < 3; ++m) {
+                        single[size_t(m)].assign(size_t(n * rows[m]), 0.0f);
+                        multi[size_t(m)].assign(size_t(n * rows[m]), 0.0f);
+                        model::matmul(pool, ws[size_t(m)], x.data(), n, single[size_t(m)].data(),
+                                      scratch.data(), stride);
+                    }
+                    const model::Matrix* wp[2] = {&ws[0], &ws[1]};  // q and k share the policy: one job
+                    float* yp[2] = {multi[0].data(), multi[1].data()};
+                    model::matmul(pool, wp, x.data(), n, yp, scratch.data(), stride);
+                    // the reference: quantize each token (twice for Int8x2) and vec_dot / vec_dot_rows
+                    bool ok = true;
+                    for (int m = 0; m < 3; ++m) {
+                        const bool twice =
+                            model::default_activations(ws[size_t(m)]) == model::Activations::Int8x2 &&
+                            p.id != TypeId::F32;
+                        const size_t ab = size_t(cols / p.block_size) * p.type_size;
+                        std::vector<uint8_t> a1(ab), a2(ab);
+                        std::vector<float> deq(static_cast<size_t>(cols)), out(static_cast<size_t>(rows[m])),
+                            out2(static_cast<size_t>(rows[m]));
+                        for (int j = 0; j < n; ++j) {
+                            const float* xj = x.data() + j * cols;
+                            kernels::quantize_row(p.id)(xj, a1.data(), cols);
+                            if (twice) {
+                                kernels::dequantize_row(p.id)(a1.data(), deq.data(), cols);
+                                for (int64_t e = 0; e < cols; ++e) deq[size_t(e)] = xj[e] - deq[size_t(e)];
+                                kernels::quantize_row(p.id)(deq.data(), a2.data(), cols);
+                            }
+                            const VecDotFn dot = kernels::vec_dot(t.id);
+                            for (int64_t r = 0; r < rows[m]; ++r) {
+                                const uint8_t* row = ws[size_t(m)].data + size_t(r) * ws[size_t(m)].row_bytes;
+                                if (dot) {
+                                    out[size_t(r)] = dot(cols, row, a1.data());
+                                    if (twice) out[size_t(r)] = out[size_t(r)] + dot(cols, row, a2.data());
+                                }
+                            }
+                            if (!dot) {
+                                t.vec_dot_rows(ws[size_t(m)].data, cols, rows[m], 0, rows[m], a1.data(),
+                                               out.data());
+                                if (twice) {
+                                    t.vec_dot_rows(ws[size_t(m)].data, cols, rows[m], 0, rows[m], a2.data(),
+                                                   out2.data());
+                                    for (int64_t r = 0; r < rows[m]; ++r)
+                                        out[size_t(r)] = out[size_t(r)] + out2[size_t(r)];
+                                }
+                            }
+                            for (int64_t r = 0; r < rows[m]; ++r) {
+                                ok = ok && same_bits(single[size_t(m)][size_t(j * rows[m] + r)],
+                                                     out[size_t(r)], false);
+                                if (m < 2)
+                                    ok = ok && same_bits(multi[size_t(m)][size_t(j * rows[m] + r)],
+                                                         out[size_t(r)], false);
+                            }
+                        }
+                    }
+                    check(ok, std::string("matmul ") + tname + " threads=" + std::to_string(n_threads) +
+                                  " n=" + std::to_string(n) + " stride=" + std::to_string(stride));
+                }
+            }
+        }
+    }
+}
+
 void test_dispatch() {
     // The active dequantize_row is the active ISA's kernel where there is one, else the reference.
     for (const TypeTraits& t : all_types()) {
@@ -159,12 +466,29 @@ void test_dispatch() {
         const DequantizeRowFn want = k && k->dequantize_row ? k->dequantize_row : t.dequantize_row;
         check(kernels::dequantize_row(t.id) == want, std::string("dispatch ") + t.name);
     }
+    for (const TypeTraits& t : all_types()) {
+        const kernels::CpuKernels* k = kernels::find(active_isa(), t.id);
+        const QuantizeRowFn q = k && k->quantize_row ? k->quantize_row : t.quantize_row_ref;
+        const VecDotFn d = k && k->vec_dot ? k->vec_dot : t.vec_dot;
+        check(kernels::quantize_row(t.id) == q, std::string("dispatch quantize_row ") + t.name);
+        check(kernels::vec_dot(t.id) == d, std::string("dispatch vec_dot ") + t.name);
+        check(kernels::gemm(t.id) == (k ? k->gemm : nullptr), std::string("dispatch gemm ") + t.name);
+    }
     // The scalar ISA never overrides the reference.
     for (const TypeTraits& t : all_types()) check(kernels::find(Isa::Scalar, t.id) == nullptr, t.name);
 #if defined(QRT_HAVE_AVX2)
     for (TypeId id : kAvx2Types) {
         const kernels::CpuKernels* k = kernels::find(Isa::Avx2, id);
         check(k && k->dequantize_row, std::string("avx2 kernel registered for ") + traits(id).name);
+    }
+    for (TypeId id : kAvx2DotTypes) {
+        const kernels::CpuKernels* k = kernels::find(Isa::Avx2, id);
+        check(k && k->vec_dot && k->gemm,
+              std::string("avx2 vec_dot and gemm registered for ") + traits(id).name);
+    }
+    for (TypeId id : kAvx2ActivationTypes) {
+        const kernels::CpuKernels* k = kernels::find(Isa::Avx2, id);
+        check(k && k->quantize_row, std::string("avx2 quantize_row registered for ") + traits(id).name);
     }
 #endif
 }
@@ -175,17 +499,29 @@ int main() {
     std::printf("cpu isa in use: %s\n", isa_name(active_isa()));
     test_dispatch();
     std::mt19937_64 rng(20240531);
+    test_matmul(rng);
     for (Isa isa : {Isa::Avx2, Isa::Neon}) {
         if (!cpu_runs(isa)) {
             std::printf("skipped %s: this CPU cannot run it\n", isa_name(isa));
             continue;
         }
+#if defined(QRT_HAVE_AVX2)
+        if (isa == Isa::Avx2) test_ops_avx2(rng);
+#endif
         for (const TypeTraits& t : all_types()) {
             const kernels::CpuKernels* k = kernels::find(isa, t.id);
-            if (!k || !k->dequantize_row) continue;
-            check(t.dequantize_row != nullptr,
-                  std::string(isa_name(isa)) + " kernel without reference: " + t.name);
-            if (t.dequantize_row) test_type(isa, t, k->dequantize_row, rng);
+            if (!k) continue;
+            if (k->dequantize_row) {
+                check(t.dequantize_row != nullptr,
+                      std::string(isa_name(isa)) + " kernel without reference: " + t.name);
+                if (t.dequantize_row) test_type(isa, t, k->dequantize_row, rng);
+            }
+            if (k->quantize_row) test_quantize(isa, t, k->quantize_row, rng);
+            if (k->vec_dot) test_vec_dot(isa, t, k->vec_dot, rng);
+            if (k->gemm) {
+                check(k->vec_dot != nullptr, std::string(isa_name(isa)) + " gemm without vec_dot: " + t.name);
+                if (k->vec_dot) test_gemm(isa, t, k->gemm, k->vec_dot, rng);
+            }
         }
     }
     std::printf("%d passed, %d failed\n", g_passed, g_failed);

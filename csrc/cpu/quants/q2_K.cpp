@@ -9,6 +9,8 @@
 #if defined(__AVX2__)
 #include <immintrin.h>
 
+#include "cpu/quants/avx2_util.h"
+
 namespace qrt::avx2 {
 namespace {
 
@@ -54,7 +56,32 @@ void dequantize_row_q2_K(const void* vx, float* y, int64_t n) {
     }
 }
 
-const kernels::CpuKernels kQ2_K = {.dequantize_row = dequantize_row_q2_K};
+// ---- dot product with Q8_K (avx2_util.h KQuantDot): unit u = 2-bit field t = u%4 of half h = u/4;
+// scales (low nibbles) of the sub-blocks of 16 are 2u and 2u+1; the 16 mins (high nibbles) pair with bsums
+// ----
+struct KQ2_K {
+    using X = block_q2_K;
+    static constexpr int kRM = 4, kRN = 2, kOffset = 0;
+    static constexpr bool kMins = true;
+    struct Row {};
+    static uint16_t dmin(const X& x) { return x.dmin; }
+    static void prepare(const X& x, Row&, __m256i (&scale)[8], __m256i& mins) {
+        const __m128i sm = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x.scales));
+        const __m128i m4 = _mm_set1_epi8(0x0F);
+        mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sm, 4), m4));
+        alignas(32) int16_t s[16];
+        _mm256_store_si256(reinterpret_cast<__m256i*>(s), _mm256_cvtepu8_epi16(_mm_and_si128(sm, m4)));
+        for (int u = 0; u < 8; ++u) scale[u] = scale_pair(s, 2 * u);
+    }
+    static __m256i quants(const X& x, const Row&, int u) {
+        const __m256i v = _mm256_srl_epi16(load_256(x.qs + 32 * (u / 4)), _mm_cvtsi32_si128(2 * (u % 4)));
+        return _mm256_and_si256(v, _mm256_set1_epi8(3));
+    }
+};
+using DotQ2_K = KQuantDot<KQ2_K>;
+
+const kernels::CpuKernels kQ2_K = {
+    .dequantize_row = dequantize_row_q2_K, .vec_dot = vec_dot<DotQ2_K>, .gemm = gemm<DotQ2_K>};
 const kernels::Registrar q2_K_registrar(Isa::Avx2, TypeId::Q2_K, kQ2_K);
 
 }  // namespace

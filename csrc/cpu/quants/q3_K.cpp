@@ -9,6 +9,8 @@
 #if defined(__AVX2__)
 #include <immintrin.h>
 
+#include "cpu/quants/avx2_util.h"
+
 namespace qrt::avx2 {
 namespace {
 
@@ -63,7 +65,40 @@ void dequantize_row_q3_K(const void* vx, float* y, int64_t n) {
     }
 }
 
-const kernels::CpuKernels kQ3_K = {.dequantize_row = dequantize_row_q3_K};
+// ---- dot product with Q8_K (avx2_util.h KQuantDot): unit u = 2-bit field t = u%4 of half h = u/4, and
+// bit u of hmask[l]; stored q = 2 bits | hmask bit << 2 = value + 4; signed 6-bit scales of the sub-blocks
+// of 16 are 2u and 2u+1 (ggml's kmask unpacking) ----
+struct KQ3_K {
+    using X = block_q3_K;
+    static constexpr int kRM = 4, kRN = 2, kOffset = 4;
+    static constexpr bool kMins = false;
+    struct Row {};
+    static uint16_t dmin(const X&) { return 0; }
+    static void prepare(const X& x, Row&, __m256i (&scale)[8], __m256i&) {
+        constexpr uint32_t kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f;
+        uint32_t aux[3];
+        __builtin_memcpy(aux, x.scales, 12);
+        // int32 k holds the low nibbles of sub-blocks 4k..4k+3 with their top 2 bits (q3_K_scale)
+        __m128i s8 = _mm_set_epi32(int((aux[1] >> 4 & kmask2) | ((aux[2] >> 6 & kmask1) << 4)),
+                                   int((aux[0] >> 4 & kmask2) | ((aux[2] >> 4 & kmask1) << 4)),
+                                   int((aux[1] & kmask2) | ((aux[2] >> 2 & kmask1) << 4)),
+                                   int((aux[0] & kmask2) | ((aux[2] & kmask1) << 4)));
+        s8 = _mm_sub_epi8(s8, _mm_set1_epi8(32));
+        alignas(32) int16_t s[16];
+        _mm256_store_si256(reinterpret_cast<__m256i*>(s), _mm256_cvtepi8_epi16(s8));
+        for (int u = 0; u < 8; ++u) scale[u] = scale_pair(s, 2 * u);
+    }
+    static __m256i quants(const X& x, const Row&, int u) {
+        const __m256i v = _mm256_srl_epi16(load_256(x.qs + 32 * (u / 4)), _mm_cvtsi32_si128(2 * (u % 4)));
+        const __m256i h = _mm256_srl_epi16(load_256(x.hmask), _mm_cvtsi32_si128(u));
+        return _mm256_or_si256(_mm256_and_si256(v, _mm256_set1_epi8(3)),
+                               _mm256_and_si256(_mm256_slli_epi16(h, 2), _mm256_set1_epi8(4)));
+    }
+};
+using DotQ3_K = KQuantDot<KQ3_K>;
+
+const kernels::CpuKernels kQ3_K = {
+    .dequantize_row = dequantize_row_q3_K, .vec_dot = vec_dot<DotQ3_K>, .gemm = gemm<DotQ3_K>};
 const kernels::Registrar q3_K_registrar(Isa::Avx2, TypeId::Q3_K, kQ3_K);
 
 }  // namespace

@@ -9,6 +9,8 @@
 #if defined(__AVX2__)
 #include <immintrin.h>
 
+#include "cpu/quants/avx2_util.h"
+
 namespace qrt::avx2 {
 namespace {
 
@@ -61,7 +63,31 @@ void dequantize_row_q4_K(const void* vx, float* y, int64_t n) {
     }
 }
 
-const kernels::CpuKernels kQ4_K = {.dequantize_row = dequantize_row_q4_K};
+// ---- dot product with Q8_K (avx2_util.h KQuantDot): unit u = sub-block u of 32, scale sc[u], min m[u] ----
+struct KQ4_K {
+    using X = block_q4_K;
+    static constexpr int kRM = 4, kRN = 2, kOffset = 0;
+    static constexpr bool kMins = true;
+    struct Row {};
+    static uint16_t dmin(const X& x) { return x.dmin; }
+    static void prepare(const X& x, Row&, __m256i (&scale)[8], __m256i& mins) {
+        const __m128i sm = scales_mins_k4(x.scales);
+        const __m128i m16 = _mm_cvtepu8_epi16(_mm_srli_si128(sm, 8));
+        mins =
+            _mm256_set_m128i(_mm_unpackhi_epi16(m16, m16), _mm_unpacklo_epi16(m16, m16));  // m0 m0 m1 m1 ..
+        alignas(16) int16_t s[8];
+        _mm_store_si128(reinterpret_cast<__m128i*>(s), _mm_cvtepu8_epi16(sm));
+        for (int u = 0; u < 8; ++u) scale[u] = _mm256_set1_epi16(s[u]);
+    }
+    static __m256i quants(const X& x, const Row&, int u) {
+        const __m256i v = load_256(x.qs + 32 * (u / 2));
+        return _mm256_and_si256(u % 2 ? _mm256_srli_epi16(v, 4) : v, _mm256_set1_epi8(0x0F));
+    }
+};
+using DotQ4_K = KQuantDot<KQ4_K>;
+
+const kernels::CpuKernels kQ4_K = {
+    .dequantize_row = dequantize_row_q4_K, .vec_dot = vec_dot<DotQ4_K>, .gemm = gemm<DotQ4_K>};
 const kernels::Registrar q4_K_registrar(Isa::Avx2, TypeId::Q4_K, kQ4_K);
 
 }  // namespace

@@ -9,6 +9,8 @@
 #if defined(__AVX2__)
 #include <immintrin.h>
 
+#include "cpu/quants/avx2_util.h"
+
 namespace qrt::avx2 {
 namespace {
 
@@ -66,7 +68,34 @@ void dequantize_row_q5_K(const void* vx, float* y, int64_t n) {
     }
 }
 
-const kernels::CpuKernels kQ5_K = {.dequantize_row = dequantize_row_q5_K};
+// ---- dot product with Q8_K (avx2_util.h KQuantDot): as Q4_K, plus bit u of qh[l] as the fifth bit ----
+struct KQ5_K {
+    using X = block_q5_K;
+    static constexpr int kRM = 4, kRN = 2, kOffset = 0;
+    static constexpr bool kMins = true;
+    struct Row {};
+    static uint16_t dmin(const X& x) { return x.dmin; }
+    static void prepare(const X& x, Row&, __m256i (&scale)[8], __m256i& mins) {
+        const __m128i sm = scales_mins_k4(x.scales);
+        const __m128i m16 = _mm_cvtepu8_epi16(_mm_srli_si128(sm, 8));
+        mins =
+            _mm256_set_m128i(_mm_unpackhi_epi16(m16, m16), _mm_unpacklo_epi16(m16, m16));  // m0 m0 m1 m1 ..
+        alignas(16) int16_t s[8];
+        _mm_store_si128(reinterpret_cast<__m128i*>(s), _mm_cvtepu8_epi16(sm));
+        for (int u = 0; u < 8; ++u) scale[u] = _mm256_set1_epi16(s[u]);
+    }
+    static __m256i quants(const X& x, const Row&, int u) {
+        const __m256i v = load_256(x.qs + 32 * (u / 2));
+        const __m256i lo = _mm256_and_si256(u % 2 ? _mm256_srli_epi16(v, 4) : v, _mm256_set1_epi8(0x0F));
+        // bit u of each qh byte to bit 4 (16-bit shifts: the mask keeps only the bit that came from the byte)
+        const __m256i h = _mm256_slli_epi16(_mm256_srl_epi16(load_256(x.qh), _mm_cvtsi32_si128(u)), 4);
+        return _mm256_or_si256(lo, _mm256_and_si256(h, _mm256_set1_epi8(0x10)));
+    }
+};
+using DotQ5_K = KQuantDot<KQ5_K>;
+
+const kernels::CpuKernels kQ5_K = {
+    .dequantize_row = dequantize_row_q5_K, .vec_dot = vec_dot<DotQ5_K>, .gemm = gemm<DotQ5_K>};
 const kernels::Registrar q5_K_registrar(Isa::Avx2, TypeId::Q5_K, kQ5_K);
 
 }  // namespace

@@ -9,6 +9,8 @@
 #if defined(__AVX2__)
 #include <immintrin.h>
 
+#include "cpu/quants/avx2_util.h"
+
 namespace qrt::avx2 {
 namespace {
 
@@ -61,7 +63,32 @@ void dequantize_row_q6_K(const void* vx, float* y, int64_t n) {
     }
 }
 
-const kernels::CpuKernels kQ6_K = {.dequantize_row = dequantize_row_q6_K};
+// ---- dot product with Q8_K (avx2_util.h KQuantDot): unit u = quarter t = u%4 of half h = u/4; stored
+// q = ql nibble | qh 2 bits << 4 = value + 32; scales of the sub-blocks of 16 are 2u and 2u+1 ----
+struct KQ6_K {
+    using X = block_q6_K;
+    static constexpr int kRM = 4, kRN = 2, kOffset = 32;
+    static constexpr bool kMins = false;
+    struct Row {};
+    static uint16_t dmin(const X&) { return 0; }
+    static void prepare(const X& x, Row&, __m256i (&scale)[8], __m256i&) {
+        alignas(32) int16_t s[16];
+        const __m128i sc = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x.scales));
+        _mm256_store_si256(reinterpret_cast<__m256i*>(s), _mm256_cvtepi8_epi16(sc));
+        for (int u = 0; u < 8; ++u) scale[u] = scale_pair(s, 2 * u);
+    }
+    static __m256i quants(const X& x, const Row&, int u) {
+        const int h = u / 4, t = u % 4;
+        const __m256i ql = load_256(x.ql + 64 * h + 32 * (t & 1));
+        const __m256i lo = _mm256_and_si256(t < 2 ? ql : _mm256_srli_epi16(ql, 4), _mm256_set1_epi8(0x0F));
+        const __m256i qh = _mm256_srl_epi16(load_256(x.qh + 32 * h), _mm_cvtsi32_si128(2 * t));
+        return _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(qh, 4), _mm256_set1_epi8(0x30)));
+    }
+};
+using DotQ6_K = KQuantDot<KQ6_K>;
+
+const kernels::CpuKernels kQ6_K = {
+    .dequantize_row = dequantize_row_q6_K, .vec_dot = vec_dot<DotQ6_K>, .gemm = gemm<DotQ6_K>};
 const kernels::Registrar q6_K_registrar(Isa::Avx2, TypeId::Q6_K, kQ6_K);
 
 }  // namespace

@@ -1,0 +1,234 @@
+// Helpers shared by the AVX2 kernel files, and the register-blocked gemm driver they all use.
+//
+// Include it only inside a file's `#if defined(__AVX2__)` section: everything here sits in an anonymous
+// namespace (internal linkage), so each AVX2 translation unit has its own copies and the linker can never
+// hand one of them to scalar code (the rule in kernels/dispatch.h).
+//
+// Dot products (ggml's AVX2 scheme, FORMATS.md §3): a block's quants are unpacked into 32 int8 lanes,
+// multiplied with the activation's int8 lanes by vpmaddubsw (u8 x i8, adjacent pairs summed into int16; the
+// unsigned operand is the weight, or |weight| with the sign moved onto the activation), widened to 8 int32
+// lanes by vpmaddwd, converted to float and accumulated with the block's scale product by one FMA into 8
+// float lanes, which are summed once at the end (hsum). Integer parts are exact; only the float order differs
+// from the scalar reference.
+//
+// gemm (kernels::GemmFn) covers an m x n block of outputs with RM x RN register tiles (llamafile's tinyBLAS):
+// each tile keeps RM*RN accumulators in registers, loads and unpacks each weight block once for RN tokens and
+// each activation block once for RM rows. Every output is computed by the same instruction sequence whatever
+// the tile, so a 1 x 1 tile is the kernel's vec_dot.
+#pragma once
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace qrt::avx2 {
+namespace {
+
+inline float half_to_float(uint16_t h) {
+    return _cvtsh_ss(h);
+}
+
+// The sum of 4 lanes: (0+2) + (1+3).
+inline float hsum4(__m128 r) {
+    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    r = _mm_add_ss(r, _mm_movehdup_ps(r));
+    return _mm_cvtss_f32(r);
+}
+
+// The sum of the 8 lanes: (upper + lower) halves, then pairs, then the last two (ggml hsum_float_8).
+inline float hsum(__m256 x) {
+    __m128 r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
+    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    r = _mm_add_ss(r, _mm_movehdup_ps(r));
+    return _mm_cvtss_f32(r);
+}
+
+// 16 bytes of nibbles -> 32 bytes: the low nibbles, then the high nibbles (ggml bytes_from_nibbles_32).
+inline __m256i bytes_from_nibbles_32(const uint8_t* qs) {
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(b, 4), b), _mm256_set1_epi8(0x0F));
+}
+
+// Bit e of the 32-bit word -> byte e = 0xFF if set, else 0 (ggml bytes_from_bits_32): broadcast byte
+// e/8 of the word to byte e, set every bit but bit e%8, and compare with all ones.
+inline __m256i bytes_from_bits_32_word(uint32_t x32) {
+    const __m256i shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
+    const __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(int(x32)), shuf);
+    const __m256i others = _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe);
+    return _mm256_cmpeq_epi8(_mm256_or_si256(bytes, others), _mm256_set1_epi64x(-1));
+}
+
+// The same for the little-endian 32-bit qh of a Q5 block.
+inline __m256i bytes_from_bits_32(const uint8_t* qh) {
+    uint32_t x32;
+    __builtin_memcpy(&x32, qh, sizeof x32);
+    return bytes_from_bits_32_word(x32);
+}
+
+inline __m256i load_256(const void* p) {
+    return _mm256_loadu_si256(static_cast<const __m256i*>(p));
+}
+
+// 16 int16 lanes -> 8 int32 lanes, adjacent pairs summed.
+inline __m256i sum_i16_pairs(__m256i x) {
+    return _mm256_madd_epi16(x, _mm256_set1_epi16(1));
+}
+
+// sum over pairs of u * s for u8 lanes u and i8 lanes s, as 8 int32 lanes; exact when |u0*s0 + u1*s1| fits
+// int16 (vpmaddubsw saturates).
+inline __m256i dot_u8_i8(__m256i u, __m256i s) {
+    return sum_i16_pairs(_mm256_maddubs_epi16(u, s));
+}
+
+// sum over pairs of x * y for signed i8 lanes (x may be -128, y must not): |x| times y with x's sign.
+inline __m256i dot_i8_i8(__m256i x, __m256i y) {
+    return dot_u8_i8(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+}
+
+// Weight rows are short (a few hundred bytes) and a tile reads RM of them side by side, which the hardware
+// prefetchers follow poorly: without help a matrix streamed from memory reaches a third of the bandwidth.
+// Each tile therefore prefetches, for every block it reads, the same block kPrefetchRows rows further on.
+constexpr int kPrefetchRows = 16;
+inline void prefetch_rows_ahead(const void* block, size_t row_stride) {
+    _mm_prefetch(static_cast<const char*>(block) + kPrefetchRows * row_stride, _MM_HINT_T0);
+}
+
+// ---- the gemm driver ----
+//
+// K::tile<RM, RN>(nb, a, lda, b, ldb, c, ldc) computes c[j*ldc + i] for i < RM, j < RN over nb blocks of
+// K::kBlock elements; K::kRM, K::kRN is its main tile. Smaller tiles cover the edges.
+
+template <class K, int RM, int RN>
+inline void tile_at_most(int rm, int rn, int64_t nb, const uint8_t* a, size_t lda, const uint8_t* b,
+                         size_t ldb, float* c, int64_t ldc) {
+    if constexpr (RM > 1) {
+        if (rm < RM) return tile_at_most<K, RM - 1, RN>(rm, rn, nb, a, lda, b, ldb, c, ldc);
+    }
+    if constexpr (RN > 1) {
+        if (rn < RN) return tile_at_most<K, RM, RN - 1>(rm, rn, nb, a, lda, b, ldb, c, ldc);
+    }
+    K::template tile<RM, RN>(nb, a, lda, b, ldb, c, ldc);
+}
+
+template <class K>
+void gemm(int64_t k, const void* va, size_t lda, const void* vb, size_t ldb, float* c, int64_t ldc, int64_t m,
+          int64_t n) {
+    const uint8_t* a = static_cast<const uint8_t*>(va);
+    const uint8_t* b = static_cast<const uint8_t*>(vb);
+    const int64_t nb = k / K::kBlock;
+    for (int64_t i = 0; i < m; i += K::kRM) {
+        const int rm = int(m - i < K::kRM ? m - i : K::kRM);
+        for (int64_t j = 0; j < n; j += K::kRN) {
+            const int rn = int(n - j < K::kRN ? n - j : K::kRN);
+            tile_at_most<K, K::kRM, K::kRN>(rm, rn, nb, a + size_t(i) * lda, lda, b + size_t(j) * ldb, ldb,
+                                            c + j * ldc + i, ldc);
+        }
+    }
+}
+
+// ---- k-quant super-blocks against Q8_K (format/kquants.h has the math) ----
+//
+// A super-block of 256 is eight units of 32 elements. K (one per type) provides
+//   using X = the block type; kRM, kRN; kOffset (0, 4 or 32: the quants are stored as q + kOffset); kMins;
+//   prepare(x, row, scale[8], mins): per super-block row state, the int16 scale vector of each unit (16
+//   lanes:
+//     the scale of the unit's elements 2k, 2k+1 in lane k) and, with kMins, the int16 vector that vpmaddwd
+//     with Q8_K's 16 bsums turns into the 8 min sums;
+//   quants(x, row, u): the unit's 32 unsigned quants in element order.
+// Per (row i, token j): sumi = sum_u vpmaddwd(scale_u, vpmaddubsw(q_u, y_u) - kOffset*(y pairs)), exact in
+// int32; then acc += (d_i*dy_j) * float(sumi) and, with mins, acc -= (dmin_i*dy_j) * float(madd(mins_i,
+// bsums_j)); the result is hsum(acc).
+template <class K>
+struct KQuantDot {
+    using X = typename K::X;
+    static constexpr int64_t kBlock = 256;
+    static constexpr int kRM = K::kRM, kRN = K::kRN;
+
+    template <int RM, int RN>
+    static void tile(int64_t nb, const uint8_t* a, size_t lda, const uint8_t* b, size_t ldb, float* c,
+                     int64_t ldc) {
+        struct Y {
+            float d;
+            int8_t qs[256];
+            int16_t bsums[16];
+        };
+        static_assert(sizeof(Y) == 292, "Q8_K layout");
+        __m256 acc[RM][RN];
+        for (int i = 0; i < RM; ++i)
+            for (int j = 0; j < RN; ++j) acc[i][j] = _mm256_setzero_ps();
+        for (int64_t l = 0; l < nb; ++l) {
+            const X* x[RM];
+            typename K::Row row[RM];
+            __m256i scale[RM][8], mins[RM];
+            uint16_t hd[RM], hm[RM];
+            for (int i = 0; i < RM; ++i) {
+                x[i] = reinterpret_cast<const X*>(a + size_t(i) * lda) + l;
+                prefetch_rows_ahead(x[i], lda);
+                K::prepare(*x[i], row[i], scale[i], mins[i]);
+                hd[i] = x[i]->d;
+                hm[i] = K::kMins ? K::dmin(*x[i]) : 0;
+            }
+            __m256i sumi[RM][RN];
+            for (int i = 0; i < RM; ++i)
+                for (int j = 0; j < RN; ++j) sumi[i][j] = _mm256_setzero_si256();
+            for (int u = 0; u < 8; ++u) {
+                __m256i q[RM];
+                for (int i = 0; i < RM; ++i) q[i] = K::quants(*x[i], row[i], u);
+                for (int j = 0; j < RN; ++j) {
+                    const Y& y = reinterpret_cast<const Y*>(b + size_t(j) * ldb)[l];
+                    const __m256i yq = load_256(y.qs + 32 * u);
+                    __m256i off = _mm256_setzero_si256();
+                    if constexpr (K::kOffset != 0)
+                        off = _mm256_maddubs_epi16(_mm256_set1_epi8(K::kOffset), yq);
+                    for (int i = 0; i < RM; ++i) {
+                        __m256i p = _mm256_maddubs_epi16(q[i], yq);
+                        if constexpr (K::kOffset != 0) p = _mm256_sub_epi16(p, off);
+                        sumi[i][j] = _mm256_add_epi32(sumi[i][j], _mm256_madd_epi16(scale[i][u], p));
+                    }
+                }
+            }
+            uint16_t v[8] = {}, vm[8] = {};
+            for (int i = 0; i < RM; ++i) v[i] = hd[i], vm[i] = hm[i];
+            const __m256 dx = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v)));
+            const __m256 mx = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(vm)));
+            for (int j = 0; j < RN; ++j) {
+                const Y& y = reinterpret_cast<const Y*>(b + size_t(j) * ldb)[l];
+                const __m256 dy = _mm256_set1_ps(y.d);
+                alignas(32) float d[8], dm[8];
+                _mm256_store_ps(d, _mm256_mul_ps(dx, dy));
+                if constexpr (K::kMins) _mm256_store_ps(dm, _mm256_mul_ps(mx, dy));
+                const __m256i bsums = load_256(y.bsums);
+                for (int i = 0; i < RM; ++i) {
+                    acc[i][j] = _mm256_fmadd_ps(_mm256_broadcast_ss(d + i), _mm256_cvtepi32_ps(sumi[i][j]),
+                                                acc[i][j]);
+                    if constexpr (K::kMins) {
+                        const __m256 m = _mm256_cvtepi32_ps(_mm256_madd_epi16(mins[i], bsums));
+                        acc[i][j] = _mm256_fnmadd_ps(_mm256_broadcast_ss(dm + i), m, acc[i][j]);
+                    }
+                }
+            }
+        }
+        for (int i = 0; i < RM; ++i)
+            for (int j = 0; j < RN; ++j) c[j * ldc + i] = hsum(acc[i][j]);
+    }
+};
+
+// The int16 vector [s[a] x 8, s[a+1] x 8] (scales of two 16-element sub-blocks), from 16 int16 scales.
+inline __m256i scale_pair(const int16_t* s16, int a) {
+    return _mm256_set_m128i(_mm_set1_epi16(s16[a + 1]), _mm_set1_epi16(s16[a]));
+}
+
+template <class K>
+float vec_dot(int64_t k, const void* x, const void* y) {
+    float out;
+    K::template tile<1, 1>(k / K::kBlock, static_cast<const uint8_t*>(x), 0, static_cast<const uint8_t*>(y),
+                           0, &out, 1);
+    return out;
+}
+
+}  // namespace
+}  // namespace qrt::avx2
+
+#endif  // __AVX2__
