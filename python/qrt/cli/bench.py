@@ -1,0 +1,148 @@
+"""qrt-bench: prompt-processing and generation speed of a GGUF model, measured the way llama-bench does.
+
+pp<P>: a fresh context processes a P-token prompt in batches of ``--batch-size`` (only the last position's
+logits are computed, as llama-bench's pp); tg<N>: a fresh context generates N tokens one at a time, each a
+full decode step with logits, ignoring what the model would say (no sampling, no EOS). Token ids are
+random, as llama-bench's. Every test is run once to warm up, then ``-r`` times; tokens/s is the mean over
+the repetitions of tokens / seconds (llama-bench's ``avg_ts``), with its standard deviation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+
+def _physical_cores() -> int:
+    """Cores, not hardware threads (llama-bench's default thread count); falls back to os.cpu_count()."""
+    try:
+        seen = set()
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            phys = core = None
+            for line in fh:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "physical id":
+                    phys = value.strip()
+                elif key == "core id":
+                    core = value.strip()
+                elif not line.strip():
+                    if core is not None:
+                        seen.add((phys, core))
+                    phys = core = None
+            if core is not None:
+                seen.add((phys, core))
+        if seen:
+            return len(seen)
+    except OSError:
+        pass
+    return os.cpu_count() or 1
+
+
+def _time_pp(native, ids, n_batch: int) -> float:
+    native.clear(0)
+    t0 = time.perf_counter()
+    for b in range(0, len(ids), n_batch):
+        native.eval(ids[b : b + n_batch])  # the last token's logits only
+    dt = time.perf_counter() - t0
+    native.clear(0)
+    return dt
+
+
+def _time_tg(native, ids) -> float:
+    native.clear(0)
+    t0 = time.perf_counter()
+    for i in range(len(ids)):
+        native.eval(ids[i : i + 1])
+    dt = time.perf_counter() - t0
+    native.clear(0)
+    return dt
+
+
+def run_test(native, kind: str, n: int, reps: int, n_batch: int, seed: int) -> dict:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, native.n_vocab, n, dtype=np.int32)
+    timer = (lambda: _time_pp(native, ids, n_batch)) if kind == "pp" else (lambda: _time_tg(native, ids))
+    # warm-up: one batch of the prompt / one token (llama-bench's)
+    (_time_pp(native, ids[: min(n, n_batch)], n_batch) if kind == "pp" else _time_tg(native, ids[:1]))
+    times = [timer() for _ in range(reps)]
+    rates = [n / t for t in times]
+    return {
+        "test": f"{kind}{n}",
+        "n_prompt": n if kind == "pp" else 0,
+        "n_gen": n if kind == "tg" else 0,
+        "tokens_per_s": statistics.fmean(rates),
+        "stddev_tokens_per_s": statistics.stdev(rates) if len(rates) > 1 else 0.0,
+        "samples_tokens_per_s": rates,
+        "avg_ns": int(statistics.fmean(times) * 1e9),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="qrt-bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("-m", "--model", required=True, action="append", help="GGUF file (repeat for several)")
+    p.add_argument(
+        "-p", "--n-prompt", type=int, default=512, help="prompt tokens for pp (0: skip; default 512)"
+    )
+    p.add_argument(
+        "-n", "--n-gen", type=int, default=128, help="tokens to generate for tg (0: skip; default 128)"
+    )
+    p.add_argument("-t", "--threads", type=int, default=None, help="threads (default: physical cores)")
+    p.add_argument("-r", "--repetitions", type=int, default=5, help="repetitions of each test (default 5)")
+    p.add_argument(
+        "-b", "--batch-size", type=int, default=512, help="tokens per forward call in pp (default 512)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the random token ids")
+    p.add_argument("--json", action="store_true", help="print a JSON list of results instead of a table")
+    args = p.parse_args(argv)
+    for name in ("n_prompt", "n_gen"):
+        if getattr(args, name) < 0:
+            p.error(f"--{name.replace('_', '-')} must be >= 0")
+    if args.repetitions < 1 or args.batch_size < 1 or (args.threads is not None and args.threads < 1):
+        p.error("--repetitions, --batch-size and --threads must be >= 1")
+    threads = args.threads or _physical_cores()
+
+    import qrt
+    from qrt import _C
+
+    results = []
+    try:
+        for path in args.model:
+            n_ctx = max(args.n_prompt, args.n_gen, 1)
+            native = _C.Model(path, n_ctx, threads, 1, min(args.batch_size, n_ctx))
+            size = os.path.getsize(path)
+            for kind, n in (("pp", args.n_prompt), ("tg", args.n_gen)):
+                if n == 0:
+                    continue
+                r = run_test(native, kind, n, args.repetitions, args.batch_size, args.seed)
+                r = {"model": os.path.basename(path), "model_size": size, "n_threads": threads, **r}
+                results.append(r)
+                if not args.json:
+                    if len(results) == 1:
+                        print("| model | size | threads | test | t/s |")
+                        print("| --- | ---: | ---: | ---: | ---: |")
+                    print(
+                        f"| {r['model']} | {size / 2**20:.2f} MiB | {threads} | {r['test']} | "
+                        f"{r['tokens_per_s']:.2f} ± {r['stddev_tokens_per_s']:.2f} |",
+                        flush=True,
+                    )
+            del native
+    except KeyboardInterrupt:
+        print("\nqrt-bench: interrupted", file=sys.stderr)
+        return 130
+    except (qrt.FormatError, qrt.UnsupportedError, ValueError, OSError, RuntimeError, MemoryError) as e:
+        print(f"qrt-bench: error: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
