@@ -491,12 +491,33 @@ void test_dispatch() {
         check(k && k->quantize_row, std::string("avx2 quantize_row registered for ") + traits(id).name);
     }
 #endif
+#if defined(QRT_HAVE_NEON)
+    // NEON covers the same types as AVX2 (its dot products come from the dotprod build or the baseline one,
+    // whichever matches this CPU: cpu/neon/neon_util.h).
+    for (TypeId id : kAvx2Types) {
+        const kernels::CpuKernels* k = kernels::find(Isa::Neon, id);
+        check(k && k->dequantize_row, std::string("neon kernel registered for ") + traits(id).name);
+    }
+    for (TypeId id : kAvx2DotTypes) {
+        const kernels::CpuKernels* k = kernels::find(Isa::Neon, id);
+        check(k && k->vec_dot && k->gemm,
+              std::string("neon vec_dot and gemm registered for ") + traits(id).name);
+    }
+    for (TypeId id : kAvx2ActivationTypes) {
+        const kernels::CpuKernels* k = kernels::find(Isa::Neon, id);
+        check(k && k->quantize_row, std::string("neon quantize_row registered for ") + traits(id).name);
+    }
+#endif
 }
 
 }  // namespace
 
 int main() {
     std::printf("cpu isa in use: %s\n", isa_name(active_isa()));
+#if defined(QRT_HAVE_NEON)
+    std::printf("neon int8 dot products: %s\n",
+                cpu_features().dotprod ? "sdot (dotprod build)" : "smull+sadalp (baseline build)");
+#endif
     test_dispatch();
     std::mt19937_64 rng(20240531);
     test_matmul(rng);
