@@ -61,6 +61,9 @@ void silu_mul(float* gate, const float* up, int64_t n) {
 #if defined(QRT_HAVE_AVX2)
     if (active_isa() == Isa::Avx2) return avx2::silu_mul(gate, up, n);
 #endif
+#if defined(QRT_HAVE_NEON)
+    if (active_isa() == Isa::Neon) return neon::silu_mul(gate, up, n);
+#endif
     silu_mul_ref(gate, up, n);
 }
 
@@ -115,6 +118,10 @@ void attention_head(float* out, const float* q, const PagedKv& kv, int kv_head, 
 #if defined(QRT_HAVE_AVX2)
     if (active_isa() == Isa::Avx2 && kv.head_dim % 8 == 0 && kv.head_dim <= avx2::kMaxHeadDim)
         return avx2::attention_head(out, q, kv, kv_head, n_kv, scale, scores);
+#endif
+#if defined(QRT_HAVE_NEON)
+    if (active_isa() == Isa::Neon && kv.head_dim % 4 == 0 && kv.head_dim <= neon::kMaxHeadDim)
+        return neon::attention_head(out, q, kv, kv_head, n_kv, scale, scores);
 #endif
     attention_head_ref(out, q, kv, kv_head, n_kv, scale, scores);
 }

@@ -2,7 +2,8 @@
 // version is tested against). They know nothing of models or graphs: pointers and sizes in, results out.
 //
 // silu_mul and attention_head dispatch: on Isa::Avx2 they run the versions in ops_avx2.cpp (8-lane float
-// math, a vector exp), elsewhere the scalar references *_ref below. The two agree up to float rounding
+// math, a vector exp), on Isa::Neon those in ops_neon.cpp (4-lane), elsewhere the scalar references *_ref
+// below. The two agree up to float rounding
 // (tests/cpp/test_kernels.cpp bounds the difference).
 //
 // Conventions: float activations; `n` counts floats; out may alias x where noted.
@@ -64,6 +65,17 @@ constexpr int kMaxHeadDim = 256;
 void attention_head(float* out, const float* q, const PagedKv& kv, int kv_head, int n_kv, float scale,
                     float* scores);
 }  // namespace avx2
+#endif
+
+#if defined(QRT_HAVE_NEON)
+// The NEON versions (ops_neon.cpp): the same algorithms on 4-lane vectors.
+namespace neon {
+void silu_mul(float* gate, const float* up, int64_t n);
+// head_dim must be a multiple of 4 and at most kMaxHeadDim.
+constexpr int kMaxHeadDim = 256;
+void attention_head(float* out, const float* q, const PagedKv& kv, int kv_head, int n_kv, float scale,
+                    float* scores);
+}  // namespace neon
 #endif
 
 }  // namespace qrt

@@ -317,9 +317,14 @@ void test_gemm(Isa isa, const TypeTraits& t, kernels::GemmFn gemm, VecDotFn dot,
     }
 }
 
-#if defined(QRT_HAVE_AVX2)
-// silu_mul and attention_head: the AVX2 versions against the scalar references (vector exp, 8-lane sums).
-void test_ops_avx2(std::mt19937_64& rng) {
+#if defined(QRT_HAVE_AVX2) || defined(QRT_HAVE_NEON)
+using SiluMulFn = void (*)(float*, const float*, int64_t);
+using AttentionHeadFn = void (*)(float*, const float*, const PagedKv&, int, int, float, float*);
+
+// silu_mul and attention_head: an ISA's versions against the scalar references (vector exp, lane sums).
+// attention_head takes head_dim in multiples of `lanes`.
+void test_ops(const std::string& isa, SiluMulFn silu_mul, AttentionHeadFn attention_head, int lanes,
+              std::mt19937_64& rng) {
     std::normal_distribution<float> normal;
     for (int64_t n : {1, 7, 8, 9, 31, 576, 1536}) {
         std::vector<float> g(size_t(n) + 1), u(size_t(n) + 1);
@@ -327,15 +332,16 @@ void test_ops_avx2(std::mt19937_64& rng) {
         if (n > 8) g[3] = 95.0f, g[4] = -95.0f, g[5] = 0.0f;  // saturated and zero gates
         std::vector<float> ref(g), out(g);
         silu_mul_ref(ref.data() + 1, u.data() + 1, n);
-        avx2::silu_mul(out.data() + 1, u.data() + 1, n);
+        silu_mul(out.data() + 1, u.data() + 1, n);
         double worst = 0;
         for (int64_t i = 1; i <= n; ++i)
             worst = std::max(worst, std::fabs(double(out[size_t(i)]) - ref[size_t(i)]) /
                                         (std::fabs(double(ref[size_t(i)])) + 1e-30));
         check(worst <= 2e-6,
-              "avx2 silu_mul n=" + std::to_string(n) + ": relative error " + std::to_string(worst));
+              isa + " silu_mul n=" + std::to_string(n) + ": relative error " + std::to_string(worst));
     }
-    for (int hd : {8, 16, 64, 72, 128, 256}) {
+    for (int hd : {4, 8, 12, 16, 64, 72, 128, 256}) {
+        if (hd % lanes) continue;
         for (int n_kv : {1, 5, 16, 17, 100, 1000}) {
             const int bs = 16, n_head = 3, n_blocks = (n_kv + bs - 1) / bs + 2;
             std::vector<half_bits> k(size_t(n_blocks) * n_head * bs * hd), v(k.size());
@@ -349,13 +355,13 @@ void test_ops_avx2(std::mt19937_64& rng) {
             for (auto& x : q) x = normal(rng) * 2.0f;
             const int head = int(rng() % n_head);
             attention_head_ref(ref.data(), q.data(), kv, head, n_kv, 0.125f, s1.data());
-            avx2::attention_head(out.data(), q.data(), kv, head, n_kv, 0.125f, s2.data());
+            attention_head(out.data(), q.data(), kv, head, n_kv, 0.125f, s2.data());
             double err = 0, mag = 0;
             for (int d = 0; d < hd; ++d) {
                 err = std::max(err, std::fabs(double(out[size_t(d)]) - ref[size_t(d)]));
                 mag = std::max(mag, std::fabs(double(ref[size_t(d)])));
             }
-            check(err <= 1e-5 * (mag + 1e-3), "avx2 attention_head hd=" + std::to_string(hd) + " n_kv=" +
+            check(err <= 1e-5 * (mag + 1e-3), isa + " attention_head hd=" + std::to_string(hd) + " n_kv=" +
                                                   std::to_string(n_kv) + ": error " + std::to_string(err));
         }
     }
@@ -527,7 +533,10 @@ int main() {
             continue;
         }
 #if defined(QRT_HAVE_AVX2)
-        if (isa == Isa::Avx2) test_ops_avx2(rng);
+        if (isa == Isa::Avx2) test_ops("avx2", avx2::silu_mul, avx2::attention_head, 8, rng);
+#endif
+#if defined(QRT_HAVE_NEON)
+        if (isa == Isa::Neon) test_ops("neon", neon::silu_mul, neon::attention_head, 4, rng);
 #endif
         for (const TypeTraits& t : all_types()) {
             const kernels::CpuKernels* k = kernels::find(isa, t.id);
