@@ -59,16 +59,21 @@ inline int32_t dot32(int8x16_t a0, int8x16_t a1, int8x16_t b0, int8x16_t b1) {
     return vaddvq_s32(dot16(dot16(vdupq_n_s32(0), a0, b0), a1, b1));
 }
 
-// binary16 -> float (FCVT): exact for every finite value and infinity; a NaN comes out quiet (only block
-// scales use this, and a NaN scale gives NaN either way).
-inline float half_to_float(uint16_t h) {
-    return vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(h))), 0);
+// binary16 -> float (one scalar FCVT): exact for every finite value and infinity; a NaN comes out quiet
+// (only block scales use this, and a NaN scale gives NaN either way).
+inline float half_to_float(uint16_t bits) {
+    __fp16 h;
+    __builtin_memcpy(&h, &bits, sizeof h);
+    return float(h);
 }
 
 // float -> binary16 rounding to nearest even (FCVT in the default FPCR mode): fp32_to_fp16 bit for bit,
 // overflow to infinity and NaN (quiet, top payload bits kept) included.
 inline uint16_t float_to_half(float f) {
-    return vget_lane_u16(vreinterpret_u16_f16(vcvt_f16_f32(vdupq_n_f32(f))), 0);
+    const __fp16 h = f;
+    uint16_t bits;
+    __builtin_memcpy(&bits, &h, sizeof bits);
+    return bits;
 }
 
 // The four float32x4 of 16 int8 lanes, in lane order.
