@@ -206,6 +206,7 @@ void register_model(py::module_& m) {
             "llama.cpp counts it), first_layer, n_layer_device, head (bool), weights_bytes,\n"
             "kv_bytes, work_bytes, total_bytes (device memory by part), free_bytes (before\n"
             "loading), weights_copied (no device layer reads the file mapping).");
+    m.attr("DEVICE_MARGIN_BYTES") = model::kDeviceMarginBytes;  // what gpu_layers="auto" leaves free
     m.def("offload_backends", &available_backends,
           "The device backends that can run layers in this build on this machine ('cpu-test' is for tests).");
 }
