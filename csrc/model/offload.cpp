@@ -14,24 +14,16 @@
 #include <unistd.h>
 #endif
 
+#if defined(QRT_HAVE_CUDA)
+#include "cuda/part.h"
+#endif
+
 namespace qrt::model {
 
 namespace {
 
 std::string mib(uint64_t bytes) {
     return std::to_string((bytes + (1u << 19)) >> 20) + " MiB";
-}
-
-// Where a GGUF tensor goes: layer index for blk.N.*, n_layer for the head (output, output_norm), -1 for
-// what stays on the CPU (token_embd, rope_freqs: baked into the work buffers' RoPE table).
-int64_t tensor_layer(const std::string& name, int64_t n_layer) {
-    if (name.rfind("blk.", 0) == 0) return std::strtoll(name.c_str() + 4, nullptr, 10);
-    if (name == "output.weight" || name == "output_norm.weight") return n_layer;
-    return -1;
-}
-
-bool on_device(const Placement& p, int64_t layer) {
-    return layer >= 0 && (layer < p.n_layer ? layer >= p.first : p.head);
 }
 
 uint64_t physical_memory() {
@@ -116,23 +108,15 @@ class CpuTestPart final : public DevicePart {
     // The device's copy of the weights: the tensors on the device copied, the rest absent.
     void upload(const Model& model) {
         w_ = model.w;  // then every slot is either replaced by a device copy or dropped
-        for_each_tensor(hp_, w_, [&](const std::string& name, const std::vector<int64_t>&, Need, auto& slot) {
-            using Slot = std::remove_reference_t<decltype(slot)>;
-            const bool here = on_device(placement_, tensor_layer(name, hp_.n_layer));
-            if constexpr (std::is_same_v<Slot, Matrix>) {
-                if (here && slot.present()) {
-                    DeviceBytes bytes = device_alloc(slot.nbytes);
-                    std::memcpy(bytes.get(), slot.data, size_t(slot.nbytes));
-                    slot.data = bytes.get();
-                    blobs_.push_back(std::move(bytes));
-                } else if (!here) {
-                    slot = Matrix{};
-                }
-            } else if (!here && name != "rope_freqs.weight") {
-                Vector().swap(slot);
-            }
+        for_each_device_tensor(hp_, placement_, w_, [&](const std::string&, auto& slot) {
+            if constexpr (std::is_same_v<std::remove_reference_t<decltype(slot)>, Matrix>) {
+                if (!slot.present()) return;
+                DeviceBytes bytes = device_alloc(slot.nbytes);
+                std::memcpy(bytes.get(), slot.data, size_t(slot.nbytes));
+                slot.data = bytes.get();
+                blobs_.push_back(std::move(bytes));
+            }  // vectors: copied with w_ (std::vector, the device's own memory)
         });
-        w_.token_embd = Matrix{};
     }
 
     bool owned(const uint8_t* p) const {
@@ -166,8 +150,7 @@ DeviceMemory device_memory(const Model& model, const Placement& p, const KvCache
     const HParams& hp = model.hp;
     DeviceMemory m;
     Weights w = model.w;  // a view: matrices point into the mapping
-    for_each_tensor(hp, w, [&](const std::string& name, const std::vector<int64_t>&, Need, auto& slot) {
-        if (!on_device(p, tensor_layer(name, hp.n_layer))) return;
+    for_each_device_tensor(hp, p, w, [&](const std::string&, auto& slot) {
         if constexpr (std::is_same_v<std::remove_reference_t<decltype(slot)>, Matrix>)
             m.weights += slot.present() ? slot.nbytes : 0;
         else
@@ -201,10 +184,16 @@ int64_t choose_gpu_layers(const Model& model, const KvCacheShape& shape, int n_b
 uint64_t device_free_bytes(const std::string& backend, uint64_t free_bytes_override) {
     if (free_bytes_override != 0) return free_bytes_override;
     if (backend == "cpu-test") return physical_memory();
+#if defined(QRT_HAVE_CUDA)
+    if (backend == "cuda") return cuda::free_bytes();
+#endif
     return 0;
 }
 
 bool backend_available(const std::string& backend) {
+#if defined(QRT_HAVE_CUDA)
+    if (backend == "cuda") return cuda::part_available();
+#endif
     return backend == "cpu-test";
 }
 

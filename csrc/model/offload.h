@@ -24,6 +24,8 @@
 #include <memory>
 #include <new>
 #include <string>
+#include <type_traits>
+#include <vector>
 
 #include "cpu/threadpool.h"
 #include "kv/kv_cache.h"
@@ -53,6 +55,29 @@ struct Placement {
     bool any() const { return first < n_layer || head; }
 };
 Placement place(int64_t n_layer, int64_t gpu_layers);
+
+// Calls fn(name, slot) for every tensor slot of w (a copy of a model's weights) that p puts on the device,
+// slot being a Matrix& or a Vector&, and empties every other slot (token_embd always stays on the CPU;
+// rope_freqs is baked into the work buffers' RoPE table and left as is). The one walk over the tensors
+// that every backend's upload, and device_memory(), make.
+template <typename Fn>
+void for_each_device_tensor(const HParams& hp, const Placement& p, Weights& w, Fn&& fn) {
+    for_each_tensor(hp, w, [&](const std::string& name, const std::vector<int64_t>&, Need, auto& slot) {
+        // layer index for blk.N.*, n_layer for the head, -1 for what stays on the CPU
+        int64_t layer = -1;
+        if (name.rfind("blk.", 0) == 0)
+            layer = std::stoll(name.substr(4));
+        else if (name == "output.weight" || name == "output_norm.weight")
+            layer = p.n_layer;
+        const bool here = layer >= 0 && (layer < p.n_layer ? layer >= p.first : p.head);
+        if (here) {
+            fn(name, slot);
+        } else if (name != "rope_freqs.weight") {
+            using Slot = std::remove_reference_t<decltype(slot)>;
+            slot = Slot{};
+        }
+    });
+}
 
 // Device memory of a placement, in bytes, by part.
 struct DeviceMemory {
