@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -21,6 +22,10 @@ from qrt import _C
 PROMPT = "The capital of France is"
 N_CTX = 128
 MARGIN = _C.DEVICE_MARGIN_BYTES
+NOTHING_FITS = (
+    "gpu_layers='auto': not even one layer fits in the device's free memory (keeping 256 MiB free): "
+    "running every layer on the CPU"
+)
 
 
 @pytest.fixture
@@ -145,7 +150,11 @@ def test_auto_picks_the_largest_n_that_fits(smollm2_path, test_device, cpu) -> N
     cases += [(MARGIN + need[L + 1] + (1 << 30), L + 1), (MARGIN + need[1] // 2, 0), (1 << 20, 0)]
     for budget, expected in cases:
         test_device(budget)
-        with qrt.load(smollm2_path, n_ctx=N_CTX, gpu_layers="auto") as m:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            m = qrt.load(smollm2_path, n_ctx=N_CTX, gpu_layers="auto")
+        assert [str(w.message) for w in caught] == ([] if expected else [NOTHING_FITS])
+        with m:
             got = 0 if m.offload is None else m.offload["gpu_layers"]
             assert got == expected, f"budget {budget}: auto chose {got}, expected {expected}"
             if m.offload:

@@ -102,6 +102,13 @@ class Model:
         #: (backend, gpu_layers, first_layer, n_layer_device, head, weights_bytes, kv_bytes, work_bytes,
         #: total_bytes, free_bytes).
         self.offload: dict[str, Any] | None = self._native.offload
+        if n_gpu == -2 and self.offload is None:
+            warnings.warn(
+                "gpu_layers='auto': not even one layer fits in the device's free memory "
+                f"(keeping {_C.DEVICE_MARGIN_BYTES >> 20} MiB free): running every layer on the CPU",
+                RuntimeWarning,
+                stacklevel=3,
+            )
         self._n_ctx, self._n_vocab = self._native.n_ctx, self._native.n_vocab
         self._n_layer = self._native.n_layer
         self._lock = threading.Lock()
