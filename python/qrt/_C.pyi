@@ -19,6 +19,10 @@ __all__: list[str] = [
     "StopMatcher",
     "UnsupportedError",
     "build_info",
+    "cuda_test_matvec",
+    "cuda_test_rmsnorm",
+    "cuda_test_rope",
+    "cuda_test_silu_mul",
     "dequantize",
     "gguf_open",
     "offload_backends",
@@ -261,6 +265,45 @@ class Model:
 def build_info() -> dict:
     """
     Version, compiler, CUDA, CPU features detected and the ISA in use.
+    """
+
+def cuda_test_matvec(
+    raw: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8],
+    type: str,
+    rows: typing.SupportsInt | typing.SupportsIndex,
+    x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32],
+) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    Tests only: y [n_tok, rows] = W x[t] by the CUDA dequant-matvec, W the [rows, x.shape[1]] tensor of
+    `type` in `raw`. RuntimeError without CUDA.
+    """
+
+def cuda_test_rmsnorm(
+    x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32],
+    w: typing.Annotated[numpy.typing.ArrayLike, numpy.float32],
+    eps: typing.SupportsFloat | typing.SupportsIndex,
+) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    Tests only: the CUDA RMSNorm of each row of x.
+    """
+
+def cuda_test_rope(
+    x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32],
+    pos: typing.Annotated[numpy.typing.ArrayLike, numpy.int32],
+    inv_freq: typing.Annotated[numpy.typing.ArrayLike, numpy.float32],
+    freq_scale: typing.SupportsFloat | typing.SupportsIndex,
+    neox: bool,
+) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    Tests only: the CUDA RoPE of x [n_tok, n_head, head_dim] at positions pos.
+    """
+
+def cuda_test_silu_mul(
+    gate: typing.Annotated[numpy.typing.ArrayLike, numpy.float32],
+    up: typing.Annotated[numpy.typing.ArrayLike, numpy.float32],
+) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    Tests only: silu(gate) * up by the CUDA kernel.
     """
 
 def dequantize(

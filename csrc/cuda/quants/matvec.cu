@@ -94,6 +94,7 @@ __global__ void matvec_kernel(Deq deq, const uint8_t* w, int64_t cols, int64_t r
 template <typename Deq>
 void launch(Deq deq, const uint8_t* w, int64_t cols, int64_t rows, uint64_t row_bytes, const float* x,
             int n_tok, float* y) {
+    if (n_tok <= 0 || rows <= 0) return;  // an empty grid is a launch error
     const dim3 grid(blocks_for(rows, kRowsPerBlock), unsigned(n_tok));
     matvec_kernel<<<grid, kRowsPerBlock * kWarp>>>(deq, w, cols, rows, row_bytes, x, y);
 }
