@@ -352,7 +352,9 @@ def _offload_plan(gpu_layers: int | str, require_gpu: bool) -> tuple[int, str, i
     if reason is None:
         return n, "cuda", 0
     if require_gpu:
-        raise RuntimeError(f"gpu_layers={gpu_layers!r} with require_gpu=True, but {reason}")
+        raise RuntimeError(
+            f"gpu_layers={gpu_layers!r} with require_gpu=True, but no GPU can be used: {reason}"
+        )
     warnings.warn(
         f"{reason}: gpu_layers={gpu_layers!r} runs every layer on the CPU", RuntimeWarning, stacklevel=4
     )
