@@ -8,6 +8,7 @@ the all-CPU logits bit for bit. What is left untested here is only the GPU kerne
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -245,3 +246,33 @@ def test_cli_reports_the_device_memory_at_load(smollm2_path) -> None:
     assert all(part in line[0] for part in ("weights", "KV cache", "work buffers", "free"))
     bad = run_cli(*common, "--gpu-layers", "lots")
     assert bad.returncode == 2 and "expected an int, 'all' or 'auto'" in bad.stderr
+
+
+def test_bench_runs_each_split(smollm2_path) -> None:
+    args = ["-m", str(smollm2_path), "-p", "8", "-n", "2", "-r", "1", "-t", "1", "--json", "-ngl", "0,15,all"]
+    done = subprocess.run(
+        [sys.executable, "-m", "qrt.cli.bench", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "QRT_TEST_DEVICE": "cpu"},
+    )
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)
+    assert [(r["n_gpu_layers"], r["backend"], r["test"]) for r in rows] == [
+        (0, "cpu", "pp8"),
+        (0, "cpu", "tg2"),
+        (15, "cpu-test", "pp8"),
+        (15, "cpu-test", "tg2"),
+        (31, "cpu-test", "pp8"),
+        (31, "cpu-test", "tg2"),
+    ]
+
+
+@needs_no_gpu
+def test_bench_without_a_gpu_is_an_error(smollm2_path) -> None:
+    args = ["-m", str(smollm2_path), "-p", "8", "-n", "0", "-r", "1", "-ngl", "99"]
+    done = subprocess.run(
+        [sys.executable, "-m", "qrt.cli.bench", *args], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1 and done.stderr.startswith("qrt-bench: error: ") and "GPU" in done.stderr
