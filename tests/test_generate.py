@@ -150,10 +150,12 @@ def test_concurrent_generate_from_threads(model: qrt.Model) -> None:
     assert not errors and results == [expected] * 4
 
 
+@pytest.mark.skipif("cuda" in qrt._C.offload_backends(), reason="a usable GPU is present")
 def test_gpu_layers_warns_and_gives_the_cpu_result(smollm2_path, model: qrt.Model) -> None:
     expected = model.generate(PROMPT, max_tokens=10, temperature=0)
-    with pytest.warns(RuntimeWarning, match="CUDA backend"):
+    with pytest.warns(RuntimeWarning, match="runs every layer on the CPU") as caught:
         m = qrt.load(smollm2_path, n_ctx=512, gpu_layers=8)
+    assert len(caught) == 1 and m.offload is None
     with m:
         assert m.generate(PROMPT, max_tokens=10, temperature=0) == expected
     with pytest.raises(RuntimeError, match="GPU"):

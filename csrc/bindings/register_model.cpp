@@ -108,6 +108,33 @@ py::array_t<float> eval_batch(Session& s, const py::object& ids, const py::objec
     return out;
 }
 
+py::object offload(const Session& s) {
+    const model::DevicePart* d = s.device();
+    if (!d) return py::none();
+    const model::Placement& p = d->placement();
+    const model::DeviceMemory& m = d->memory();
+    py::dict out;
+    out["backend"] = d->backend();
+    out["gpu_layers"] = p.n_device() + (p.head ? 1 : 0);
+    out["first_layer"] = p.first;
+    out["n_layer_device"] = p.n_device();
+    out["head"] = p.head;
+    out["weights_bytes"] = m.weights;
+    out["kv_bytes"] = m.kv;
+    out["work_bytes"] = m.work;
+    out["total_bytes"] = m.total();
+    out["free_bytes"] = d->free_bytes();
+    out["weights_copied"] = d->owns_its_weights();
+    return out;
+}
+
+py::list available_backends() {
+    py::list out;
+    for (const char* b : {"cuda", "cpu-test"})
+        if (model::backend_available(b)) out.append(b);
+    return out;
+}
+
 }  // namespace
 
 void register_model(py::module_& m) {
@@ -115,18 +142,26 @@ void register_model(py::module_& m) {
         m, "Model",
         "A llama-family GGUF model (llama, mistral, qwen2) with a paged KV cache for n_seq_max\n"
         "sequences of up to n_ctx tokens each, allocated up front (kv_bytes).")
-        .def(py::init([](const std::string& path, int n_ctx, int n_threads, int n_seq_max, int n_batch) {
+        .def(py::init([](const std::string& path, int n_ctx, int n_threads, int n_seq_max, int n_batch,
+                         int gpu_layers, const std::string& device, uint64_t device_free_bytes) {
                  SessionParams p;
                  p.n_ctx = n_ctx;
                  p.n_threads = n_threads;
                  p.n_seq_max = n_seq_max;
                  p.n_batch = n_batch;
+                 p.gpu_layers = gpu_layers;
+                 p.device = device;
+                 p.device_free_bytes = device_free_bytes;
                  return new Session(path, p);
              }),
-             "path"_a, "n_ctx"_a, "n_threads"_a = 0, "n_seq_max"_a = 1, "n_batch"_a = 512,
-             py::call_guard<py::gil_scoped_release>(),
+             "path"_a, "n_ctx"_a, "n_threads"_a = 0, "n_seq_max"_a = 1, "n_batch"_a = 512, "gpu_layers"_a = 0,
+             "device"_a = "", "device_free_bytes"_a = 0, py::call_guard<py::gil_scoped_release>(),
              "Loads the model. n_threads 0 = one per hardware thread. FormatError / UnsupportedError for\n"
-             "bad or unsupported files, MemoryError (with the bytes) when the KV cache does not fit.")
+             "bad or unsupported files, MemoryError (with the bytes) when the KV cache does not fit.\n"
+             "gpu_layers N puts the last N layers (N > n_layer: and the output head) on the backend\n"
+             "`device` ('cuda', or 'cpu-test': a second CPU device, for tests only); -1: everything, -2:\n"
+             "as many as fit in the device's free memory (device_free_bytes != 0 stands in for it).\n"
+             "MemoryError (with the bytes) when the layers asked for do not fit.")
         .def("logits", &logits, "ids"_a,
              "Logits [len(ids), n_vocab] of every position of `ids` in a fresh context. Uses (and clears)\n"
              "sequence 0.")
@@ -164,7 +199,16 @@ void register_model(py::module_& m) {
         .def_property_readonly("n_seq_max", [](const Session& s) { return s.params().n_seq_max; })
         .def_property_readonly("n_threads", &Session::n_threads)
         .def_property_readonly("n_batch", [](const Session& s) { return s.params().n_batch; })
-        .def_property_readonly("kv_bytes", &Session::kv_bytes);
+        .def_property_readonly("kv_bytes", &Session::kv_bytes)
+        .def_property_readonly(
+            "offload", &offload,
+            "None when every layer runs on the CPU; else a dict: backend, gpu_layers (N as\n"
+            "llama.cpp counts it), first_layer, n_layer_device, head (bool), weights_bytes,\n"
+            "kv_bytes, work_bytes, total_bytes (device memory by part), free_bytes (before\n"
+            "loading), weights_copied (no device layer reads the file mapping).");
+    m.attr("DEVICE_MARGIN_BYTES") = model::kDeviceMarginBytes;  // what gpu_layers="auto" leaves free
+    m.def("offload_backends", &available_backends,
+          "The device backends that can run layers in this build on this machine ('cpu-test' is for tests).");
 }
 
 }  // namespace qrt::bindings

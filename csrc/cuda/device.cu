@@ -1,6 +1,10 @@
 #include <cuda_runtime.h>
 
+#include <stdexcept>
+#include <string>
+
 #include "cuda/device.h"
+#include "cuda/kernels.h"
 
 namespace qrt::cuda {
 
@@ -21,6 +25,12 @@ std::vector<DeviceInfo> devices() {
         out.push_back(info);
     }
     return out;
+}
+
+void check(const char* what) {
+    const cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess)
+        throw std::runtime_error(std::string("CUDA: ") + what + ": " + cudaGetErrorString(e));
 }
 
 int runtime_version() {

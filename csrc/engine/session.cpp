@@ -21,14 +21,20 @@ SessionParams checked(SessionParams p) {
     if (p.n_seq_max < 1 || p.n_seq_max > 4096)
         throw std::invalid_argument("n_seq_max must be in [1, 4096], got " + std::to_string(p.n_seq_max));
     if (p.n_batch < 1) throw std::invalid_argument("n_batch must be >= 1, got " + std::to_string(p.n_batch));
+    if (p.gpu_layers < -2)
+        throw std::invalid_argument("gpu_layers must be >= -1 (-1: all) or -2 (auto), got " +
+                                    std::to_string(p.gpu_layers));
+    if (p.gpu_layers != 0 && p.device.empty())
+        throw std::invalid_argument("gpu_layers = " + std::to_string(p.gpu_layers) +
+                                    " needs a device backend");
     if (p.n_threads == 0) p.n_threads = default_thread_count();
     p.n_batch = std::min(p.n_batch, p.n_ctx);
     return p;
 }
 
-KvCacheShape kv_shape(const model::HParams& hp, const SessionParams& p) {
+KvCacheShape kv_shape(const model::HParams& hp, const SessionParams& p, int n_layer_host) {
     KvCacheShape s;
-    s.n_layer = int(hp.n_layer);
+    s.n_layer = n_layer_host;
     s.n_kv_head = int(hp.n_head_kv);
     s.head_dim = int(hp.head_dim);
     s.n_ctx = p.n_ctx;
@@ -36,14 +42,29 @@ KvCacheShape kv_shape(const model::HParams& hp, const SessionParams& p) {
     return s;
 }
 
+model::Placement placement(const model::Model& m, const SessionParams& p) {
+    const int64_t n_layer = m.hp.n_layer;
+    int64_t n = p.gpu_layers;
+    if (n == -1) n = n_layer + 1;
+    if (n == -2)
+        n = model::choose_gpu_layers(m, kv_shape(m.hp, p, int(n_layer)), p.n_batch, p.n_threads,
+                                     model::device_free_bytes(p.device, p.device_free_bytes));
+    return model::place(n_layer, n);
+}
+
 }  // namespace
 
 Session::Session(const std::string& path, const SessionParams& params)
     : params_(checked(params)),
       model_(std::make_unique<model::Model>(path)),
-      kv_(kv_shape(model_->hp, params_)),
+      placement_(placement(*model_, params_)),
+      kv_(kv_shape(model_->hp, params_, int(placement_.first))),
       pool_(params_.n_threads),
       buf_(*model_, params_.n_batch, params_.n_ctx, params_.n_threads, params_.n_seq_max),
+      device_(placement_.any()
+                  ? model::make_device_part(params_.device, *model_, placement_, kv_, params_.n_batch,
+                                            params_.n_threads, params_.device_free_bytes)
+                  : nullptr),
       positions_(size_t(params_.n_batch)),
       want_(size_t(params_.n_batch)),
       seq_n_(size_t(params_.n_seq_max)),
@@ -110,7 +131,8 @@ void Session::eval(std::span<const int32_t> tokens, std::span<const int32_t> pos
                 for (int i = 0; i < nb; ++i) positions_[size_t(i)] = int32_t(n_past + b + i);
                 pos = positions_.data();
             }
-            model::forward(*model_, kv_, pool_, buf_, seq, tokens.data() + b, pos, nb, out, all_logits);
+            model::forward(*model_, kv_, pool_, buf_, seq, tokens.data() + b, pos, nb, out, all_logits,
+                           device_.get());
         }
     } catch (...) {
         kv_.seq_keep(seq, int(n_past));  // nothing appended on failure
@@ -166,7 +188,7 @@ int Session::eval_batch(std::span<const int32_t> tokens, std::span<const int32_t
             }
             model::forward(*model_, kv_, pool_, buf_, tokens.data() + b, seq_ids.data() + b,
                            positions_.data(), nb, want_.data(),
-                           logits && n_out > 0 ? logits + row * model_->hp.n_vocab : nullptr);
+                           logits && n_out > 0 ? logits + row * model_->hp.n_vocab : nullptr, device_.get());
             row += n_out;
         }
     } catch (...) {

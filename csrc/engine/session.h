@@ -15,6 +15,7 @@
 #include "cpu/threadpool.h"
 #include "kv/kv_cache.h"
 #include "model/forward.h"
+#include "model/offload.h"
 #include "model/weights.h"
 
 namespace qrt {
@@ -24,6 +25,11 @@ struct SessionParams {
     int n_threads = 0;  // >= 0; 0 = one per hardware thread
     int n_seq_max = 1;  // sequences, >= 1
     int n_batch = 512;  // tokens per forward call; longer inputs are split
+    // Offload (model/offload.h): the last gpu_layers layers (> n_layer: and the head) on `device`;
+    // -1: everything; -2: "auto", the most that fit in the device's free memory with a margin.
+    int gpu_layers = 0;
+    std::string device;              // backend: "" (none; gpu_layers must be 0), "cpu-test", "cuda"
+    uint64_t device_free_bytes = 0;  // != 0: stands in for the device's free memory (tests)
 };
 
 class Session {
@@ -35,7 +41,9 @@ class Session {
     const model::Model& model() const { return *model_; }
     const model::HParams& hparams() const { return model_->hp; }
     const SessionParams& params() const { return params_; }
-    uint64_t kv_bytes() const { return kv_.bytes(); }
+    uint64_t kv_bytes() const { return kv_.bytes(); }  // the host's share (CPU layers)
+    // The layers on a device, or nullptr when everything runs on the CPU.
+    const model::DevicePart* device() const { return device_.get(); }
     int n_threads() const { return pool_.n_threads(); }
     int seq_len(int seq) const;
 
@@ -71,9 +79,11 @@ class Session {
 
     SessionParams params_;
     std::unique_ptr<model::Model> model_;
+    model::Placement placement_;
     KvCache kv_;
     ThreadPool pool_;
     model::ForwardBuffers buf_;
+    std::unique_ptr<model::DevicePart> device_;
     std::vector<int32_t> positions_;  // [n_batch] for eval() without positions, and eval_batch()
     std::vector<uint8_t> want_;       // [n_batch] eval_batch(): which tokens of a forward call give logits
     std::vector<int32_t> seq_n_;      // [n_seq_max] eval_batch(): tokens per sequence in the batch

@@ -26,13 +26,14 @@ std::string gib(uint64_t bytes) {
 }  // namespace
 
 uint64_t KvCache::bytes_needed(const KvCacheShape& s) {
-    if (s.n_layer <= 0 || s.n_kv_head <= 0 || s.head_dim <= 0 || s.n_ctx <= 0 || s.n_seq_max <= 0) return 0;
+    if (s.n_layer < 0 || s.n_kv_head <= 0 || s.head_dim <= 0 || s.n_ctx <= 0 || s.n_seq_max <= 0) return 0;
     const uint64_t blocks = uint64_t(s.n_seq_max) * ((uint64_t(s.n_ctx) + kKvBlockSize - 1) / kKvBlockSize);
     // 2 (K and V) x 2 bytes (f16) x layers x blocks x heads x 16 x head_dim; every factor < 2^31, so
     // check each multiplication against overflow.
     const uint64_t factors[] = {blocks, uint64_t(s.n_layer), uint64_t(s.n_kv_head), uint64_t(s.head_dim),
                                 uint64_t(kKvBlockSize) * 2 * sizeof(half_bits)};
     uint64_t total = 1;
+    if (s.n_layer == 0) return 0;
     for (uint64_t f : factors) {
         if (total > UINT64_MAX / f) return 0;
         total *= f;
@@ -41,15 +42,16 @@ uint64_t KvCache::bytes_needed(const KvCacheShape& s) {
 }
 
 KvCache::KvCache(const KvCacheShape& shape) : shape_(shape) {
-    if (shape.n_layer <= 0 || shape.n_kv_head <= 0 || shape.head_dim <= 0 || shape.n_ctx <= 0 ||
+    if (shape.n_layer < 0 || shape.n_kv_head <= 0 || shape.head_dim <= 0 || shape.n_ctx <= 0 ||
         shape.n_seq_max <= 0)
-        throw std::invalid_argument("KV cache: every dimension must be positive");
+        throw std::invalid_argument("KV cache: every dimension must be positive (n_layer may be 0)");
     bytes_ = bytes_needed(shape);
     const uint64_t blocks_per_seq = (uint64_t(shape.n_ctx) + kKvBlockSize - 1) / kKvBlockSize;
     const uint64_t n_blocks = uint64_t(shape.n_seq_max) * blocks_per_seq;
     const std::string what =
         "KV cache of " + std::to_string(shape.n_seq_max) + " x " + std::to_string(shape.n_ctx) + " tokens";
-    if (bytes_ == 0) throw KvAllocationError("cannot allocate the " + what + ": its size overflows 64 bits");
+    if (bytes_ == 0 && shape.n_layer > 0)
+        throw KvAllocationError("cannot allocate the " + what + ": its size overflows 64 bits");
     const uint64_t ram = physical_memory();
     if (ram != 0 && bytes_ > ram)
         throw KvAllocationError("cannot allocate " + std::to_string(bytes_) + " bytes (" + gib(bytes_) +
@@ -61,11 +63,13 @@ KvCache::KvCache(const KvCacheShape& shape) : shape_(shape) {
     blocks_per_seq_ = int(blocks_per_seq);
     n_blocks_ = int(n_blocks);
     block_elems_ = size_t(shape.n_kv_head) * kKvBlockSize * size_t(shape.head_dim);
-    const size_t halves = bytes_ / 2 / sizeof(half_bits);  // per pool (K or V)
+    const size_t halves = bytes_ / 2 / sizeof(half_bits);  // K (or V) of all layers
     // new[] without initialization: pages are only touched as tokens are written.
-    k_.reset(new (std::nothrow) half_bits[halves]);
-    v_.reset(new (std::nothrow) half_bits[halves]);
-    if (!k_ || !v_)
+    if (halves > 0) {
+        k_.reset(new (std::nothrow) half_bits[halves]);
+        v_.reset(new (std::nothrow) half_bits[halves]);
+    }
+    if (halves > 0 && (!k_ || !v_))
         throw KvAllocationError("cannot allocate " + std::to_string(bytes_) + " bytes (" + gib(bytes_) +
                                 ") for the " + what);
     try {
@@ -75,6 +79,9 @@ KvCache::KvCache(const KvCacheShape& shape) : shape_(shape) {
         tables_.resize(size_t(shape.n_seq_max));
         for (auto& t : tables_) t.reserve(size_t(blocks_per_seq_));
         len_.assign(size_t(shape.n_seq_max), 0);
+        pools_.resize(size_t(shape.n_layer));
+        for (size_t l = 0; l < pools_.size(); ++l)
+            pools_[l] = KvPools{k_.get() + l * pool_halves(), v_.get() + l * pool_halves()};
     } catch (const std::bad_alloc&) {
         throw KvAllocationError("cannot allocate the block tables of the " + what);
     }
@@ -103,11 +110,11 @@ void KvCache::reserve(int seq, int n) {
     }
 }
 
-void KvCache::store(int layer, int seq, int t, const float* k, const float* v) {
+void KvCache::store(const KvPools& pools, int seq, int t, const float* k, const float* v) const {
     const int32_t block = tables_[size_t(seq)][size_t(t / kKvBlockSize)];
     const int slot = t % kKvBlockSize, hd = shape_.head_dim;
-    half_bits* kb = k_.get() + block_offset(layer, block);
-    half_bits* vb = v_.get() + block_offset(layer, block);
+    half_bits* kb = pools.k + size_t(block) * block_elems_;
+    half_bits* vb = pools.v + size_t(block) * block_elems_;
     for (int h = 0; h < shape_.n_kv_head; ++h) {
         const size_t dst = (size_t(h) * kKvBlockSize + size_t(slot)) * size_t(hd);
         for (int d = 0; d < hd; ++d) {
@@ -121,10 +128,10 @@ void KvCache::commit(int seq, int n) {
     len_[size_t(check_seq(seq))] += n;
 }
 
-PagedKv KvCache::view(int layer, int seq) const {
+PagedKv KvCache::view(const KvPools& pools, int seq) const {
     PagedKv kv;
-    kv.k = k_.get() + block_offset(layer, 0);
-    kv.v = v_.get() + block_offset(layer, 0);
+    kv.k = pools.k;
+    kv.v = pools.v;
     kv.block_table = tables_[size_t(seq)].data();
     kv.n_kv_head = shape_.n_kv_head;
     kv.head_dim = shape_.head_dim;

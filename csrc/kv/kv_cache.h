@@ -14,6 +14,11 @@
 // blocks and appending never runs out of blocks. All memory (pool, free list, tables at full capacity)
 // is allocated by the constructor; nothing allocates afterwards.
 //
+// Layers on another device (model/offload.h) keep their K and V in pools of their own with the same
+// geometry (pool_halves() halves each, indexed by the same physical blocks): the cache's block tables are
+// the one record of which blocks a sequence holds, and store()/view() take a KvPools for those layers. A
+// cache whose n_layer is 0 keeps only the tables (every layer is elsewhere).
+//
 // Invariants (tests/cpp/test_kv.cpp): every physical block is either free or in exactly one table; a
 // table holds at least ceil(len / 16) blocks and at most ceil(n_ctx / 16).
 #pragma once
@@ -43,18 +48,25 @@ class KvAllocationError : public std::bad_alloc {
 };
 
 struct KvCacheShape {
-    int n_layer = 0, n_kv_head = 0, head_dim = 0;
+    int n_layer = 0;  // layers stored here; 0: block tables only
+    int n_kv_head = 0, head_dim = 0;
     int n_ctx = 0;      // tokens per sequence
     int n_seq_max = 1;  // sequences
 };
 
+// One layer's K and V pools, each [n_blocks][n_kv_head][16][head_dim] f16.
+struct KvPools {
+    half_bits* k = nullptr;
+    half_bits* v = nullptr;
+};
+
 class KvCache {
   public:
-    // Throws std::invalid_argument for a non-positive size and KvAllocationError when the pool (whose
-    // size is bytes_needed(shape)) is larger than physical memory or cannot be allocated.
+    // Throws std::invalid_argument for a non-positive size (n_layer may be 0) and KvAllocationError when the
+    // pool (whose size is bytes_needed(shape)) is larger than physical memory or cannot be allocated.
     explicit KvCache(const KvCacheShape& shape);
 
-    // Bytes of K and V storage for `shape`; 0 when the count does not fit in 64 bits.
+    // Bytes of K and V storage for `shape`; 0 when n_layer is 0 or the count does not fit in 64 bits.
     static uint64_t bytes_needed(const KvCacheShape& shape);
 
     const KvCacheShape& shape() const { return shape_; }
@@ -63,16 +75,25 @@ class KvCache {
     int n_free_blocks() const { return int(free_.size()); }
     int seq_len(int seq) const { return len_.at(size_t(check_seq(seq))); }
     const std::vector<int32_t>& block_table(int seq) const { return tables_.at(size_t(check_seq(seq))); }
+    // Halves in one K (or V) pool of one layer: n_blocks * n_kv_head * 16 * head_dim.
+    size_t pool_halves() const { return size_t(n_blocks_) * block_elems_; }
+    // The pools of the layers stored here, [shape().n_layer].
+    const KvPools* pools() const { return pools_.data(); }
 
     // Gives `seq` blocks for n more tokens. Throws std::length_error when it would exceed n_ctx.
     void reserve(int seq, int n);
     // Writes token t's K and V ([n_kv_head * head_dim] floats each, head-major) for `layer`; t must be
     // below the reserved capacity.
-    void store(int layer, int seq, int t, const float* k, const float* v);
+    void store(int layer, int seq, int t, const float* k, const float* v) {
+        store(pools_[size_t(layer)], seq, t, k, v);
+    }
+    // The same into pools of this cache's geometry held elsewhere.
+    void store(const KvPools& pools, int seq, int t, const float* k, const float* v) const;
     // The tokens written since the last commit become part of the sequence: len += n.
     void commit(int seq, int n);
     // Read access for attention over `layer` of `seq`.
-    PagedKv view(int layer, int seq) const;
+    PagedKv view(int layer, int seq) const { return view(pools_[size_t(layer)], seq); }
+    PagedKv view(const KvPools& pools, int seq) const;
 
     // Keeps the first n tokens of `seq` and returns the blocks it no longer needs to the pool.
     void seq_keep(int seq, int n);
@@ -81,9 +102,6 @@ class KvCache {
 
   private:
     int check_seq(int seq) const;
-    size_t block_offset(int layer, int32_t block) const {
-        return (size_t(layer) * size_t(n_blocks_) + size_t(block)) * block_elems_;
-    }
 
     KvCacheShape shape_;
     int blocks_per_seq_ = 0;
@@ -91,6 +109,7 @@ class KvCache {
     size_t block_elems_ = 0;  // halves of K (or V) per block per layer: n_kv_head * 16 * head_dim
     uint64_t bytes_ = 0;
     std::unique_ptr<half_bits[]> k_, v_;        // [n_layer][n_blocks][n_kv_head][16][head_dim]
+    std::vector<KvPools> pools_;                // [n_layer] into k_, v_
     std::vector<int32_t> free_;                 // free physical blocks (a stack)
     std::vector<std::vector<int32_t>> tables_;  // [n_seq_max] block tables, capacity blocks_per_seq
     std::vector<int> len_;                      // [n_seq_max] tokens committed

@@ -10,6 +10,9 @@
 // then logits = rmsnorm(x) * output_norm Woutput. Shapes below are per batch of n tokens, which may
 // belong to different sequences: token t is seq[t]'s token slot[t] in the cache, and attends to that
 // sequence's slots [0, slot[t]].
+//
+// With a device part (model/offload.h) the layers from its placement's first on, and the head when it
+// holds it, run there: forward() hands it x once and gets back x or the logits.
 #include "model/forward.h"
 
 #include <algorithm>
@@ -19,6 +22,7 @@
 
 #include "cpu/ops.h"
 #include "model/matmul.h"
+#include "model/offload.h"
 
 namespace qrt::model {
 
@@ -49,15 +53,27 @@ ForwardBuffers::ForwardBuffers(const Model& model, int n_batch_, int n_ctx, int 
     }
 }
 
+namespace {
+
+// Layers [first, ...)'s K/V pools addressed through the cache's block tables, with KvCache's store/view.
+struct LayerKv {
+    const KvCache& cache;
+    const KvPools* pools;
+    int64_t first;
+    void store(int layer, int seq, int t, const float* k, const float* v) const {
+        cache.store(pools[layer - first], seq, t, k, v);
+    }
+    PagedKv view(int layer, int seq) const { return cache.view(pools[layer - first], seq); }
+};
+
+}  // namespace
+
 void forward(const Model& model, KvCache& kv, ThreadPool& pool, ForwardBuffers& buf, const int32_t* tokens,
-             const int32_t* seq, const int32_t* pos, int n, const uint8_t* want, float* logits) {
+             const int32_t* seq, const int32_t* pos, int n, const uint8_t* want, float* logits,
+             DevicePart* device) {
     const HParams& hp = model.hp;
     const Weights& w = model.w;
-    const int64_t n_embd = hp.n_embd, n_q = hp.n_embd_q(), n_kv = hp.n_embd_kv(), n_ff = hp.n_ff;
-    const int n_head = int(hp.n_head), n_head_kv = int(hp.n_head_kv), hd = int(hp.head_dim);
-    const int group = n_head / n_head_kv;  // query heads per KV head
-    const bool neox = hp.rope_type == RopeType::Neox;
-    const float scale = 1.0f / std::sqrt(float(hd));
+    const int64_t n_embd = hp.n_embd;
 
     // Each token's cache slot: its sequence's length plus the sequence's earlier tokens in the batch.
     int32_t* slot = buf.slot.data();    // [n]
@@ -76,14 +92,38 @@ void forward(const Model& model, KvCache& kv, ThreadPool& pool, ForwardBuffers& 
     for (int t = 0; t < n; ++t)  // at its first token in the batch: blocks for all of its tokens
         if (slot[t] == kv.seq_len(seq[t])) kv.reserve(seq[t], seq_n[seq[t]]);
 
-    float* x = buf.x.data();      // [n][n_embd]
-    float* xb = buf.xb.data();    // [n][n_embd]
-    float* q = buf.q.data();      // [n][n_head*hd]
-    float* k = buf.k.data();      // [n][n_head_kv*hd]
-    float* v = buf.v.data();      // [n][n_head_kv*hd]
-    float* att = buf.att.data();  // [n][n_head*hd]
-    float* hb = buf.hb.data();    // [n][n_ff]
-    float* hb2 = buf.hb2.data();  // [n][n_ff]
+    float* x = buf.x.data();                                                             // [n][n_embd]
+    for (int t = 0; t < n; ++t) w.token_embd.dequantize_row(tokens[t], x + t * n_embd);  // x: [n][n_embd]
+
+    const int64_t first_device = device ? device->placement().first : hp.n_layer;
+    forward_layers(hp, w.layers.data(), 0, first_device, kv, kv.pools(), pool, buf, seq, pos, n);
+    const bool head_on_device = device && device->placement().head;
+    if (device) device->forward(kv, pool, DeviceBatch{seq, slot, pos, n}, x, want, logits);
+
+    for (int t = 0; t < n; ++t)  // at its last token in the batch: the sequence grows by its tokens
+        if (slot[t] == kv.seq_len(seq[t]) + seq_n[seq[t]] - 1) kv.commit(seq[t], seq_n[seq[t]]);
+
+    if (logits && !head_on_device) forward_head(hp, w.output_norm, w.output, pool, buf, x, n, want, logits);
+}
+
+void forward_layers(const HParams& hp, const LayerWeights* layers, int64_t first, int64_t last,
+                    const KvCache& kv_cache, const KvPools* pools, ThreadPool& pool, ForwardBuffers& buf,
+                    const int32_t* seq, const int32_t* pos, int n) {
+    const int64_t n_embd = hp.n_embd, n_q = hp.n_embd_q(), n_kv = hp.n_embd_kv(), n_ff = hp.n_ff;
+    const int n_head = int(hp.n_head), n_head_kv = int(hp.n_head_kv), hd = int(hp.head_dim);
+    const int group = n_head / n_head_kv;  // query heads per KV head
+    const bool neox = hp.rope_type == RopeType::Neox;
+    const float scale = 1.0f / std::sqrt(float(hd));
+    const LayerKv kv{kv_cache, pools, first};
+    const int32_t* slot = buf.slot.data();  // [n]
+    float* x = buf.x.data();                // [n][n_embd]
+    float* xb = buf.xb.data();              // [n][n_embd]
+    float* q = buf.q.data();                // [n][n_head*hd]
+    float* k = buf.k.data();                // [n][n_head_kv*hd]
+    float* v = buf.v.data();                // [n][n_head_kv*hd]
+    float* att = buf.att.data();            // [n][n_head*hd]
+    float* hb = buf.hb.data();              // [n][n_ff]
+    float* hb2 = buf.hb2.data();            // [n][n_ff]
     auto mm = [&](const Matrix& m, const float* in, int n_tok, float* out) {
         matmul(pool, m, in, n_tok, out, buf.row.data(), buf.row_stride);
     };
@@ -93,10 +133,8 @@ void forward(const Model& model, KvCache& kv, ThreadPool& pool, ForwardBuffers& 
         });
     };
 
-    for (int t = 0; t < n; ++t) w.token_embd.dequantize_row(tokens[t], x + t * n_embd);  // x: [n][n_embd]
-
-    for (int64_t l = 0; l < hp.n_layer; ++l) {
-        const LayerWeights& L = w.layers[size_t(l)];
+    for (int64_t l = first; l < last; ++l) {
+        const LayerWeights& L = layers[size_t(l)];
 
         // attention
         per_token([&](int64_t t) {
@@ -137,24 +175,27 @@ void forward(const Model& model, KvCache& kv, ThreadPool& pool, ForwardBuffers& 
         mm(L.ffn_down, hb, n, xb);  // xb: [n][n_embd]
         per_token([&](int64_t t) { add(x + t * n_embd, xb + t * n_embd, n_embd); });
     }
-    for (int t = 0; t < n; ++t)  // at its last token in the batch: the sequence grows by its tokens
-        if (slot[t] == kv.seq_len(seq[t]) + seq_n[seq[t]] - 1) kv.commit(seq[t], seq_n[seq[t]]);
+}
 
-    if (!logits) return;
+void forward_head(const HParams& hp, const Vector& output_norm, const Matrix& output, ThreadPool& pool,
+                  ForwardBuffers& buf, const float* x, int n, const uint8_t* want, float* logits) {
+    const int64_t n_embd = hp.n_embd;
+    float* xb = buf.xb.data();  // [n_out][n_embd]
     // logits: [n_out][n_vocab], the wanted tokens in order
     int n_out = 0;
     for (int t = 0; t < n; ++t)
         if (!want || want[t])
-            rmsnorm(xb + n_out++ * n_embd, x + t * n_embd, w.output_norm.data(), n_embd, hp.rms_eps);
-    if (n_out > 0) mm(w.output, xb, n_out, logits);
+            rmsnorm(xb + n_out++ * n_embd, x + t * n_embd, output_norm.data(), n_embd, hp.rms_eps);
+    if (n_out > 0) matmul(pool, output, xb, n_out, logits, buf.row.data(), buf.row_stride);
 }
 
 void forward(const Model& model, KvCache& kv, ThreadPool& pool, ForwardBuffers& buf, int seq,
-             const int32_t* tokens, const int32_t* pos, int n, float* logits, bool all_logits) {
+             const int32_t* tokens, const int32_t* pos, int n, float* logits, bool all_logits,
+             DevicePart* device) {
     std::fill_n(buf.seq1.begin(), n, seq);
     std::fill_n(buf.want1.begin(), n, uint8_t(all_logits));
     buf.want1[size_t(n - 1)] = 1;
-    forward(model, kv, pool, buf, tokens, buf.seq1.data(), pos, n, buf.want1.data(), logits);
+    forward(model, kv, pool, buf, tokens, buf.seq1.data(), pos, n, buf.want1.data(), logits, device);
 }
 
 }  // namespace qrt::model

@@ -10,6 +10,8 @@
 
 namespace qrt::model {
 
+class DevicePart;
+
 // Work buffers for batches of up to n_batch tokens of up to n_seq_max sequences, sized once at load and
 // reused for every call.
 struct ForwardBuffers {
@@ -41,12 +43,27 @@ struct ForwardBuffers {
 // Logits: one [n_vocab] row per token with want[t] != 0 (want == nullptr: every token), in token order,
 // so logits is [count of wanted tokens][n_vocab]; logits == nullptr skips the output layer. Token ids
 // must be in [0, n_vocab). Allocates nothing.
+// With a device part (model/offload.h), the layers from device->placement().first on (and the head, when
+// it says so) run there, and kv stores only the CPU layers; device == nullptr: all on the CPU.
 void forward(const Model& model, KvCache& kv, ThreadPool& pool, ForwardBuffers& buf, const int32_t* tokens,
-             const int32_t* seq, const int32_t* pos, int n, const uint8_t* want, float* logits);
+             const int32_t* seq, const int32_t* pos, int n, const uint8_t* want, float* logits,
+             DevicePart* device = nullptr);
+
+// The pieces, for device parts that run on the CPU kernels (cpu-test):
+// Layers [first, last) of `layers` over buf.x [n][n_embd], token t being seq[t]'s cache slot buf.slot[t] at
+// position pos[t]; layer l's K and V go to pools[l - first] through kv's block tables (reserved).
+void forward_layers(const HParams& hp, const LayerWeights* layers, int64_t first, int64_t last,
+                    const KvCache& kv, const KvPools* pools, ThreadPool& pool, ForwardBuffers& buf,
+                    const int32_t* seq, const int32_t* pos, int n);
+// logits [n_out][n_vocab] = output(rmsnorm(x[t]) * output_norm) for the tokens with want[t] != 0 (want ==
+// nullptr: all), in token order; uses buf.xb.
+void forward_head(const HParams& hp, const Vector& output_norm, const Matrix& output, ThreadPool& pool,
+                  ForwardBuffers& buf, const float* x, int n, const uint8_t* want, float* logits);
 
 // One sequence: the general forward with seq[t] = seq for every token; logits are [n][n_vocab] when
 // all_logits, else the last token's [n_vocab].
 void forward(const Model& model, KvCache& kv, ThreadPool& pool, ForwardBuffers& buf, int seq,
-             const int32_t* tokens, const int32_t* pos, int n, float* logits, bool all_logits);
+             const int32_t* tokens, const int32_t* pos, int n, float* logits, bool all_logits,
+             DevicePart* device = nullptr);
 
 }  // namespace qrt::model

@@ -35,6 +35,7 @@ void bind(const gguf::File& file, const gguf::TensorInfo& t, Matrix& m) {
     m.cols = t.ne[0];
     m.rows = t.ne[1];
     m.row_bytes = uint64_t(m.cols / t.type->block_size) * t.type->type_size;
+    m.nbytes = t.nbytes;
     m.dequantize_row_fn = kernels::dequantize_row(t.type->id);
 }
 

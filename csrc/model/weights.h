@@ -28,6 +28,7 @@ struct Matrix {
     int64_t cols = 0, rows = 0;
     uint64_t row_bytes = 0;
     DequantizeRowFn dequantize_row_fn = nullptr;  // the dispatched kernel; nullptr: use type->dequantize_rows
+    uint64_t nbytes = 0;                          // the whole tensor (NF4: with its state after the blocks)
 
     bool present() const { return data != nullptr; }
     // out[cols] = row r as floats.

@@ -11,6 +11,7 @@ import numpy
 import numpy.typing
 
 __all__: list[str] = [
+    "DEVICE_MARGIN_BYTES",
     "FormatError",
     "GGUFFile",
     "Model",
@@ -18,8 +19,13 @@ __all__: list[str] = [
     "StopMatcher",
     "UnsupportedError",
     "build_info",
+    "cuda_test_matvec",
+    "cuda_test_rmsnorm",
+    "cuda_test_rope",
+    "cuda_test_silu_mul",
     "dequantize",
     "gguf_open",
+    "offload_backends",
     "quantize",
     "types",
     "vec_dot",
@@ -163,10 +169,17 @@ class Model:
         n_threads: typing.SupportsInt | typing.SupportsIndex = 0,
         n_seq_max: typing.SupportsInt | typing.SupportsIndex = 1,
         n_batch: typing.SupportsInt | typing.SupportsIndex = 512,
+        gpu_layers: typing.SupportsInt | typing.SupportsIndex = 0,
+        device: str = "",
+        device_free_bytes: typing.SupportsInt | typing.SupportsIndex = 0,
     ) -> None:
         """
         Loads the model. n_threads 0 = one per hardware thread. FormatError / UnsupportedError for
         bad or unsupported files, MemoryError (with the bytes) when the KV cache does not fit.
+        gpu_layers N puts the last N layers (N > n_layer: and the output head) on the backend
+        `device` ('cuda', or 'cpu-test': a second CPU device, for tests only); -1: everything, -2:
+        as many as fit in the device's free memory (device_free_bytes != 0 stands in for it).
+        MemoryError (with the bytes) when the layers asked for do not fit.
         """
     def clear(self, seq_id: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
         """
@@ -237,6 +250,14 @@ class Model:
     @property
     def n_vocab(self) -> int: ...
     @property
+    def offload(self) -> typing.Any:
+        """
+        None when every layer runs on the CPU; else a dict: backend, gpu_layers (N as
+        llama.cpp counts it), first_layer, n_layer_device, head (bool), weights_bytes,
+        kv_bytes, work_bytes, total_bytes (device memory by part), free_bytes (before
+        loading), weights_copied (no device layer reads the file mapping).
+        """
+    @property
     def path(self) -> str: ...
     @property
     def rope_type(self) -> str: ...
@@ -244,6 +265,45 @@ class Model:
 def build_info() -> dict:
     """
     Version, compiler, CUDA, CPU features detected and the ISA in use.
+    """
+
+def cuda_test_matvec(
+    raw: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8],
+    type: str,
+    rows: typing.SupportsInt | typing.SupportsIndex,
+    x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32],
+) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    Tests only: y [n_tok, rows] = W x[t] by the CUDA dequant-matvec, W the [rows, x.shape[1]] tensor of
+    `type` in `raw`. RuntimeError without CUDA.
+    """
+
+def cuda_test_rmsnorm(
+    x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32],
+    w: typing.Annotated[numpy.typing.ArrayLike, numpy.float32],
+    eps: typing.SupportsFloat | typing.SupportsIndex,
+) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    Tests only: the CUDA RMSNorm of each row of x.
+    """
+
+def cuda_test_rope(
+    x: typing.Annotated[numpy.typing.ArrayLike, numpy.float32],
+    pos: typing.Annotated[numpy.typing.ArrayLike, numpy.int32],
+    inv_freq: typing.Annotated[numpy.typing.ArrayLike, numpy.float32],
+    freq_scale: typing.SupportsFloat | typing.SupportsIndex,
+    neox: bool,
+) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    Tests only: the CUDA RoPE of x [n_tok, n_head, head_dim] at positions pos.
+    """
+
+def cuda_test_silu_mul(
+    gate: typing.Annotated[numpy.typing.ArrayLike, numpy.float32],
+    up: typing.Annotated[numpy.typing.ArrayLike, numpy.float32],
+) -> numpy.typing.NDArray[numpy.float32]:
+    """
+    Tests only: silu(gate) * up by the CUDA kernel.
     """
 
 def dequantize(
@@ -260,6 +320,11 @@ def dequantize(
 def gguf_open(path: str) -> GGUFFile:
     """
     Map and validate a GGUF file; FormatError/UnsupportedError/OSError on failure.
+    """
+
+def offload_backends() -> list:
+    """
+    The device backends that can run layers in this build on this machine ('cpu-test' is for tests).
     """
 
 def quantize(
@@ -284,3 +349,5 @@ def vec_dot(
     """
     Reference dot products of each row of a tensor's bytes (rows of len(x), the row count inferred from the byte count) with the float32 row x, which is first quantized to the type's vec_dot_type by its reference quantizer. Returns float32 of shape (nrows,).
     """
+
+DEVICE_MARGIN_BYTES: int = 268435456

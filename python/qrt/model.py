@@ -33,9 +33,14 @@ def load(
 
     ``n_ctx`` tokens of paged KV cache are allocated up front for each of ``n_seq_max`` sequences
     (MemoryError, stating the bytes, when that cannot be met). ``n_threads`` defaults to the number of
-    cores. ``gpu_layers`` is accepted for the CLI's sake: the CUDA backend is not in this build yet, so a
-    non-zero value warns and runs on the CPU (``require_gpu=True`` makes that an error).
-    ``check_tensors=True`` scans every weight for NaN/Inf and names the first bad tensor.
+    cores. ``check_tensors=True`` scans every weight for NaN/Inf and names the first bad tensor.
+
+    ``gpu_layers`` puts the last N transformer layers on the GPU (N above the layer count: the output head
+    too, as llama.cpp counts); ``-1`` or ``"all"``: everything; ``"auto"``: the largest N whose weights,
+    KV cache and work buffers fit in the GPU's free memory with a margin. Activations cross between CPU
+    and GPU once per boundary; ``Model.offload`` reports what went where and the device memory per part.
+    Without a usable GPU, a non-zero ``gpu_layers`` warns (RuntimeWarning) and runs every layer on the
+    CPU with identical results; ``require_gpu=True`` makes that a RuntimeError instead.
     """
     return Model(
         path,
@@ -77,35 +82,38 @@ class Model:
         n_ctx = _check_int("n_ctx", n_ctx, 1)
         n_seq_max = _check_int("n_seq_max", n_seq_max, 1, 256)
         threads = 0 if n_threads is None else _check_int("n_threads", n_threads, 1, 1024)
-        self._check_gpu_layers(gpu_layers, require_gpu)
+        n_gpu, device, device_free = _offload_plan(gpu_layers, require_gpu)
         self.path = os.fspath(path)
         with _gguf.open(self.path) as f:
             self.metadata: dict[str, Any] = dict(f.metadata)
             if check_tensors:
                 _check_tensors(f)
         self.tokenizer = Tokenizer.from_gguf(self.metadata)
-        self._native = _C.Model(self.path, n_ctx, threads, n_seq_max)
-        self._n_ctx, self._n_vocab = self._native.n_ctx, self._native.n_vocab
-        self._lock = threading.Lock()
-        #: Counts and timings of the last generate/chat call (prompt and generated tokens, seconds).
-        self.last_stats: dict[str, float] = {}
-
-    @staticmethod
-    def _check_gpu_layers(gpu_layers: int | str, require_gpu: bool) -> None:
-        if gpu_layers in ("all", "auto"):
-            wanted = True
-        else:
-            wanted = _check_int("gpu_layers", gpu_layers, -1) != 0
-        if wanted:
-            if require_gpu:
-                raise RuntimeError(
-                    "gpu_layers asks for a GPU, but qrt's CUDA backend is not in this build yet"
-                )
+        self._native = _C.Model(
+            self.path,
+            n_ctx,
+            threads,
+            n_seq_max,
+            gpu_layers=n_gpu,
+            device=device,
+            device_free_bytes=device_free,
+        )
+        #: None when every layer runs on the CPU; else what went to the device and its memory by part
+        #: (backend, gpu_layers, first_layer, n_layer_device, head, weights_bytes, kv_bytes, work_bytes,
+        #: total_bytes, free_bytes).
+        self.offload: dict[str, Any] | None = self._native.offload
+        if n_gpu == -2 and self.offload is None:
             warnings.warn(
-                "qrt's CUDA backend is not in this build yet: running every layer on the CPU",
+                "gpu_layers='auto': not even one layer fits in the device's free memory "
+                f"(keeping {_C.DEVICE_MARGIN_BYTES >> 20} MiB free): running every layer on the CPU",
                 RuntimeWarning,
                 stacklevel=3,
             )
+        self._n_ctx, self._n_vocab = self._native.n_ctx, self._native.n_vocab
+        self._n_layer = self._native.n_layer
+        self._lock = threading.Lock()
+        #: Counts and timings of the last generate/chat call (prompt and generated tokens, seconds).
+        self.last_stats: dict[str, float] = {}
 
     # -- properties -------------------------------------------------------------------------------------
 
@@ -117,6 +125,11 @@ class Model:
     @property
     def n_vocab(self) -> int:
         return self._n_vocab
+
+    @property
+    def n_layer(self) -> int:
+        """Transformer layers (blocks)."""
+        return self._n_layer
 
     # -- tokens -----------------------------------------------------------------------------------------
 
@@ -285,6 +298,67 @@ class Model:
             bad = int(arr[(arr < 0) | (arr >= self.n_vocab)][0])
             raise ValueError(f"token id {bad} is outside the vocabulary [0, {self.n_vocab})")
         return arr.astype(np.int32)
+
+
+#: Test-only: ``QRT_TEST_DEVICE=cpu`` (or ``cpu:FREE_BYTES``) makes gpu_layers use a second CPU "device"
+#: backend ("cpu-test") that copies its layers' weights and runs them with the CPU kernels, so the layer
+#: split, weight upload and hand-off are exercised without a GPU; FREE_BYTES fakes its free memory (for
+#: "auto"). Not for users: it is slower than plain CPU execution.
+TEST_DEVICE_ENV = "QRT_TEST_DEVICE"
+
+
+def _parse_gpu_layers(gpu_layers: int | str) -> int:
+    """-1 for "all", -2 for "auto", else N >= 0 (ValueError / TypeError otherwise)."""
+    if isinstance(gpu_layers, str):
+        if gpu_layers in ("all", "auto"):
+            return -1 if gpu_layers == "all" else -2
+        raise ValueError(f"gpu_layers must be an int >= -1, 'all' or 'auto', got {gpu_layers!r}")
+    return _check_int("gpu_layers", gpu_layers, -1)
+
+
+def _test_device() -> tuple[str, int] | None:
+    spec = os.environ.get(TEST_DEVICE_ENV)
+    if not spec:
+        return None
+    name, _, free = spec.partition(":")
+    if name != "cpu" or (free and not free.isdigit()):
+        raise ValueError(f"{TEST_DEVICE_ENV} must be 'cpu' or 'cpu:FREE_BYTES', got {spec!r}")
+    return "cpu-test", int(free or 0)
+
+
+def _no_gpu_reason() -> str | None:
+    """Why CUDA cannot run layers here, or None when it can."""
+    info = _C.build_info()
+    if not info["cuda"]:
+        return "this qrt build has no CUDA backend (built without nvcc or with QRT_CUDA=OFF)"
+    if not info["cuda_devices"]:
+        return "no CUDA GPU is visible"
+    if "cuda" not in _C.offload_backends():
+        return "qrt's CUDA backend cannot run layers yet (its kernels are still to come)"
+    return None
+
+
+def _offload_plan(gpu_layers: int | str, require_gpu: bool) -> tuple[int, str, int]:
+    """(gpu_layers for _C.Model, device backend, fake free bytes) after checking the arguments."""
+    n = _parse_gpu_layers(gpu_layers)
+    if not isinstance(require_gpu, (bool, np.bool_)):
+        raise TypeError(f"require_gpu must be a bool, got {type(require_gpu).__name__}")
+    test = _test_device()
+    if n == 0:
+        return 0, "", 0
+    if test is not None:
+        return n, test[0], test[1]
+    reason = _no_gpu_reason()
+    if reason is None:
+        return n, "cuda", 0
+    if require_gpu:
+        raise RuntimeError(
+            f"gpu_layers={gpu_layers!r} with require_gpu=True, but no GPU can be used: {reason}"
+        )
+    warnings.warn(
+        f"{reason}: gpu_layers={gpu_layers!r} runs every layer on the CPU", RuntimeWarning, stacklevel=4
+    )
+    return 0, "", 0
 
 
 def _check_tensors(f: _gguf.GGUFFile) -> None:

@@ -253,6 +253,58 @@ void test_attention_through_blocks() {
     check(ok, "attention over a scattered block table");
 }
 
+// A cache holding only block tables (every layer on a device) and pools of the same geometry held
+// elsewhere, as a device part keeps them: what goes in through the tables comes back out, in the same
+// place the cache's own pools would have put it.
+void test_external_pools() {
+    KvCacheShape tables_only = small_shape(40, 2);
+    tables_only.n_layer = 0;
+    KvCache host(tables_only);
+    check(host.bytes() == 0 && KvCache::bytes_needed(tables_only) == 0, "a tables-only cache holds no K/V");
+    check(host.n_blocks() == 6 && host.pool_halves() == size_t(6 * 2 * kKvBlockSize * 8), "same geometry");
+    KvCache own(small_shape(40, 2));  // the reference: its own pools, the same operations
+    std::vector<qrt::half_bits> k(host.pool_halves()), v(host.pool_halves());
+    const qrt::KvPools ext{k.data(), v.data()};
+    std::vector<float> kin(2 * 8), vin(2 * 8);
+    for (int step = 0; step < 3; ++step)
+        for (int seq : {1, 0}) {  // interleaved, so the tables scatter over the pool
+            const int n = 7, len = host.seq_len(seq);
+            host.reserve(seq, n);
+            own.reserve(seq, n);
+            for (int t = len; t < len + n; ++t) {
+                for (size_t i = 0; i < kin.size(); ++i) {
+                    kin[i] = tag(seq, t, 0, int(i / 8), int(i % 8));
+                    vin[i] = -kin[i];
+                }
+                host.store(ext, seq, t, kin.data(), vin.data());
+                own.store(0, seq, t, kin.data(), vin.data());
+            }
+            host.commit(seq, n);
+            own.commit(seq, n);
+        }
+    for (int seq : {0, 1}) {
+        check(host.block_table(seq) == own.block_table(seq), "same blocks from the same operations");
+        const qrt::PagedKv a = host.view(ext, seq), b = own.view(0, seq);
+        check(a.block_table == host.block_table(seq).data() && a.k == k.data(), "view reads the given pools");
+        bool same = true;  // every written element, read through the tables (unwritten slots are garbage)
+        for (int t = 0; t < host.seq_len(seq); ++t)
+            for (int e = 0; e < 2 * 8; ++e) {
+                const size_t at = size_t(a.block_table[t / kKvBlockSize]) * size_t(2 * kKvBlockSize * 8) +
+                                  size_t((e / 8) * kKvBlockSize + t % kKvBlockSize) * 8 + size_t(e % 8);
+                same = same && a.k[at] == b.k[at] && a.v[at] == b.v[at] &&
+                       qrt::fp16_to_fp32(a.k[at]) == tag(seq, t, 0, e / 8, e % 8);
+            }
+        check(same, "external pools hold what the cache's own would");
+    }
+    check_throws<std::invalid_argument>(
+        [&] {
+            KvCacheShape neg = small_shape(40, 1);
+            neg.n_layer = -1;
+            KvCache bad(neg);
+        },
+        "negative n_layer");
+}
+
 }  // namespace
 
 int main() {
@@ -261,5 +313,6 @@ int main() {
     test_uncommitted_reserve();
     test_random_operations();
     test_attention_through_blocks();
+    test_external_pools();
     return qrt::testing::report();
 }

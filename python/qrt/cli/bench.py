@@ -98,6 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "-b", "--batch-size", type=int, default=512, help="tokens per forward call in pp (default 512)"
     )
+    p.add_argument(
+        "-ngl",
+        "--n-gpu-layers",
+        default="0",
+        help="layers on the GPU: comma-separated N, 'all' or 'auto', each a run (llama-bench's -ngl); any "
+        "value but 0 needs a usable GPU (default 0)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the random token ids")
     p.add_argument("--json", action="store_true", help="print a JSON list of results instead of a table")
     args = p.parse_args(argv)
@@ -107,29 +114,55 @@ def main(argv: list[str] | None = None) -> int:
     if args.repetitions < 1 or args.batch_size < 1 or (args.threads is not None and args.threads < 1):
         p.error("--repetitions, --batch-size and --threads must be >= 1")
     threads = args.threads or _physical_cores()
+    ngls: list[int | str] = []
+    for v in args.n_gpu_layers.split(","):
+        try:
+            ngls.append(v if v in ("all", "auto") else int(v))
+        except ValueError:
+            p.error(f"--n-gpu-layers: expected ints, 'all' or 'auto', got {v!r}")
 
     import qrt
     from qrt import _C
+    from qrt.model import _offload_plan
 
     results = []
     try:
-        for path in args.model:
+        for path, ngl in ((path, ngl) for path in args.model for ngl in ngls):
             n_ctx = max(args.n_prompt, args.n_gen, 1)
-            native = _C.Model(path, n_ctx, threads, 1, min(args.batch_size, n_ctx))
+            n_gpu, device, free = _offload_plan(ngl, require_gpu=True)
+            native = _C.Model(
+                path,
+                n_ctx,
+                threads,
+                1,
+                min(args.batch_size, n_ctx),
+                gpu_layers=n_gpu,
+                device=device,
+                device_free_bytes=free,
+            )
+            offload = native.offload
+            on_gpu = offload["gpu_layers"] if offload else 0
             size = os.path.getsize(path)
             for kind, n in (("pp", args.n_prompt), ("tg", args.n_gen)):
                 if n == 0:
                     continue
                 r = run_test(native, kind, n, args.repetitions, args.batch_size, args.seed)
-                r = {"model": os.path.basename(path), "model_size": size, "n_threads": threads, **r}
+                r = {
+                    "model": os.path.basename(path),
+                    "model_size": size,
+                    "n_threads": threads,
+                    "n_gpu_layers": on_gpu,
+                    "backend": offload["backend"] if offload else "cpu",
+                    **r,
+                }
                 results.append(r)
                 if not args.json:
                     if len(results) == 1:
-                        print("| model | size | threads | test | t/s |")
-                        print("| --- | ---: | ---: | ---: | ---: |")
+                        print("| model | size | backend | threads | ngl | test | t/s |")
+                        print("| --- | ---: | --- | ---: | ---: | ---: | ---: |")
                     print(
-                        f"| {r['model']} | {size / 2**20:.2f} MiB | {threads} | {r['test']} | "
-                        f"{r['tokens_per_s']:.2f} ± {r['stddev_tokens_per_s']:.2f} |",
+                        f"| {r['model']} | {size / 2**20:.2f} MiB | {r['backend']} | {threads} | {on_gpu} | "
+                        f"{r['test']} | {r['tokens_per_s']:.2f} ± {r['stddev_tokens_per_s']:.2f} |",
                         flush=True,
                     )
             del native

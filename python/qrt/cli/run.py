@@ -23,6 +23,21 @@ def _gpu_layers(value: str) -> int | str:
         raise argparse.ArgumentTypeError(f"expected an int, 'all' or 'auto', got {value!r}") from None
 
 
+def offload_summary(o: dict, n_layer: int) -> str:
+    """One line: what runs on the device and its memory by part."""
+
+    def mib(n: int) -> str:
+        return f"{n / (1 << 20):.1f} MiB"
+
+    head = " + output head" if o["head"] else ""
+    return (
+        f"{o['n_layer_device']}/{n_layer} layers{head} on {o['backend']} "
+        f"(layers {o['first_layer']}..{n_layer - 1}): weights {mib(o['weights_bytes'])}, "
+        f"KV cache {mib(o['kv_bytes'])}, work buffers {mib(o['work_bytes'])}, "
+        f"total {mib(o['total_bytes'])} of {mib(o['free_bytes'])} free"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="qrt-run", description="Generate text with a GGUF model.")
     p.add_argument("-m", "--model", help="GGUF file (default: the demo model)")
@@ -38,7 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ignore-eos", action="store_true", help="keep generating past end-of-generation tokens")
     p.add_argument("-t", "--threads", type=int, default=None, help="CPU threads (default: all cores)")
     p.add_argument("-c", "--ctx-size", type=int, default=4096, help="context size (default 4096)")
-    p.add_argument("--gpu-layers", type=_gpu_layers, default=0, help="layers on the GPU: N, 'all' or 'auto'")
+    p.add_argument(
+        "--gpu-layers",
+        type=_gpu_layers,
+        default=0,
+        help="the last N layers on the GPU (N > layer count: the output head too), 'all', or 'auto': "
+        "as many as fit in free VRAM (default 0)",
+    )
     p.add_argument("--require-gpu", action="store_true", help="fail instead of falling back to the CPU")
     p.add_argument(
         "--chat", action="store_true", help="wrap the prompt as a user message in the chat template"
@@ -68,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         for w in caught:
             print(f"qrt-run: warning: {w.message}", file=sys.stderr)
+        if model.offload:
+            print(f"qrt-run: {offload_summary(model.offload, model.n_layer)}", file=sys.stderr)
         load_s = time.perf_counter() - t0
         kwargs = dict(
             max_tokens=args.n_predict,
