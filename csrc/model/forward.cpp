@@ -102,9 +102,11 @@ void forward(const Model& model, KvCache& kv, ThreadPool& pool, ForwardBuffers& 
         per_token([&](int64_t t) {
             rmsnorm(xb + t * n_embd, x + t * n_embd, L.attn_norm.data(), n_embd, hp.rms_eps);
         });
-        mm(L.attn_q, xb, n, q);  // q: [n][n_head*hd]
-        mm(L.attn_k, xb, n, k);  // k: [n][n_head_kv*hd]
-        mm(L.attn_v, xb, n, v);  // v: [n][n_head_kv*hd]
+        {  // one quantization of xb, one parallel job for the three
+            const Matrix* ws[3] = {&L.attn_q, &L.attn_k, &L.attn_v};
+            float* ys[3] = {q, k, v};  // q: [n][n_head*hd], k, v: [n][n_head_kv*hd]
+            matmul(pool, ws, xb, n, ys, buf.row.data(), buf.row_stride);
+        }
         per_token([&](int64_t t) {
             if (!L.attn_q_bias.empty()) add(q + t * n_q, L.attn_q_bias.data(), n_q);
             if (!L.attn_k_bias.empty()) add(k + t * n_kv, L.attn_k_bias.data(), n_kv);
@@ -131,8 +133,11 @@ void forward(const Model& model, KvCache& kv, ThreadPool& pool, ForwardBuffers& 
         per_token([&](int64_t t) {
             rmsnorm(xb + t * n_embd, x + t * n_embd, L.ffn_norm.data(), n_embd, hp.rms_eps);
         });
-        mm(L.ffn_gate, xb, n, hb);  // hb: [n][n_ff]
-        mm(L.ffn_up, xb, n, hb2);   // hb2: [n][n_ff]
+        {
+            const Matrix* ws[2] = {&L.ffn_gate, &L.ffn_up};
+            float* ys[2] = {hb, hb2};  // hb, hb2: [n][n_ff]
+            matmul(pool, ws, xb, n, ys, buf.row.data(), buf.row_stride);
+        }
         per_token([&](int64_t t) { silu_mul(hb + t * n_ff, hb2 + t * n_ff, n_ff); });
         mm(L.ffn_down, hb, n, xb);  // xb: [n][n_embd]
         per_token([&](int64_t t) { add(x + t * n_embd, xb + t * n_embd, n_embd); });
