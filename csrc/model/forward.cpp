@@ -35,7 +35,8 @@ ForwardBuffers::ForwardBuffers(const Model& model, int n_batch_, int n_ctx, int 
     att.resize(nb * size_t(hp.n_embd_q()));
     hb.resize(nb * size_t(hp.n_ff));
     hb2.resize(nb * size_t(hp.n_ff));
-    scores.resize(size_t(n_threads) * size_t(n_ctx));
+    scores.resize(size_t(n_threads) *
+                  size_t(std::min(hp.n_head / hp.n_head_kv, int64_t(kAttentionMaxGroup))) * size_t(n_ctx));
     row.resize(size_t(n_threads) * size_t(row_stride));
     slot.resize(nb);
     seq_n.resize(size_t(n_seq_max));
@@ -115,12 +116,12 @@ void forward(const Model& model, KvCache& kv, ThreadPool& pool, ForwardBuffers& 
             rope(k + t * n_kv, n_head_kv, hd, pos[t], buf.inv_freq.data(), hp.rope_freq_scale, neox);
             kv.store(int(l), seq[t], slot[t], k + t * n_kv, v + t * n_kv);
         });
-        pool.parallel_for(int64_t(n) * n_head, [&](int64_t b, int64_t e, int thread) {
+        pool.parallel_for(int64_t(n) * n_head_kv, [&](int64_t b, int64_t e, int thread) {
             float* scores = buf.scores.data() + size_t(thread) * buf.scores.size() / size_t(pool.n_threads());
-            for (int64_t j = b; j < e; ++j) {
-                const int64_t t = j / n_head, h = j % n_head;
-                attention_head(att + t * n_q + h * hd, q + t * n_q + h * hd, kv.view(int(l), seq[t]),
-                               int(h / group), slot[t] + 1, scale, scores);  // att: [n][n_head*hd]
+            for (int64_t j = b; j < e; ++j) {  // token t, KV head h: query heads [h * group, (h + 1) * group)
+                const int64_t t = j / n_head_kv, h = j % n_head_kv, o = t * n_q + h * group * hd;
+                attention_heads(att + o, q + o, group, kv.view(int(l), seq[t]), int(h), slot[t] + 1, scale,
+                                scores);  // att: [n][n_head*hd]
             }
         });
         mm(L.attn_output, att, n, xb);  // xb: [n][n_embd]

@@ -318,7 +318,8 @@ void test_gemm(Isa isa, const TypeTraits& t, kernels::GemmFn gemm, VecDotFn dot,
 }
 
 #if defined(QRT_HAVE_AVX2)
-// silu_mul and attention_head: the AVX2 versions against the scalar references (vector exp, 8-lane sums).
+// silu_mul and attention_head: the AVX2 versions against the scalar references (vector exp, 8-lane sums);
+// attention_heads (a GQA group at once) against attention_head, bit for bit.
 void test_ops_avx2(std::mt19937_64& rng) {
     std::normal_distribution<float> normal;
     for (int64_t n : {1, 7, 8, 9, 31, 576, 1536}) {
@@ -357,6 +358,19 @@ void test_ops_avx2(std::mt19937_64& rng) {
             }
             check(err <= 1e-5 * (mag + 1e-3), "avx2 attention_head hd=" + std::to_string(hd) + " n_kv=" +
                                                   std::to_string(n_kv) + ": error " + std::to_string(err));
+            // a GQA group of query heads at once: each head exactly as attention_head alone
+            const int n_q = 1 + int(rng() % 9);
+            std::vector<float> qs(size_t(n_q * hd)), outs(qs.size() + 1, -7.0f),
+                sg(size_t(std::min(n_q, kAttentionMaxGroup) * n_kv));
+            for (auto& x : qs) x = normal(rng) * 2.0f;
+            avx2::attention_heads(outs.data(), qs.data(), n_q, kv, head, n_kv, 0.125f, sg.data());
+            bool same = outs[size_t(n_q * hd)] == -7.0f;
+            for (int h = 0; h < n_q; ++h) {
+                avx2::attention_head(out.data(), qs.data() + h * hd, kv, head, n_kv, 0.125f, s2.data());
+                same = same && std::memcmp(out.data(), outs.data() + h * hd, sizeof(float) * size_t(hd)) == 0;
+            }
+            check(same, "avx2 attention_heads n_q=" + std::to_string(n_q) + " hd=" + std::to_string(hd) +
+                            " n_kv=" + std::to_string(n_kv) + " equals attention_head per head");
         }
     }
 }
