@@ -167,7 +167,7 @@ void unpack_pair(const X& a, const X& b, __m256i& lo, __m256i& hi) {
 template <typename X, typename Y, int kOffset>
 struct DotNibbles {
     static constexpr int64_t kBlock = 32;
-    static constexpr int kRM = 4, kRN = 3;
+    static constexpr int kRM = 4, kRN = 3, kRMVec = 2;
     static constexpr bool kMin = kOffset == 0;
 
     template <int RM, int RN>
@@ -234,7 +234,7 @@ struct DotNibbles {
 // Q8_0 against Q8_0: signed x signed through |x| and y with x's sign.
 struct DotQ8_0Q8_0 {
     static constexpr int64_t kBlock = 32;
-    static constexpr int kRM = 4, kRN = 2;
+    static constexpr int kRM = 4, kRN = 2, kRMVec = 1;
 
     template <int RM, int RN>
     static void tile(int64_t nb, const uint8_t* a, size_t lda, const uint8_t* b, size_t ldb, float* c,
