@@ -113,10 +113,10 @@ inline void tile_at_most(int rm, int rn, int64_t nb, const uint8_t* a, size_t ld
 }
 
 // Rows per tile when there are fewer tokens than K::kRN (decode: one token, or two with Int8x2): K::kRMVec
-// where a kernel sets it, else K::kRM. Matrix x vector streams the weights from memory once, and one row (one
-// row pair for the nibble types) at a time is a single sequential stream the hardware prefetchers follow at
-// full speed, where 4 rows side by side are 4 short interleaved streams: on Zen3 decode of SmolLM2 Q8_0 went
-// from 53 to 70-75 tok/s (1 thread), the 1.1B Q4_K_M from ~7 to ~10.
+// where a kernel sets it, else K::kRM. Matrix x vector streams the weights from memory once, and one row at a
+// time is a single sequential stream the hardware prefetchers follow at full speed, where 4 rows side by side
+// are 4 short interleaved streams: on Zen3 decode of SmolLM2 Q8_0 went from 53 to 70-75 tok/s (1 thread), the
+// 1.1B Q4_K_M from ~7 to ~10. The nibble types keep 4 rows (2 row pairs): one pair was ~5% slower.
 template <class K>
 constexpr int rows_per_vec_tile() {
     if constexpr (requires { K::kRMVec; })

@@ -167,7 +167,7 @@ void unpack_pair(const X& a, const X& b, __m256i& lo, __m256i& hi) {
 template <typename X, typename Y, int kOffset>
 struct DotNibbles {
     static constexpr int64_t kBlock = 32;
-    static constexpr int kRM = 4, kRN = 3, kRMVec = 2;
+    static constexpr int kRM = 4, kRN = 3;
     static constexpr bool kMin = kOffset == 0;
 
     template <int RM, int RN>
