@@ -126,8 +126,8 @@ void attention_heads(float* out, const float* q, int n_q, const PagedKv& kv, int
         return avx2::attention_heads(out, q, n_q, kv, kv_head, n_kv, scale, scores);
 #endif
     for (int h = 0; h < n_q; ++h)
-        attention_head_ref(out + int64_t(h) * kv.head_dim, q + int64_t(h) * kv.head_dim, kv, kv_head, n_kv,
-                           scale, scores);
+        attention_head(out + int64_t(h) * kv.head_dim, q + int64_t(h) * kv.head_dim, kv, kv_head, n_kv, scale,
+                       scores);
 }
 
 void attention_head_ref(float* out, const float* q, const PagedKv& kv, int kv_head, int n_kv, float scale,
