@@ -1,10 +1,12 @@
 """qrt against llama.cpp on the same GGUF files and threads: prompt processing and generation tokens/s.
 
-    python bench/compare.py [-m FILE ...] [-t 1,2] [-p 512] [-n 128] [-r 3] [--rounds 2] [-o bench/RESULTS.md]
+    python bench/compare.py [-m FILE ...] [--tinyllama] [-t 1,2] [-p 512] [-n 128] [-r 3] [--rounds 2]
+                            [-o bench/RESULTS.md]
 
 llama.cpp (llama-bench) is built once from the llama-cpp-python 0.3.36 sdist into the test cache by
 tests/support/llamacpp.py (benchmark only: never in CI, never committed). Without -m the files are SmolLM2-135M
-Q4_1 and its llama-quantize'd Q8_0 and Q4_K_M (made once, cached). For every file and thread count qrt-bench and
+Q4_1 and its llama-quantize'd Q8_0 and Q4_K_M (made once, cached); --tinyllama adds the 1.1B TinyLlama-shaped
+random-weight Q4_K_M file of bench/make_tinyllama.py (made once, cached). For every file and thread count qrt-bench and
 llama-bench run alternately, A B A B (--rounds pairs), so both see the same machine load; each run does -r
 repetitions. The table shows each program's median over the rounds of its mean tokens/s, the ratio qrt/llama.cpp,
 and for generation the weight bytes read per second (file size x tokens/s: every weight is read once per token).
@@ -109,12 +111,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=2, help="alternating qrt/llama.cpp pairs (default 2)")
     ap.add_argument("-o", "--output", type=pathlib.Path, default=REPO / "bench" / "RESULTS.md")
     ap.add_argument("--no-write", action="store_true", help="print the table only")
+    ap.add_argument("--tinyllama", action="store_true", help="also the 1.1B file of bench/make_tinyllama.py")
     args = ap.parse_args(argv)
 
     from tests.support.llamacpp import VERSION, ensure_built
 
     llama = ensure_built(verbose=True)
     models = args.model or default_models()
+    if args.tinyllama:
+        sys.path.insert(0, str(REPO / "bench"))
+        from make_tinyllama import make
+
+        models = [*models, make()]
     threads = [int(t) for t in args.threads.split(",")]
     tests = [
         t

@@ -126,6 +126,17 @@ void attention_head(float* out, const float* q, const PagedKv& kv, int kv_head, 
     attention_head_ref(out, q, kv, kv_head, n_kv, scale, scores);
 }
 
+void attention_heads(float* out, const float* q, int n_q, const PagedKv& kv, int kv_head, int n_kv,
+                     float scale, float* scores) {
+#if defined(QRT_HAVE_AVX2)
+    if (active_isa() == Isa::Avx2 && kv.head_dim % 8 == 0 && kv.head_dim <= avx2::kMaxHeadDim)
+        return avx2::attention_heads(out, q, n_q, kv, kv_head, n_kv, scale, scores);
+#endif
+    for (int h = 0; h < n_q; ++h)
+        attention_head(out + int64_t(h) * kv.head_dim, q + int64_t(h) * kv.head_dim, kv, kv_head, n_kv, scale,
+                       scores);
+}
+
 void attention_head_ref(float* out, const float* q, const PagedKv& kv, int kv_head, int n_kv, float scale,
                         float* scores) {
     const float* f16 = fp16_table();

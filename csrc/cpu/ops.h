@@ -1,7 +1,7 @@
 // The non-matmul operations of the forward pass, in plain scalar C++ (the reference every faster
 // version is tested against). They know nothing of models or graphs: pointers and sizes in, results out.
 //
-// silu_mul and attention_head dispatch: on Isa::Avx2 they run the versions in ops_avx2.cpp (8-lane float
+// silu_mul and attention_head(s) dispatch: on Isa::Avx2 they run the versions in ops_avx2.cpp (8-lane float
 // math, a vector exp), on Isa::Neon those in ops_neon.cpp (4-lane), elsewhere the scalar references *_ref
 // below. The two agree up to float rounding
 // (tests/cpp/test_kernels.cpp bounds the difference).
@@ -56,6 +56,13 @@ void attention_head(float* out, const float* q, const PagedKv& kv, int kv_head, 
 void attention_head_ref(float* out, const float* q, const PagedKv& kv, int kv_head, int n_kv, float scale,
                         float* scores);
 
+// n_q query heads that read the same KV head (GQA: the heads of one group), q and out [n_q][head_dim]: each
+// head's output is exactly attention_head's for it. The AVX2 version widens every K and V row once for up to
+// kAttentionMaxGroup heads at a time. scores is scratch of min(n_q, kAttentionMaxGroup) * n_kv floats.
+constexpr int kAttentionMaxGroup = 4;
+void attention_heads(float* out, const float* q, int n_q, const PagedKv& kv, int kv_head, int n_kv,
+                     float scale, float* scores);
+
 #if defined(QRT_HAVE_AVX2)
 // The AVX2 versions (ops_avx2.cpp): call only where cpu_features() has avx2, fma and f16c.
 namespace avx2 {
@@ -64,6 +71,8 @@ void silu_mul(float* gate, const float* up, int64_t n);
 constexpr int kMaxHeadDim = 256;
 void attention_head(float* out, const float* q, const PagedKv& kv, int kv_head, int n_kv, float scale,
                     float* scores);
+void attention_heads(float* out, const float* q, int n_q, const PagedKv& kv, int kv_head, int n_kv,
+                     float scale, float* scores);
 }  // namespace avx2
 #endif
 

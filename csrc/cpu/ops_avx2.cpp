@@ -1,4 +1,4 @@
-// AVX2 versions of the ops that cost time per token (cpu/ops.h): silu_mul and attention_head.
+// AVX2 versions of the ops that cost time per token (cpu/ops.h): silu_mul and attention_head(s).
 //
 // This file is compiled with the engine's baseline flags; the functions below get AVX2/FMA/F16C through a
 // target pragma placed after every #include, so no inline function from a shared header is compiled with
@@ -63,6 +63,100 @@ float exp1(float x) {
     return _mm256_cvtss_f32(exp8(_mm256_set1_ps(x)));
 }
 
+// G query heads that read the same KV head (GQA), each exactly as attention_head computes it alone:
+// scores[t] = scale * q.K[t], then p = e^(scores - max), out = (sum_t p[t] V[t]) / sum_t p[t]. Per token the
+// dot over head_dim runs in two 8-lane accumulators; V is accumulated in head_dim/8 vectors. Each K and V
+// row is widened from fp16 once for the G heads; V is taken 4 vectors (32 dims) at a time so the G heads'
+// accumulators stay in registers. q, out: [G][head_dim]; scores: [G][n_kv].
+template <int G>
+void attention_group(float* out, const float* q, const PagedKv& kv, int kv_head, int n_kv, float scale,
+                     float* scores) {
+    const int hd = kv.head_dim, bs = kv.block_size, nv = hd / 8;
+    const int64_t block_stride = int64_t(kv.n_kv_head) * bs * hd;  // halves per physical block
+    const int64_t head_offset = int64_t(kv_head) * bs * hd;
+
+    __m256 vmax[G];
+    for (int g = 0; g < G; ++g) vmax[g] = _mm256_set1_ps(-__builtin_inff());
+    for (int t0 = 0; t0 < n_kv; t0 += bs) {
+        const half_bits* kb = kv.k + kv.block_table[t0 / bs] * block_stride + head_offset;
+        const int nt = n_kv - t0 < bs ? n_kv - t0 : bs;
+        for (int t = 0; t < nt; ++t) {
+            const half_bits* k = kb + int64_t(t) * hd;
+            __m256 a0[G], a1[G];
+            for (int g = 0; g < G; ++g) a0[g] = a1[g] = _mm256_setzero_ps();
+            int v = 0;
+            for (; v + 2 <= nv; v += 2) {
+                const __m256 k0 = load_half8(k + 8 * v), k1 = load_half8(k + 8 * v + 8);
+                for (int g = 0; g < G; ++g) {
+                    a0[g] = _mm256_fmadd_ps(_mm256_loadu_ps(q + g * hd + 8 * v), k0, a0[g]);
+                    a1[g] = _mm256_fmadd_ps(_mm256_loadu_ps(q + g * hd + 8 * v + 8), k1, a1[g]);
+                }
+            }
+            if (v < nv) {
+                const __m256 k0 = load_half8(k + 8 * v);
+                for (int g = 0; g < G; ++g)
+                    a0[g] = _mm256_fmadd_ps(_mm256_loadu_ps(q + g * hd + 8 * v), k0, a0[g]);
+            }
+            for (int g = 0; g < G; ++g) {
+                const float s = hsum8(_mm256_add_ps(a0[g], a1[g])) * scale;
+                scores[g * n_kv + t0 + t] = s;
+                vmax[g] = _mm256_max_ps(vmax[g], _mm256_set1_ps(s));
+            }
+        }
+    }
+
+    float inv_sum[G];
+    for (int g = 0; g < G; ++g) {
+        float* sc = scores + g * n_kv;
+        const float max = hmax8(vmax[g]);
+        __m256 vsum = _mm256_setzero_ps();
+        const __m256 m = _mm256_set1_ps(max);
+        int t = 0;
+        for (; t + 8 <= n_kv; t += 8) {
+            const __m256 p = exp8(_mm256_sub_ps(_mm256_loadu_ps(sc + t), m));
+            _mm256_storeu_ps(sc + t, p);
+            vsum = _mm256_add_ps(vsum, p);
+        }
+        float sum = hsum8(vsum);
+        for (; t < n_kv; ++t) sum += sc[t] = exp1(sc[t] - max);
+        inv_sum[g] = 1.0f / sum;
+    }
+
+    for (int v0 = 0; v0 < nv; v0 += 4) {  // 4 vectors of V at a time
+        const int nw = nv - v0 < 4 ? nv - v0 : 4;
+        __m256 o[G][4];
+        for (int g = 0; g < G; ++g)
+            for (int w = 0; w < 4; ++w) o[g][w] = _mm256_setzero_ps();
+        for (int t0 = 0; t0 < n_kv; t0 += bs) {
+            const half_bits* vb = kv.v + kv.block_table[t0 / bs] * block_stride + head_offset + 8 * v0;
+            const int nt = n_kv - t0 < bs ? n_kv - t0 : bs;
+            for (int tt = 0; tt < nt; ++tt) {
+                const half_bits* vr = vb + int64_t(tt) * hd;
+                if (nw == 4) {
+                    __m256 vv[4];
+                    for (int w = 0; w < 4; ++w) vv[w] = load_half8(vr + 8 * w);
+                    for (int g = 0; g < G; ++g) {
+                        const __m256 p = _mm256_set1_ps(scores[g * n_kv + t0 + tt]);
+                        for (int w = 0; w < 4; ++w) o[g][w] = _mm256_fmadd_ps(p, vv[w], o[g][w]);
+                    }
+                } else {
+                    for (int w = 0; w < nw; ++w) {
+                        const __m256 vv = load_half8(vr + 8 * w);
+                        for (int g = 0; g < G; ++g)
+                            o[g][w] =
+                                _mm256_fmadd_ps(_mm256_set1_ps(scores[g * n_kv + t0 + tt]), vv, o[g][w]);
+                    }
+                }
+            }
+        }
+        for (int g = 0; g < G; ++g) {
+            const __m256 inv = _mm256_set1_ps(inv_sum[g]);
+            for (int w = 0; w < nw; ++w)
+                _mm256_storeu_ps(out + g * hd + 8 * (v0 + w), _mm256_mul_ps(o[g][w], inv));
+        }
+    }
+}
+
 }  // namespace
 
 void silu_mul(float* gate, const float* up, int64_t n) {
@@ -77,60 +171,18 @@ void silu_mul(float* gate, const float* up, int64_t n) {
     for (; i < n; ++i) gate[i] = gate[i] / (1.0f + exp1(-gate[i])) * up[i];
 }
 
-// scores[t] = scale * q.K[t], then p = e^(scores - max), out = (sum_t p[t] V[t]) / sum_t p[t]. Per token the
-// dot over head_dim runs in two 8-lane accumulators; V is accumulated in head_dim/8 vectors.
 void attention_head(float* out, const float* q, const PagedKv& kv, int kv_head, int n_kv, float scale,
                     float* scores) {
-    const int hd = kv.head_dim, bs = kv.block_size, nv = hd / 8;
-    const int64_t block_stride = int64_t(kv.n_kv_head) * bs * hd;  // halves per physical block
-    const int64_t head_offset = int64_t(kv_head) * bs * hd;
-    __m256 qv[kMaxHeadDim / 8];
-    for (int v = 0; v < nv; ++v) qv[v] = _mm256_loadu_ps(q + 8 * v);
+    attention_group<1>(out, q, kv, kv_head, n_kv, scale, scores);
+}
 
-    __m256 vmax = _mm256_set1_ps(-__builtin_inff());
-    for (int t0 = 0; t0 < n_kv; t0 += bs) {
-        const half_bits* kb = kv.k + kv.block_table[t0 / bs] * block_stride + head_offset;
-        const int nt = n_kv - t0 < bs ? n_kv - t0 : bs;
-        for (int t = 0; t < nt; ++t) {
-            const half_bits* k = kb + int64_t(t) * hd;
-            __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-            int v = 0;
-            for (; v + 2 <= nv; v += 2) {
-                a0 = _mm256_fmadd_ps(qv[v], load_half8(k + 8 * v), a0);
-                a1 = _mm256_fmadd_ps(qv[v + 1], load_half8(k + 8 * v + 8), a1);
-            }
-            if (v < nv) a0 = _mm256_fmadd_ps(qv[v], load_half8(k + 8 * v), a0);
-            const float s = hsum8(_mm256_add_ps(a0, a1)) * scale;
-            scores[t0 + t] = s;
-            vmax = _mm256_max_ps(vmax, _mm256_set1_ps(s));
-        }
-    }
-    const float max = hmax8(vmax);
-
-    __m256 vsum = _mm256_setzero_ps();
-    const __m256 m = _mm256_set1_ps(max);
-    int t = 0;
-    for (; t + 8 <= n_kv; t += 8) {
-        const __m256 p = exp8(_mm256_sub_ps(_mm256_loadu_ps(scores + t), m));
-        _mm256_storeu_ps(scores + t, p);
-        vsum = _mm256_add_ps(vsum, p);
-    }
-    float sum = hsum8(vsum);
-    for (; t < n_kv; ++t) sum += scores[t] = exp1(scores[t] - max);
-
-    __m256 o[kMaxHeadDim / 8];
-    for (int v = 0; v < nv; ++v) o[v] = _mm256_setzero_ps();
-    for (int t0 = 0; t0 < n_kv; t0 += bs) {
-        const half_bits* vb = kv.v + kv.block_table[t0 / bs] * block_stride + head_offset;
-        const int nt = n_kv - t0 < bs ? n_kv - t0 : bs;
-        for (int tt = 0; tt < nt; ++tt) {
-            const __m256 p = _mm256_set1_ps(scores[t0 + tt]);
-            const half_bits* vr = vb + int64_t(tt) * hd;
-            for (int v = 0; v < nv; ++v) o[v] = _mm256_fmadd_ps(p, load_half8(vr + 8 * v), o[v]);
-        }
-    }
-    const __m256 inv = _mm256_set1_ps(1.0f / sum);
-    for (int v = 0; v < nv; ++v) _mm256_storeu_ps(out + 8 * v, _mm256_mul_ps(o[v], inv));
+void attention_heads(float* out, const float* q, int n_q, const PagedKv& kv, int kv_head, int n_kv,
+                     float scale, float* scores) {
+    for (; n_q >= 4; n_q -= 4, q += 4 * kv.head_dim, out += 4 * kv.head_dim)
+        attention_group<4>(out, q, kv, kv_head, n_kv, scale, scores);
+    if (n_q == 3) attention_group<3>(out, q, kv, kv_head, n_kv, scale, scores);
+    if (n_q == 2) attention_group<2>(out, q, kv, kv_head, n_kv, scale, scores);
+    if (n_q == 1) attention_group<1>(out, q, kv, kv_head, n_kv, scale, scores);
 }
 
 }  // namespace qrt::avx2

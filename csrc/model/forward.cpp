@@ -39,7 +39,8 @@ ForwardBuffers::ForwardBuffers(const Model& model, int n_batch_, int n_ctx, int 
     att.resize(nb * size_t(hp.n_embd_q()));
     hb.resize(nb * size_t(hp.n_ff));
     hb2.resize(nb * size_t(hp.n_ff));
-    scores.resize(size_t(n_threads) * size_t(n_ctx));
+    scores.resize(size_t(n_threads) *
+                  size_t(std::min(hp.n_head / hp.n_head_kv, int64_t(kAttentionMaxGroup))) * size_t(n_ctx));
     row.resize(size_t(n_threads) * size_t(row_stride));
     slot.resize(nb);
     seq_n.resize(size_t(n_seq_max));
@@ -140,9 +141,11 @@ void forward_layers(const HParams& hp, const LayerWeights* layers, int64_t first
         per_token([&](int64_t t) {
             rmsnorm(xb + t * n_embd, x + t * n_embd, L.attn_norm.data(), n_embd, hp.rms_eps);
         });
-        mm(L.attn_q, xb, n, q);  // q: [n][n_head*hd]
-        mm(L.attn_k, xb, n, k);  // k: [n][n_head_kv*hd]
-        mm(L.attn_v, xb, n, v);  // v: [n][n_head_kv*hd]
+        {  // one quantization of xb, one parallel job for the three
+            const Matrix* ws[3] = {&L.attn_q, &L.attn_k, &L.attn_v};
+            float* ys[3] = {q, k, v};  // q: [n][n_head*hd], k, v: [n][n_head_kv*hd]
+            matmul(pool, ws, xb, n, ys, buf.row.data(), buf.row_stride);
+        }
         per_token([&](int64_t t) {
             if (!L.attn_q_bias.empty()) add(q + t * n_q, L.attn_q_bias.data(), n_q);
             if (!L.attn_k_bias.empty()) add(k + t * n_kv, L.attn_k_bias.data(), n_kv);
@@ -151,12 +154,12 @@ void forward_layers(const HParams& hp, const LayerWeights* layers, int64_t first
             rope(k + t * n_kv, n_head_kv, hd, pos[t], buf.inv_freq.data(), hp.rope_freq_scale, neox);
             kv.store(int(l), seq[t], slot[t], k + t * n_kv, v + t * n_kv);
         });
-        pool.parallel_for(int64_t(n) * n_head, [&](int64_t b, int64_t e, int thread) {
+        pool.parallel_for(int64_t(n) * n_head_kv, [&](int64_t b, int64_t e, int thread) {
             float* scores = buf.scores.data() + size_t(thread) * buf.scores.size() / size_t(pool.n_threads());
-            for (int64_t j = b; j < e; ++j) {
-                const int64_t t = j / n_head, h = j % n_head;
-                attention_head(att + t * n_q + h * hd, q + t * n_q + h * hd, kv.view(int(l), seq[t]),
-                               int(h / group), slot[t] + 1, scale, scores);  // att: [n][n_head*hd]
+            for (int64_t j = b; j < e; ++j) {  // token t, KV head h: query heads [h * group, (h + 1) * group)
+                const int64_t t = j / n_head_kv, h = j % n_head_kv, o = t * n_q + h * group * hd;
+                attention_heads(att + o, q + o, group, kv.view(int(l), seq[t]), int(h), slot[t] + 1, scale,
+                                scores);  // att: [n][n_head*hd]
             }
         });
         mm(L.attn_output, att, n, xb);  // xb: [n][n_embd]
@@ -169,8 +172,11 @@ void forward_layers(const HParams& hp, const LayerWeights* layers, int64_t first
         per_token([&](int64_t t) {
             rmsnorm(xb + t * n_embd, x + t * n_embd, L.ffn_norm.data(), n_embd, hp.rms_eps);
         });
-        mm(L.ffn_gate, xb, n, hb);  // hb: [n][n_ff]
-        mm(L.ffn_up, xb, n, hb2);   // hb2: [n][n_ff]
+        {
+            const Matrix* ws[2] = {&L.ffn_gate, &L.ffn_up};
+            float* ys[2] = {hb, hb2};  // hb, hb2: [n][n_ff]
+            matmul(pool, ws, xb, n, ys, buf.row.data(), buf.row_stride);
+        }
         per_token([&](int64_t t) { silu_mul(hb + t * n_ff, hb2 + t * n_ff, n_ff); });
         mm(L.ffn_down, hb, n, xb);  // xb: [n][n_embd]
         per_token([&](int64_t t) { add(x + t * n_embd, xb + t * n_embd, n_embd); });

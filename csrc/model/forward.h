@@ -25,7 +25,7 @@ struct ForwardBuffers {
     std::vector<float> k, v;      // [n_batch][n_head_kv * head_dim]
     std::vector<float> att;       // [n_batch][n_head * head_dim]  attention output, heads concatenated
     std::vector<float> hb, hb2;   // [n_batch][n_ff]  FFN gate and up
-    std::vector<float> scores;    // [n_threads][n_ctx]  attention scores of one (token, head)
+    std::vector<float> scores;    // [n_threads][min(group, 4)][n_ctx]  attention scores of a few heads
     std::vector<float> row;       // [n_threads][row_stride]  one dequantized weight row
     std::vector<float> inv_freq;  // [head_dim / 2]  RoPE: base^(-2i/head_dim) / rope_freqs[i]
     std::vector<int32_t> slot;    // [n_batch]  each token's index in its sequence's cache

@@ -320,11 +320,13 @@ void test_gemm(Isa isa, const TypeTraits& t, kernels::GemmFn gemm, VecDotFn dot,
 #if defined(QRT_HAVE_AVX2) || defined(QRT_HAVE_NEON)
 using SiluMulFn = void (*)(float*, const float*, int64_t);
 using AttentionHeadFn = void (*)(float*, const float*, const PagedKv&, int, int, float, float*);
+using AttentionHeadsFn = void (*)(float*, const float*, int, const PagedKv&, int, int, float, float*);
 
-// silu_mul and attention_head: an ISA's versions against the scalar references (vector exp, lane sums).
-// attention_head takes head_dim in multiples of `lanes`.
-void test_ops(const std::string& isa, SiluMulFn silu_mul, AttentionHeadFn attention_head, int lanes,
-              std::mt19937_64& rng) {
+// silu_mul and attention_head: an ISA's versions against the scalar references (vector exp, lane sums);
+// attention_head takes head_dim in multiples of `lanes`. attention_heads (a GQA group at once, where the ISA
+// has one) against attention_head, bit for bit.
+void test_ops(const std::string& isa, SiluMulFn silu_mul, AttentionHeadFn attention_head,
+              AttentionHeadsFn attention_heads, int lanes, std::mt19937_64& rng) {
     std::normal_distribution<float> normal;
     for (int64_t n : {1, 7, 8, 9, 31, 576, 1536}) {
         std::vector<float> g(size_t(n) + 1), u(size_t(n) + 1);
@@ -363,6 +365,20 @@ void test_ops(const std::string& isa, SiluMulFn silu_mul, AttentionHeadFn attent
             }
             check(err <= 1e-5 * (mag + 1e-3), isa + " attention_head hd=" + std::to_string(hd) + " n_kv=" +
                                                   std::to_string(n_kv) + ": error " + std::to_string(err));
+            // a GQA group of query heads at once: each head exactly as attention_head alone
+            if (!attention_heads) continue;
+            const int n_q = 1 + int(rng() % 9);
+            std::vector<float> qs(size_t(n_q * hd)), outs(qs.size() + 1, -7.0f),
+                sg(size_t(std::min(n_q, kAttentionMaxGroup) * n_kv));
+            for (auto& x : qs) x = normal(rng) * 2.0f;
+            attention_heads(outs.data(), qs.data(), n_q, kv, head, n_kv, 0.125f, sg.data());
+            bool same = outs[size_t(n_q * hd)] == -7.0f;
+            for (int h = 0; h < n_q; ++h) {
+                attention_head(out.data(), qs.data() + h * hd, kv, head, n_kv, 0.125f, s2.data());
+                same = same && std::memcmp(out.data(), outs.data() + h * hd, sizeof(float) * size_t(hd)) == 0;
+            }
+            check(same, isa + " attention_heads n_q=" + std::to_string(n_q) + " hd=" + std::to_string(hd) +
+                            " n_kv=" + std::to_string(n_kv) + " equals attention_head per head");
         }
     }
 }
@@ -533,10 +549,11 @@ int main() {
             continue;
         }
 #if defined(QRT_HAVE_AVX2)
-        if (isa == Isa::Avx2) test_ops("avx2", avx2::silu_mul, avx2::attention_head, 8, rng);
+        if (isa == Isa::Avx2)
+            test_ops("avx2", avx2::silu_mul, avx2::attention_head, avx2::attention_heads, 8, rng);
 #endif
 #if defined(QRT_HAVE_NEON)
-        if (isa == Isa::Neon) test_ops("neon", neon::silu_mul, neon::attention_head, 4, rng);
+        if (isa == Isa::Neon) test_ops("neon", neon::silu_mul, neon::attention_head, nullptr, 4, rng);
 #endif
         for (const TypeTraits& t : all_types()) {
             const kernels::CpuKernels* k = kernels::find(isa, t.id);

@@ -61,7 +61,7 @@ void dequantize_row_q2_K(const void* vx, float* y, int64_t n) {
 // ----
 struct KQ2_K {
     using X = block_q2_K;
-    static constexpr int kRM = 4, kRN = 2, kOffset = 0;
+    static constexpr int kRM = 2, kRN = 4, kRMVec = 1, kOffset = 0;
     static constexpr bool kMins = true;
     struct Row {};
     static uint16_t dmin(const X& x) { return x.dmin; }

@@ -70,7 +70,7 @@ void dequantize_row_q3_K(const void* vx, float* y, int64_t n) {
 // of 16 are 2u and 2u+1 (ggml's kmask unpacking) ----
 struct KQ3_K {
     using X = block_q3_K;
-    static constexpr int kRM = 4, kRN = 2, kOffset = 4;
+    static constexpr int kRM = 2, kRN = 4, kRMVec = 1, kOffset = 4;
     static constexpr bool kMins = false;
     struct Row {};
     static uint16_t dmin(const X&) { return 0; }

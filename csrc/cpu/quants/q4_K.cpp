@@ -66,7 +66,7 @@ void dequantize_row_q4_K(const void* vx, float* y, int64_t n) {
 // ---- dot product with Q8_K (avx2_util.h KQuantDot): unit u = sub-block u of 32, scale sc[u], min m[u] ----
 struct KQ4_K {
     using X = block_q4_K;
-    static constexpr int kRM = 4, kRN = 2, kOffset = 0;
+    static constexpr int kRM = 2, kRN = 4, kRMVec = 1, kOffset = 0;
     static constexpr bool kMins = true;
     struct Row {};
     static uint16_t dmin(const X& x) { return x.dmin; }

@@ -71,7 +71,7 @@ void dequantize_row_q5_K(const void* vx, float* y, int64_t n) {
 // ---- dot product with Q8_K (avx2_util.h KQuantDot): as Q4_K, plus bit u of qh[l] as the fifth bit ----
 struct KQ5_K {
     using X = block_q5_K;
-    static constexpr int kRM = 4, kRN = 2, kOffset = 0;
+    static constexpr int kRM = 2, kRN = 4, kRMVec = 1, kOffset = 0;
     static constexpr bool kMins = true;
     struct Row {};
     static uint16_t dmin(const X& x) { return x.dmin; }

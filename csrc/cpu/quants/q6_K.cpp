@@ -67,7 +67,7 @@ void dequantize_row_q6_K(const void* vx, float* y, int64_t n) {
 // q = ql nibble | qh 2 bits << 4 = value + 32; scales of the sub-blocks of 16 are 2u and 2u+1 ----
 struct KQ6_K {
     using X = block_q6_K;
-    static constexpr int kRM = 4, kRN = 2, kOffset = 32;
+    static constexpr int kRM = 2, kRN = 4, kRMVec = 1, kOffset = 32;
     static constexpr bool kMins = false;
     struct Row {};
     static uint16_t dmin(const X&) { return 0; }
