@@ -1,0 +1,149 @@
+// bench_kernels: single-thread speed of the active ISA's matrix x vector (the decode path) per weight type.
+//
+//     bench_kernels [TYPE ...] [--k 2048] [--n 1] [--l2-kib 192] [--dram-mib 256] [--seconds 0.3]
+//
+// For each type the dispatched gemm multiplies m rows of k weights with n quantized tokens, once with a
+// matrix that fits in L2 (compute speed) and once with one far larger than the last-level cache (the speed
+// of streaming the weights from memory, as decode does). Weights are random bytes with sane fp16 scales
+// (the kernels' speed does not depend on the values); tokens go through the dispatched quantize_row. Prints
+// the best of several timed runs as GMAC/s (weights x tokens per second) and weight GB/s. Not a test: the
+// C++ test build compiles it so that it cannot rot.
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cpu/isa.h"
+#include "format/common.h"
+#include "format/types.h"
+#include "kernels/dispatch.h"
+
+using namespace qrt;
+
+namespace {
+
+// Offsets of the fp16 scales in a block (random bytes there could be NaN/Inf, which may be slow paths).
+std::vector<size_t> scale_offsets(TypeId t) {
+    switch (t) {
+        case TypeId::Q4_0:
+            return {0};
+        case TypeId::Q4_1:
+            return {0, 2};
+        case TypeId::Q5_0:
+            return {0};
+        case TypeId::Q5_1:
+            return {0, 2};
+        case TypeId::Q8_0:
+            return {0};
+        case TypeId::Q2_K:
+            return {80, 82};
+        case TypeId::Q3_K:
+            return {108};
+        case TypeId::Q4_K:
+            return {0, 2};
+        case TypeId::Q5_K:
+            return {0, 2};
+        case TypeId::Q6_K:
+            return {208};
+        default:
+            return {};
+    }
+}
+
+double now_s() {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+struct Result {
+    double gmac, gbs;
+};
+
+Result run(const TypeTraits& t, kernels::GemmFn gemm, int64_t k, int64_t m, int n, double seconds,
+           std::mt19937_64& rng) {
+    const size_t row_bytes = size_t(k / t.block_size) * t.type_size;
+    std::vector<uint8_t> w(size_t(m) * row_bytes);
+    for (size_t i = 0; i < w.size(); i += 8) {
+        const uint64_t r = rng();
+        std::memcpy(w.data() + i, &r, std::min<size_t>(8, w.size() - i));
+    }
+    const std::vector<size_t> offs = scale_offsets(t.id);
+    std::uniform_real_distribution<float> u(0.5f, 2.0f);
+    for (size_t b = 0; b < w.size(); b += t.type_size)
+        for (size_t o : offs) {
+            const half_bits h = fp32_to_fp16(u(rng) * 1e-3f);
+            std::memcpy(w.data() + b + o, &h, 2);
+        }
+    const TypeTraits& p = traits(t.vec_dot_type);
+    const size_t act_bytes = size_t(k / p.block_size) * p.type_size;
+    std::vector<uint8_t> act(size_t(n) * act_bytes);
+    std::normal_distribution<float> normal;
+    std::vector<float> x(static_cast<size_t>(k));
+    for (int j = 0; j < n; ++j) {
+        for (float& v : x) v = normal(rng);
+        kernels::quantize_row(p.id)(x.data(), act.data() + size_t(j) * act_bytes, k);
+    }
+    std::vector<float> c(size_t(m) * size_t(n));
+    double best = 1e30, sink = 0;
+    const double start = now_s();
+    int runs = 0;
+    while (runs < 3 || now_s() - start < seconds) {
+        const double t0 = now_s();
+        gemm(k, w.data(), row_bytes, act.data(), act_bytes, c.data(), m, m, n);
+        best = std::min(best, now_s() - t0);
+        sink += c[size_t(runs) % c.size()];
+        ++runs;
+    }
+    if (sink == 12345.678) std::printf(" ");  // keep the results alive
+    return {double(m) * double(k) * n / best * 1e-9, double(w.size()) / best * 1e-9};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::vector<std::string> types;
+    int64_t k = 2048;
+    int n = 1;
+    double l2_kib = 192, dram_mib = 256, seconds = 0.3;
+    for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        auto next = [&]() { return i + 1 < argc ? std::atof(argv[++i]) : 0.0; };
+        if (a == "--k") {
+            k = int64_t(next());
+        } else if (a == "--n") {
+            n = int(next());
+        } else if (a == "--l2-kib") {
+            l2_kib = next();
+        } else if (a == "--dram-mib") {
+            dram_mib = next();
+        } else if (a == "--seconds") {
+            seconds = next();
+        } else {
+            types.push_back(a);
+        }
+    }
+    if (types.empty()) types = {"Q4_K", "Q5_K", "Q6_K"};
+    std::printf("isa %s, k=%lld, n=%d, single thread; best of runs over %.2f s\n", isa_name(active_isa()),
+                (long long)k, n, seconds);
+    std::printf("%-6s %14s %10s %14s %10s\n", "type", "L2 GMAC/s", "GB/s", "DRAM GMAC/s", "GB/s");
+    std::mt19937_64 rng(1);
+    for (const std::string& name : types) {
+        const TypeTraits* t = find_type(name);
+        const kernels::GemmFn gemm = t ? kernels::gemm(t->id) : nullptr;
+        if (!gemm) {
+            std::printf("%-6s no gemm on this ISA\n", name.c_str());
+            continue;
+        }
+        const double row_bytes = double(k / t->block_size) * double(t->type_size);
+        const int64_t m_l2 = std::max<int64_t>(1, int64_t(l2_kib * 1024 / row_bytes));
+        const int64_t m_dram = std::max<int64_t>(1, int64_t(dram_mib * 1024 * 1024 / row_bytes));
+        const Result l2 = run(*t, gemm, k, m_l2, n, seconds, rng);
+        const Result dram = run(*t, gemm, k, m_dram, n, seconds, rng);
+        std::printf("%-6s %14.2f %10.2f %14.2f %10.2f\n", name.c_str(), l2.gmac, l2.gbs, dram.gmac, dram.gbs);
+    }
+    return 0;
+}
