@@ -22,6 +22,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 
 namespace qrt::avx2 {
 namespace {
@@ -152,15 +153,38 @@ void gemm(int64_t k, const void* va, size_t lda, const void* vb, size_t ldb, flo
 // ---- k-quant super-blocks against Q8_K (format/kquants.h has the math) ----
 //
 // A super-block of 256 is eight units of 32 elements. K (one per type) provides
-//   using X = the block type; kRM, kRN; kOffset (0, 4 or 32: the quants are stored as q + kOffset); kMins;
-//   prepare(x, row, scale[8], mins): per super-block row state, the int16 scale vector of each unit (16
-//   lanes:
-//     the scale of the unit's elements 2k, 2k+1 in lane k) and, with kMins, the int16 vector that vpmaddwd
-//     with Q8_K's 16 bsums turns into the 8 min sums;
-//   quants(x, row, u): the unit's 32 unsigned quants in element order.
-// Per (row i, token j): sumi = sum_u vpmaddwd(scale_u, vpmaddubsw(q_u, y_u) - kOffset*(y pairs)), exact in
-// int32; then acc += (d_i*dy_j) * float(sumi) and, with mins, acc -= (dmin_i*dy_j) * float(madd(mins_i,
-// bsums_j)); the result is hsum(acc).
+//   using X = the block type; kRM, kRN, kRMVec; kMins, kBsumOffset;
+//   prepare(x, row): the per super-block row state, two int16 vectors:
+//     row.scales: lane u of the low 128-bit half is the scale of unit u's first 16 elements, lane u of the
+//       high half that of its last 16 (Q4_K/Q5_K: [s0..s7 | s0..s7]; 16-element sub-blocks: [s0, s2, ..,
+//       s14 | s1, s3, .., s15]), so one in-lane vpshufb broadcasts the scales of a unit (ggml's
+//       get_scale_shuffle_k4) instead of 8 broadcasts per row;
+//     row.bsum_w: 16 weights for Q8_K's 16 bsums (sums of 16 activations): with kMins the mins (the 8 min
+//       sums are vpmaddwd(bsum_w, bsums)), with kBsumOffset offset*scale, where the quants are stored as
+//       value + offset: sum sc*(q - offset)*y = sum sc*q*y - vpmaddwd(offset*sc, bsums), one vpmaddwd per
+//       super-block instead of a vpmaddubsw and a subtraction per unit (the bsums are the exact sums of the
+//       qs, as quantize_row_q8_K writes them);
+//   quants<u>(x): the unit's 32 unsigned quants (as stored) in element order; u is a constant, so the
+//     compiler shares the loads and shifts between the units that come from the same bytes.
+// Per (row i, token j): sumi = sum_u vpmaddwd(scale_u, vpmaddubsw(q_u, y_u)) (- vpmaddwd(bsum_w, bsums)),
+// exact in int32; then acc += (d_i*dy_j) * float(sumi) and, with mins, acc -= (dmin_i*dy_j) *
+// float(vpmaddwd(bsum_w, bsums)); the result is hsum(acc). d_i*dy_j is one float multiply however it is
+// formed, so every tile shape computes the same numbers.
+
+// vpshufb control that copies int16 lane u of each 128-bit half to all 8 lanes of that half.
+inline __m256i unit_scale_shuffle(int u) {
+    return _mm256_set1_epi16(int16_t(0x0100 + 0x0202 * u));
+}
+
+// Calls f.template operator()<U>() for U = 0 .. N-1, in order, with U a constant expression.
+template <int N, class F>
+inline void for_units(F&& f) {
+    [&]<int... U>(std::integer_sequence<int, U...>) {
+        (f.template operator()<U>(), ...);
+    }
+    (std::make_integer_sequence<int, N>{});
+}
+
 template <class K>
 struct KQuantDot {
     using X = typename K::X;
@@ -182,51 +206,40 @@ struct KQuantDot {
         for (int64_t l = 0; l < nb; ++l) {
             const X* x[RM];
             typename K::Row row[RM];
-            __m256i scale[RM][8], mins[RM];
-            uint16_t hd[RM], hm[RM];
             for (int i = 0; i < RM; ++i) {
                 x[i] = reinterpret_cast<const X*>(a + size_t(i) * lda) + l;
                 prefetch_rows_ahead(x[i], lda);
-                K::prepare(*x[i], row[i], scale[i], mins[i]);
-                hd[i] = x[i]->d;
-                hm[i] = K::kMins ? K::dmin(*x[i]) : 0;
+                K::prepare(*x[i], row[i]);
             }
+            const Y* y[RN];
+            for (int j = 0; j < RN; ++j) y[j] = reinterpret_cast<const Y*>(b + size_t(j) * ldb) + l;
             __m256i sumi[RM][RN];
             for (int i = 0; i < RM; ++i)
                 for (int j = 0; j < RN; ++j) sumi[i][j] = _mm256_setzero_si256();
-            for (int u = 0; u < 8; ++u) {
-                __m256i q[RM];
-                for (int i = 0; i < RM; ++i) q[i] = K::quants(*x[i], row[i], u);
-                for (int j = 0; j < RN; ++j) {
-                    const Y& y = reinterpret_cast<const Y*>(b + size_t(j) * ldb)[l];
-                    const __m256i yq = load_256(y.qs + 32 * u);
-                    __m256i off = _mm256_setzero_si256();
-                    if constexpr (K::kOffset != 0)
-                        off = _mm256_maddubs_epi16(_mm256_set1_epi8(K::kOffset), yq);
-                    for (int i = 0; i < RM; ++i) {
-                        __m256i p = _mm256_maddubs_epi16(q[i], yq);
-                        if constexpr (K::kOffset != 0) p = _mm256_sub_epi16(p, off);
-                        sumi[i][j] = _mm256_add_epi32(sumi[i][j], _mm256_madd_epi16(scale[i][u], p));
-                    }
-                }
-            }
-            uint16_t v[8] = {}, vm[8] = {};
-            for (int i = 0; i < RM; ++i) v[i] = hd[i], vm[i] = hm[i];
-            const __m256 dx = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v)));
-            const __m256 mx = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(vm)));
-            for (int j = 0; j < RN; ++j) {
-                const Y& y = reinterpret_cast<const Y*>(b + size_t(j) * ldb)[l];
-                const __m256 dy = _mm256_set1_ps(y.d);
-                alignas(32) float d[8], dm[8];
-                _mm256_store_ps(d, _mm256_mul_ps(dx, dy));
-                if constexpr (K::kMins) _mm256_store_ps(dm, _mm256_mul_ps(mx, dy));
-                const __m256i bsums = load_256(y.bsums);
+            for_units<8>([&]<int U>() {
+                __m256i q[RM], sc[RM];
                 for (int i = 0; i < RM; ++i) {
-                    acc[i][j] = _mm256_fmadd_ps(_mm256_broadcast_ss(d + i), _mm256_cvtepi32_ps(sumi[i][j]),
-                                                acc[i][j]);
+                    q[i] = K::template quants<U>(*x[i]);
+                    sc[i] = _mm256_shuffle_epi8(row[i].scales, unit_scale_shuffle(U));
+                }
+                for (int j = 0; j < RN; ++j) {
+                    const __m256i yq = load_256(y[j]->qs + 32 * U);
+                    for (int i = 0; i < RM; ++i)
+                        sumi[i][j] = _mm256_add_epi32(
+                            sumi[i][j], _mm256_madd_epi16(sc[i], _mm256_maddubs_epi16(q[i], yq)));
+                }
+            });
+            for (int j = 0; j < RN; ++j) {
+                const __m256i bsums = load_256(y[j]->bsums);
+                const float dy = y[j]->d;
+                for (int i = 0; i < RM; ++i) {
+                    const __m256i w = _mm256_madd_epi16(row[i].bsum_w, bsums);
+                    if constexpr (K::kBsumOffset) sumi[i][j] = _mm256_sub_epi32(sumi[i][j], w);
+                    const __m256 d = _mm256_set1_ps(half_to_float(x[i]->d) * dy);
+                    acc[i][j] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi[i][j]), acc[i][j]);
                     if constexpr (K::kMins) {
-                        const __m256 m = _mm256_cvtepi32_ps(_mm256_madd_epi16(mins[i], bsums));
-                        acc[i][j] = _mm256_fnmadd_ps(_mm256_broadcast_ss(dm + i), m, acc[i][j]);
+                        const __m256 dm = _mm256_set1_ps(half_to_float(x[i]->dmin) * dy);
+                        acc[i][j] = _mm256_fnmadd_ps(dm, _mm256_cvtepi32_ps(w), acc[i][j]);
                     }
                 }
             }
@@ -235,11 +248,6 @@ struct KQuantDot {
             for (int j = 0; j < RN; ++j) c[j * ldc + i] = hsum(acc[i][j]);
     }
 };
-
-// The int16 vector [s[a] x 8, s[a+1] x 8] (scales of two 16-element sub-blocks), from 16 int16 scales.
-inline __m256i scale_pair(const int16_t* s16, int a) {
-    return _mm256_set_m128i(_mm_set1_epi16(s16[a + 1]), _mm_set1_epi16(s16[a]));
-}
 
 template <class K>
 float vec_dot(int64_t k, const void* x, const void* y) {

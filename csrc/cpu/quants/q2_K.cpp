@@ -61,20 +61,22 @@ void dequantize_row_q2_K(const void* vx, float* y, int64_t n) {
 // ----
 struct KQ2_K {
     using X = block_q2_K;
-    static constexpr int kRM = 2, kRN = 4, kRMVec = 1, kOffset = 0;
-    static constexpr bool kMins = true;
-    struct Row {};
-    static uint16_t dmin(const X& x) { return x.dmin; }
-    static void prepare(const X& x, Row&, __m256i (&scale)[8], __m256i& mins) {
+    static constexpr int kRM = 2, kRN = 4, kRMVec = 1;
+    static constexpr bool kMins = true, kBsumOffset = false;
+    struct Row {
+        __m256i scales, bsum_w;
+    };
+    static void prepare(const X& x, Row& row) {
         const __m128i sm = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x.scales));
         const __m128i m4 = _mm_set1_epi8(0x0F);
-        mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sm, 4), m4));
-        alignas(32) int16_t s[16];
-        _mm256_store_si256(reinterpret_cast<__m256i*>(s), _mm256_cvtepu8_epi16(_mm_and_si128(sm, m4)));
-        for (int u = 0; u < 8; ++u) scale[u] = scale_pair(s, 2 * u);
+        row.bsum_w = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sm, 4), m4));
+        // [s0, s2, .., s14 | s1, s3, .., s15]: unit u's two sub-blocks sit in lane u of each half
+        row.scales = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(
+            _mm_and_si128(sm, m4), _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15)));
     }
-    static __m256i quants(const X& x, const Row&, int u) {
-        const __m256i v = _mm256_srl_epi16(load_256(x.qs + 32 * (u / 4)), _mm_cvtsi32_si128(2 * (u % 4)));
+    template <int U>
+    static __m256i quants(const X& x) {
+        const __m256i v = _mm256_srli_epi16(load_256(x.qs + 32 * (U / 4)), 2 * (U % 4));
         return _mm256_and_si256(v, _mm256_set1_epi8(3));
     }
 };

@@ -66,15 +66,16 @@ void dequantize_row_q3_K(const void* vx, float* y, int64_t n) {
 }
 
 // ---- dot product with Q8_K (avx2_util.h KQuantDot): unit u = 2-bit field t = u%4 of half h = u/4, and
-// bit u of hmask[l]; stored q = 2 bits | hmask bit << 2 = value + 4; signed 6-bit scales of the sub-blocks
-// of 16 are 2u and 2u+1 (ggml's kmask unpacking) ----
+// bit u of hmask[l]; stored q = 2 bits | hmask bit << 2 = value + 4 (the 4 comes off through the bsums);
+// signed 6-bit scales of the sub-blocks of 16 are 2u and 2u+1 (ggml's kmask unpacking) ----
 struct KQ3_K {
     using X = block_q3_K;
-    static constexpr int kRM = 2, kRN = 4, kRMVec = 1, kOffset = 4;
-    static constexpr bool kMins = false;
-    struct Row {};
-    static uint16_t dmin(const X&) { return 0; }
-    static void prepare(const X& x, Row&, __m256i (&scale)[8], __m256i&) {
+    static constexpr int kRM = 2, kRN = 4, kRMVec = 1;
+    static constexpr bool kMins = false, kBsumOffset = true;
+    struct Row {
+        __m256i scales, bsum_w;
+    };
+    static void prepare(const X& x, Row& row) {
         constexpr uint32_t kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f;
         uint32_t aux[3];
         __builtin_memcpy(aux, x.scales, 12);
@@ -84,15 +85,20 @@ struct KQ3_K {
                                    int((aux[1] & kmask2) | ((aux[2] >> 2 & kmask1) << 4)),
                                    int((aux[0] & kmask2) | ((aux[2] & kmask1) << 4)));
         s8 = _mm_sub_epi8(s8, _mm_set1_epi8(32));
-        alignas(32) int16_t s[16];
-        _mm256_store_si256(reinterpret_cast<__m256i*>(s), _mm256_cvtepi8_epi16(s8));
-        for (int u = 0; u < 8; ++u) scale[u] = scale_pair(s, 2 * u);
+        // [s0, s2, .., s14 | s1, s3, .., s15]: unit u's two sub-blocks sit in lane u of each half
+        row.scales = _mm256_cvtepi8_epi16(
+            _mm_shuffle_epi8(s8, _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15)));
+        row.bsum_w = _mm256_slli_epi16(_mm256_cvtepi8_epi16(s8), 2);  // 4 * s
     }
-    static __m256i quants(const X& x, const Row&, int u) {
-        const __m256i v = _mm256_srl_epi16(load_256(x.qs + 32 * (u / 4)), _mm_cvtsi32_si128(2 * (u % 4)));
-        const __m256i h = _mm256_srl_epi16(load_256(x.hmask), _mm_cvtsi32_si128(u));
+    template <int U>
+    static __m256i quants(const X& x) {
+        const __m256i v = _mm256_srli_epi16(load_256(x.qs + 32 * (U / 4)), 2 * (U % 4));
+        // bit U of each hmask byte to bit 2
+        __m256i h = load_256(x.hmask);
+        if constexpr (U < 2) h = _mm256_slli_epi16(h, 2 - U);
+        if constexpr (U > 2) h = _mm256_srli_epi16(h, U - 2);
         return _mm256_or_si256(_mm256_and_si256(v, _mm256_set1_epi8(3)),
-                               _mm256_and_si256(_mm256_slli_epi16(h, 2), _mm256_set1_epi8(4)));
+                               _mm256_and_si256(h, _mm256_set1_epi8(4)));
     }
 };
 using DotQ3_K = KQuantDot<KQ3_K>;

@@ -69,26 +69,52 @@ void dequantize_row_q5_K(const void* vx, float* y, int64_t n) {
 }
 
 // ---- dot product with Q8_K (avx2_util.h KQuantDot): as Q4_K, plus bit u of qh[l] as the fifth bit ----
+
+// get_scale_min_k4 for all eight sub-blocks in vector registers (bytes 0..7 = scales, 8..15 = mins), from
+// a 16-byte load at `scales` (the 12 scale bytes and 4 bytes of what follows them in the block):
+//   sc[j], m[j] for j < 4:  q[j] & 63,                         q[j+4] & 63
+//   sc[j], m[j] for j >= 4: (q[j+4] & 15) | (q[j-4] >> 6) << 4, (q[j+4] >> 4) | (q[j] >> 6) << 4
+// Three shuffles gather the low 6 bits / low nibbles, the top 2 bits and the high nibbles into place.
+inline __m128i scales_mins_k4_vec(const uint8_t* scales) {
+    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(scales));
+    const __m128i low = _mm_and_si128(
+        _mm_shuffle_epi8(q, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, -1, -1, -1, -1)),
+        _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0));
+    // 16-bit shifts: bits 4..5 of each byte after >> 2 are bits 6..7 of the same byte, and the low nibble
+    // after >> 4 is the byte's high nibble
+    const __m128i top =
+        _mm_and_si128(_mm_shuffle_epi8(_mm_srli_epi16(q, 2),
+                                       _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7)),
+                      _mm_set1_epi8(0x30));
+    const __m128i high = _mm_and_si128(
+        _mm_shuffle_epi8(_mm_srli_epi16(q, 4),
+                         _mm_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 8, 9, 10, 11)),
+        _mm_set1_epi8(0x0F));
+    return _mm_or_si128(_mm_or_si128(low, top), high);
+}
+
 struct KQ5_K {
     using X = block_q5_K;
-    static constexpr int kRM = 2, kRN = 4, kRMVec = 1, kOffset = 0;
-    static constexpr bool kMins = true;
-    struct Row {};
-    static uint16_t dmin(const X& x) { return x.dmin; }
-    static void prepare(const X& x, Row&, __m256i (&scale)[8], __m256i& mins) {
-        const __m128i sm = scales_mins_k4(x.scales);
-        const __m128i m16 = _mm_cvtepu8_epi16(_mm_srli_si128(sm, 8));
-        mins =
-            _mm256_set_m128i(_mm_unpackhi_epi16(m16, m16), _mm_unpacklo_epi16(m16, m16));  // m0 m0 m1 m1 ..
-        alignas(16) int16_t s[8];
-        _mm_store_si128(reinterpret_cast<__m128i*>(s), _mm_cvtepu8_epi16(sm));
-        for (int u = 0; u < 8; ++u) scale[u] = _mm256_set1_epi16(s[u]);
+    static constexpr int kRM = 2, kRN = 4, kRMVec = 1;
+    static constexpr bool kMins = true, kBsumOffset = false;
+    struct Row {
+        __m256i scales, bsum_w;
+    };
+    static void prepare(const X& x, Row& row) {
+        const __m128i sm = scales_mins_k4_vec(x.scales);
+        row.scales = _mm256_cvtepu8_epi16(_mm_unpacklo_epi64(sm, sm));  // [s0..s7 | s0..s7]
+        // m0 m0 m1 m1 .. m7 m7: unit u's min times bsums 2u and 2u+1
+        row.bsum_w = _mm256_cvtepu8_epi16(
+            _mm_shuffle_epi8(sm, _mm_setr_epi8(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15)));
     }
-    static __m256i quants(const X& x, const Row&, int u) {
-        const __m256i v = load_256(x.qs + 32 * (u / 2));
-        const __m256i lo = _mm256_and_si256(u % 2 ? _mm256_srli_epi16(v, 4) : v, _mm256_set1_epi8(0x0F));
-        // bit u of each qh byte to bit 4 (16-bit shifts: the mask keeps only the bit that came from the byte)
-        const __m256i h = _mm256_slli_epi16(_mm256_srl_epi16(load_256(x.qh), _mm_cvtsi32_si128(u)), 4);
+    template <int U>
+    static __m256i quants(const X& x) {
+        const __m256i v = load_256(x.qs + 32 * (U / 2));
+        const __m256i lo = _mm256_and_si256(U % 2 ? _mm256_srli_epi16(v, 4) : v, _mm256_set1_epi8(0x0F));
+        // bit U of each qh byte to bit 4 (16-bit shifts by at most 4 keep each byte's bits in the byte)
+        __m256i h = load_256(x.qh);
+        if constexpr (U < 4) h = _mm256_slli_epi16(h, 4 - U);
+        if constexpr (U > 4) h = _mm256_srli_epi16(h, U - 4);
         return _mm256_or_si256(lo, _mm256_and_si256(h, _mm256_set1_epi8(0x10)));
     }
 };

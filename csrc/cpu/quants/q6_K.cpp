@@ -64,25 +64,32 @@ void dequantize_row_q6_K(const void* vx, float* y, int64_t n) {
 }
 
 // ---- dot product with Q8_K (avx2_util.h KQuantDot): unit u = quarter t = u%4 of half h = u/4; stored
-// q = ql nibble | qh 2 bits << 4 = value + 32; scales of the sub-blocks of 16 are 2u and 2u+1 ----
+// q = ql nibble | qh 2 bits << 4 = value + 32 (the 32 comes off through the bsums); scales of the
+// sub-blocks of 16 are 2u and 2u+1 ----
 struct KQ6_K {
     using X = block_q6_K;
-    static constexpr int kRM = 2, kRN = 4, kRMVec = 1, kOffset = 32;
-    static constexpr bool kMins = false;
-    struct Row {};
-    static uint16_t dmin(const X&) { return 0; }
-    static void prepare(const X& x, Row&, __m256i (&scale)[8], __m256i&) {
-        alignas(32) int16_t s[16];
+    static constexpr int kRM = 2, kRN = 4, kRMVec = 1;
+    static constexpr bool kMins = false, kBsumOffset = true;
+    struct Row {
+        __m256i scales, bsum_w;
+    };
+    static void prepare(const X& x, Row& row) {
         const __m128i sc = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x.scales));
-        _mm256_store_si256(reinterpret_cast<__m256i*>(s), _mm256_cvtepi8_epi16(sc));
-        for (int u = 0; u < 8; ++u) scale[u] = scale_pair(s, 2 * u);
+        // [s0, s2, .., s14 | s1, s3, .., s15]: unit u's two sub-blocks sit in lane u of each half
+        row.scales = _mm256_cvtepi8_epi16(
+            _mm_shuffle_epi8(sc, _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15)));
+        row.bsum_w = _mm256_slli_epi16(_mm256_cvtepi8_epi16(sc), 5);  // 32 * s (|32 s| <= 4096)
     }
-    static __m256i quants(const X& x, const Row&, int u) {
-        const int h = u / 4, t = u % 4;
+    template <int U>
+    static __m256i quants(const X& x) {
+        constexpr int h = U / 4, t = U % 4;
         const __m256i ql = load_256(x.ql + 64 * h + 32 * (t & 1));
         const __m256i lo = _mm256_and_si256(t < 2 ? ql : _mm256_srli_epi16(ql, 4), _mm256_set1_epi8(0x0F));
-        const __m256i qh = _mm256_srl_epi16(load_256(x.qh + 32 * h), _mm_cvtsi32_si128(2 * t));
-        return _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(qh, 4), _mm256_set1_epi8(0x30)));
+        // field t of qh (bits 2t, 2t+1) to bits 4..5; the 16-bit shifts move bits within each byte there
+        __m256i hi = load_256(x.qh + 32 * h);
+        if constexpr (t < 2) hi = _mm256_slli_epi16(hi, 4 - 2 * t);
+        if constexpr (t == 3) hi = _mm256_srli_epi16(hi, 2);
+        return _mm256_or_si256(lo, _mm256_and_si256(hi, _mm256_set1_epi8(0x30)));
     }
 };
 using DotQ6_K = KQuantDot<KQ6_K>;
