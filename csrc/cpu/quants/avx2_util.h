@@ -229,18 +229,28 @@ struct KQuantDot {
                             sumi[i][j], _mm256_madd_epi16(sc[i], _mm256_maddubs_epi16(q[i], yq)));
                 }
             });
+            // [d, dmin] of each row as floats: one vcvtph2ps of the adjacent fp16 pair (d alone without mins)
+            __m128 dx[RM];
+            for (int i = 0; i < RM; ++i) {
+                uint32_t h = x[i]->d;
+                if constexpr (K::kMins) {
+                    static_assert(offsetof(X, dmin) == offsetof(X, d) + 2, "d, dmin adjacent");
+                    __builtin_memcpy(&h, &x[i]->d, 4);
+                }
+                dx[i] = _mm_cvtph_ps(_mm_cvtsi32_si128(int(h)));
+            }
             for (int j = 0; j < RN; ++j) {
                 const __m256i bsums = load_256(y[j]->bsums);
-                const float dy = y[j]->d;
+                const __m128 dy = _mm_set1_ps(y[j]->d);
                 for (int i = 0; i < RM; ++i) {
                     const __m256i w = _mm256_madd_epi16(row[i].bsum_w, bsums);
                     if constexpr (K::kBsumOffset) sumi[i][j] = _mm256_sub_epi32(sumi[i][j], w);
-                    const __m256 d = _mm256_set1_ps(half_to_float(x[i]->d) * dy);
-                    acc[i][j] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi[i][j]), acc[i][j]);
-                    if constexpr (K::kMins) {
-                        const __m256 dm = _mm256_set1_ps(half_to_float(x[i]->dmin) * dy);
-                        acc[i][j] = _mm256_fnmadd_ps(dm, _mm256_cvtepi32_ps(w), acc[i][j]);
-                    }
+                    const __m128 dd = _mm_mul_ps(dx[i], dy);  // [d*dy, dmin*dy]
+                    acc[i][j] =
+                        _mm256_fmadd_ps(_mm256_broadcastss_ps(dd), _mm256_cvtepi32_ps(sumi[i][j]), acc[i][j]);
+                    if constexpr (K::kMins)
+                        acc[i][j] = _mm256_fnmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(dd)),
+                                                     _mm256_cvtepi32_ps(w), acc[i][j]);
                 }
             }
         }

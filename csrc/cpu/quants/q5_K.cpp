@@ -70,27 +70,20 @@ void dequantize_row_q5_K(const void* vx, float* y, int64_t n) {
 
 // ---- dot product with Q8_K (avx2_util.h KQuantDot): as Q4_K, plus bit u of qh[l] as the fifth bit ----
 
-// get_scale_min_k4 for all eight sub-blocks in vector registers (bytes 0..7 = scales, 8..15 = mins), from
-// a 16-byte load at `scales` (the 12 scale bytes and 4 bytes of what follows them in the block):
-//   sc[j], m[j] for j < 4:  q[j] & 63,                         q[j+4] & 63
-//   sc[j], m[j] for j >= 4: (q[j+4] & 15) | (q[j-4] >> 6) << 4, (q[j+4] >> 4) | (q[j] >> 6) << 4
-// Three shuffles gather the low 6 bits / low nibbles, the top 2 bits and the high nibbles into place.
-inline __m128i scales_mins_k4_vec(const uint8_t* scales) {
-    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(scales));
-    const __m128i low = _mm_and_si128(
-        _mm_shuffle_epi8(q, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, -1, -1, -1, -1)),
-        _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0));
-    // 16-bit shifts: bits 4..5 of each byte after >> 2 are bits 6..7 of the same byte, and the low nibble
-    // after >> 4 is the byte's high nibble
-    const __m128i top =
-        _mm_and_si128(_mm_shuffle_epi8(_mm_srli_epi16(q, 2),
-                                       _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7)),
-                      _mm_set1_epi8(0x30));
-    const __m128i high = _mm_and_si128(
-        _mm_shuffle_epi8(_mm_srli_epi16(q, 4),
-                         _mm_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 8, 9, 10, 11)),
-        _mm_set1_epi8(0x0F));
-    return _mm_or_si128(_mm_or_si128(low, top), high);
+// get_scale_min_k4 for all eight sub-blocks, in the integer registers (they are idle while the vector
+// units do the dot products): 16 bytes sc0..3, m0..3, sc4..7, m4..7 from the 12 packed bytes q:
+//   sc[j], m[j] for j < 4:  q[j] & 63,                             q[j+4] & 63
+//   sc[j+4], m[j+4]:        (q[j+8] & 15) | (q[j] >> 6) << 4,      (q[j+8] >> 4) | (q[j+4] >> 6) << 4
+// Byte-wise shifts are 64-bit shifts masked to the bits that stay within their byte.
+inline __m128i scales_mins_k4_packed(const uint8_t* q) {
+    uint64_t a;
+    uint32_t b;
+    __builtin_memcpy(&a, q, 8);
+    __builtin_memcpy(&b, q + 8, 4);
+    const uint64_t lo = a & 0x3f3f3f3f3f3f3f3full;
+    const uint64_t hi =
+        ((a >> 2) & 0x3030303030303030ull) | (b & 0x0f0f0f0fu) | (uint64_t((b >> 4) & 0x0f0f0f0fu) << 32);
+    return _mm_set_epi64x(int64_t(hi), int64_t(lo));
 }
 
 struct KQ5_K {
@@ -101,11 +94,16 @@ struct KQ5_K {
         __m256i scales, bsum_w;
     };
     static void prepare(const X& x, Row& row) {
-        const __m128i sm = scales_mins_k4_vec(x.scales);
-        row.scales = _mm256_cvtepu8_epi16(_mm_unpacklo_epi64(sm, sm));  // [s0..s7 | s0..s7]
-        // m0 m0 m1 m1 .. m7 m7: unit u's min times bsums 2u and 2u+1
-        row.bsum_w = _mm256_cvtepu8_epi16(
-            _mm_shuffle_epi8(sm, _mm_setr_epi8(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15)));
+        const __m256i sm = _mm256_broadcastsi128_si256(scales_mins_k4_packed(x.scales));
+        constexpr char z = -1;  // vpshufb: zero byte
+        // [s0..s7 | s0..s7] as int16
+        row.scales =
+            _mm256_shuffle_epi8(sm, _mm256_setr_epi8(0, z, 1, z, 2, z, 3, z, 8, z, 9, z, 10, z, 11, z, 0, z,
+                                                     1, z, 2, z, 3, z, 8, z, 9, z, 10, z, 11, z));
+        // m0 m0 m1 m1 .. m7 m7 as int16: unit u's min times bsums 2u and 2u+1
+        row.bsum_w =
+            _mm256_shuffle_epi8(sm, _mm256_setr_epi8(4, z, 4, z, 5, z, 5, z, 6, z, 6, z, 7, z, 7, z, 12, z,
+                                                     12, z, 13, z, 13, z, 14, z, 14, z, 15, z, 15, z));
     }
     template <int U>
     static __m256i quants(const X& x) {
