@@ -1,7 +1,8 @@
-"""qrt against llama.cpp on the same GGUF files and threads: prompt processing and generation tokens/s.
+"""qrt against llama.cpp on the same GGUF files and threads: prompt processing and generation tokens/s, time
+to first token and peak RSS.
 
     python bench/compare.py [-m FILE ...] [--tinyllama] [-t 1,2] [-p 512] [-n 128] [-r 3] [--rounds 2]
-                            [-o bench/RESULTS.md]
+                            [--no-ttft | --ttft-only] [-c 4096] [--prompt-chars 600] [-o bench/RESULTS.md]
 
 llama.cpp (llama-bench) is built once from the llama-cpp-python 0.3.36 sdist into the test cache by
 tests/support/llamacpp.py (benchmark only: never in CI, never committed). Without -m the files are SmolLM2-135M
@@ -10,7 +11,16 @@ random-weight Q4_K_M file of bench/make_tinyllama.py (made once, cached). For ev
 llama-bench run alternately, A B A B (--rounds pairs), so both see the same machine load; each run does -r
 repetitions. The table shows each program's median over the rounds of its mean tokens/s, the ratio qrt/llama.cpp,
 and for generation the weight bytes read per second (file size x tokens/s: every weight is read once per token).
-The table and the conditions go to bench/RESULTS.md (-o; --no-write to skip).
+
+Time to first token (TTFT) and peak RSS: for every file and thread count, `qrt-run -n 1 --temp 0` (as
+`python -m qrt.cli.run`, so Python start-up and imports count: that is what a user waits for) and llama.cpp's
+`llama-completion -n 1 --temp 0 -no-cnv` (built once into the same cache), alternately, --rounds pairs, on the
+same prompt (the first --prompt-chars characters of gpl-3.0.txt) and context size (-c, both sides). TTFT is the
+wall time of the whole process, launch to exit, generating that one token; peak RSS is the child's ru_maxrss
+(os.wait4, the child forked from a bare interpreter, see LAUNCHER), which counts the mmap'd weight pages it
+touched. Medians over the rounds; the load time each program reports on stderr is shown too. The model file is
+read once beforehand so that both find it in the page cache.
+The tables and the conditions go to bench/RESULTS.md (-o; --no-write to skip).
 """
 
 from __future__ import annotations
@@ -21,9 +31,11 @@ import json
 import os
 import pathlib
 import platform
+import re
 import statistics
 import subprocess
 import sys
+import tempfile
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -65,11 +77,16 @@ def qrt_bench(model: pathlib.Path, threads: int, p: int, n: int, reps: int) -> d
     return {r["test"]: float(r["tokens_per_s"]) for r in rows}
 
 
+def llama_env(exe: pathlib.Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(exe.parent), env.get("LD_LIBRARY_PATH")]))
+    return env
+
+
 def llama_bench(
     exe: pathlib.Path, model: pathlib.Path, threads: int, p: int, n: int, reps: int
 ) -> dict[str, float]:
-    env = dict(os.environ)
-    env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(exe.parent), env.get("LD_LIBRARY_PATH")]))
+    env = llama_env(exe)
     cmd = [
         str(exe),
         "-m",
@@ -93,6 +110,113 @@ def llama_bench(
     return out
 
 
+# Runs argv[1:] with stdout to /dev/null and prints "wall_seconds maxrss_kib exit_code". A child's ru_maxrss starts
+# from the RSS of the process it was forked from (Linux keeps the high-water mark across exec), so the child is
+# forked here, from a bare interpreter (under 10 MiB), and not from this process (numpy, transformers: hundreds).
+LAUNCHER = """
+import os, sys, time
+t0 = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+    os.execvp(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+print(time.perf_counter() - t0, usage.ru_maxrss, os.waitstatus_to_exitcode(status))
+"""
+
+
+def first_token(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
+    """Run cmd (which generates one token) to completion: wall seconds, peak RSS in MiB, stderr."""
+    with tempfile.TemporaryFile() as err:
+        out = subprocess.run(
+            [sys.executable, "-I", "-S", "-c", LAUNCHER, *cmd],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            check=False,
+        ).stdout.split()
+        err.seek(0)
+        text = err.read().decode(errors="replace")
+    if len(out) != 3 or out[2] != "0":
+        raise RuntimeError(f"{' '.join(cmd)} failed ({out}):\n{text[-3000:]}")
+    return float(out[0]), int(out[1]) / 1024, text
+
+
+def found(pattern: str, texts: list[str], scale: float = 1.0) -> float:
+    """The median of the number that pattern's group 1 matches in each text, times scale (nan if none)."""
+    vals = [float(m.group(1)) * scale for m in (re.search(pattern, t) for t in texts) if m]
+    return statistics.median(vals) if vals else float("nan")
+
+
+QRT_TOKENS, QRT_LOAD = r"prompt (\d+) tokens", r"qrt-run: load ([0-9.]+) s"
+LLAMA_LOAD = r"load time =\s*([0-9.]+) ms"
+
+
+def ttft_table(models: list[pathlib.Path], threads: list[int], completion: pathlib.Path, args) -> list[str]:
+    prompt = (REPO.parent / "shared" / "testdata" / "gpl-3.0.txt").read_text()[: args.prompt_chars]
+    lines = [
+        "| model | threads | prompt tokens | qrt TTFT s | llama.cpp TTFT s | qrt / llama.cpp | qrt peak RSS MiB "
+        "| llama.cpp peak RSS MiB | qrt / llama.cpp | qrt load s | llama.cpp load s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    print("\n".join(lines), flush=True)
+    env = llama_env(completion)
+    for model in models:
+        with open(model, "rb") as f:  # into the page cache, so that the first round does not pay for the disk
+            while f.read(1 << 24):
+                pass
+        for t in threads:
+            flags = ["-m", str(model), "-p", prompt, *f"-n 1 --temp 0 -c {args.ctx_size} -t {t}".split()]
+            ours, theirs = [], []
+            for _ in range(args.rounds):
+                ours.append(first_token([sys.executable, "-m", "qrt.cli.run", *flags]))
+                theirs.append(first_token([str(completion), *flags, "-no-cnv"], env))
+            a, b = (statistics.median(r[0] for r in runs) for runs in (ours, theirs))
+            ra, rb = (statistics.median(r[1] for r in runs) for runs in (ours, theirs))
+            q_err, l_err = [r[2] for r in ours], [r[2] for r in theirs]
+            line = (
+                f"| {model.name} | {t} | {found(QRT_TOKENS, q_err):.0f} | {a:.2f} | {b:.2f} | {a / b:.2f} | {ra:.0f} "
+                f"| {rb:.0f} | {ra / rb:.2f} | {found(QRT_LOAD, q_err):.2f} | {found(LLAMA_LOAD, l_err, 1e-3):.2f} |"
+            )
+            lines.append(line)
+            print(line, flush=True)
+    return lines
+
+
+def tps_table(
+    models: list[pathlib.Path], threads: list[int], llama_bench_exe: pathlib.Path, args
+) -> list[str]:
+    tests = [
+        t
+        for t in (f"pp{args.n_prompt}" if args.n_prompt else "", f"tg{args.n_gen}" if args.n_gen else "")
+        if t
+    ]
+    header = "| model | size | threads | test | qrt t/s | llama.cpp t/s | qrt / llama.cpp | qrt weight GB/s |"
+    lines = [header, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    print("\n".join(lines), flush=True)
+    for model in models:
+        size = model.stat().st_size
+        for t in threads:
+            ours: dict[str, list[float]] = {k: [] for k in tests}
+            theirs: dict[str, list[float]] = {k: [] for k in tests}
+            for _ in range(args.rounds):
+                for k, v in qrt_bench(model, t, args.n_prompt, args.n_gen, args.repetitions).items():
+                    ours.setdefault(k, []).append(v)
+                for k, v in llama_bench(
+                    llama_bench_exe, model, t, args.n_prompt, args.n_gen, args.repetitions
+                ).items():
+                    theirs.setdefault(k, []).append(v)
+            for k in tests:
+                a, b = statistics.median(ours[k]), statistics.median(theirs[k])
+                gbs = f"{size * a / 1e9:.1f}" if k.startswith("tg") else ""
+                line = f"| {model.name} | {size / 2**20:.1f} MiB | {t} | {k} | {a:.1f} | {b:.1f} | {a / b:.2f} | {gbs} |"
+                lines.append(line)
+                print(line, flush=True)
+    return lines
+
+
 def default_models() -> list[pathlib.Path]:
     from tests.support.llamacpp import requantize
     from tests.support.smollm2 import smollm2_q4_1
@@ -112,11 +236,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-o", "--output", type=pathlib.Path, default=REPO / "bench" / "RESULTS.md")
     ap.add_argument("--no-write", action="store_true", help="print the table only")
     ap.add_argument("--tinyllama", action="store_true", help="also the 1.1B file of bench/make_tinyllama.py")
+    ttft = ap.add_mutually_exclusive_group()
+    ttft.add_argument("--no-ttft", action="store_true", help="tokens/s only")
+    ttft.add_argument("--ttft-only", action="store_true", help="time to first token and peak RSS only")
+    ap.add_argument("-c", "--ctx-size", type=int, default=4096, help="TTFT runs' context, both sides (4096)")
+    ap.add_argument("--prompt-chars", type=int, default=600, help="TTFT prompt: gpl-3.0.txt's first N chars")
     args = ap.parse_args(argv)
 
-    from tests.support.llamacpp import VERSION, ensure_built
+    from tests.support.llamacpp import VERSION, ensure_built, ensure_tool
 
     llama = ensure_built(verbose=True)
+    completion = None if args.no_ttft else ensure_tool("llama-completion", llama)
     models = args.model or default_models()
     if args.tinyllama:
         sys.path.insert(0, str(REPO / "bench"))
@@ -124,50 +254,39 @@ def main(argv: list[str] | None = None) -> int:
 
         models = [*models, make()]
     threads = [int(t) for t in args.threads.split(",")]
-    tests = [
-        t
-        for t in (f"pp{args.n_prompt}" if args.n_prompt else "", f"tg{args.n_gen}" if args.n_gen else "")
-        if t
-    ]
-
-    header = "| model | size | threads | test | qrt t/s | llama.cpp t/s | qrt / llama.cpp | qrt weight GB/s |"
-    lines = [header, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    print("\n".join(lines), flush=True)
-    for model in models:
-        size = model.stat().st_size
-        for t in threads:
-            ours: dict[str, list[float]] = {k: [] for k in tests}
-            theirs: dict[str, list[float]] = {k: [] for k in tests}
-            for _ in range(args.rounds):
-                for k, v in qrt_bench(model, t, args.n_prompt, args.n_gen, args.repetitions).items():
-                    ours.setdefault(k, []).append(v)
-                for k, v in llama_bench(
-                    llama.bench, model, t, args.n_prompt, args.n_gen, args.repetitions
-                ).items():
-                    theirs.setdefault(k, []).append(v)
-            for k in tests:
-                a, b = statistics.median(ours[k]), statistics.median(theirs[k])
-                gbs = f"{size * a / 1e9:.1f}" if k.startswith("tg") else ""
-                line = f"| {model.name} | {size / 2**20:.1f} MiB | {t} | {k} | {a:.1f} | {b:.1f} | {a / b:.2f} | {gbs} |"
-                lines.append(line)
-                print(line, flush=True)
-
-    if not args.no_write:
-        commit = subprocess.run(
-            ["git", "-C", str(REPO), "describe", "--always", "--dirty"], capture_output=True, text=True
-        )
-        text = [
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "describe", "--always", "--dirty"], capture_output=True, text=True
+    ).stdout.strip()
+    when = f"Measured {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} on {cpu_name()} ({os.cpu_count()} CPUs)"
+    cmd = f"`python bench/compare.py {' '.join(argv if argv is not None else sys.argv[1:])}`"
+    text = []
+    if not args.ttft_only:
+        text += [
             "# qrt vs llama.cpp: tokens per second",
             "",
-            f"Measured {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} on {cpu_name()} ({os.cpu_count()} CPUs), "
-            f"qrt {commit.stdout.strip() or '?'}, llama.cpp from llama-cpp-python {VERSION} (llama-bench).",
-            f"`python bench/compare.py {' '.join(argv if argv is not None else sys.argv[1:])}`: pp{args.n_prompt} / "
-            f"tg{args.n_gen}, {args.repetitions} repetitions per run, {args.rounds} alternating rounds, medians.",
+            f"{when}, qrt {commit or '?'}, llama.cpp from llama-cpp-python {VERSION} (llama-bench).",
+            f"{cmd}: pp{args.n_prompt} / tg{args.n_gen}, {args.repetitions} repetitions per run, "
+            f"{args.rounds} alternating rounds, medians.",
             "The machine may be shared: compare ratios within one table, not numbers across runs.",
             "",
-            *lines,
+            *tps_table(models, threads, llama.bench, args),
             "",
         ]
+    if completion is not None:
+        text += [
+            "## Time to first token and peak RSS",
+            "",
+            f"{when}, qrt {commit or '?'}, llama.cpp from llama-cpp-python {VERSION} (llama-completion).",
+            f"{cmd}: `qrt-run` (`python -m qrt.cli.run`, Python start-up included) and `llama-completion -no-cnv`, "
+            f"both `-n 1 --temp 0 -c {args.ctx_size}`, prompt: the first {args.prompt_chars} characters of "
+            f"gpl-3.0.txt; TTFT = wall time of the whole process (launch to exit) generating that one token; peak "
+            f"RSS = the process's ru_maxrss (mmap'd weight pages it touched included); load = what each program "
+            f"reports on stderr; {args.rounds} alternating rounds, medians.",
+            "",
+            *ttft_table(models, threads, completion, args),
+            "",
+        ]
+    if not args.no_write:
         args.output.write_text("\n".join(text))
         print(f"wrote {args.output}")
     return 0
