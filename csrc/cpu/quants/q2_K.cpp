@@ -14,15 +14,6 @@
 namespace qrt::avx2 {
 namespace {
 
-// The 32 int8 lanes of q as four vectors of 8 floats, in lane order.
-void i8x32_to_ps(__m256i q, __m256 f[4]) {
-    const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
-    f[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo));
-    f[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)));
-    f[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi));
-    f[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)));
-}
-
 void dequantize_row_q2_K(const void* vx, float* y, int64_t n) {
     const block_q2_K* x = static_cast<const block_q2_K*>(vx);
     const __m256i m3 = _mm256_set1_epi8(3);

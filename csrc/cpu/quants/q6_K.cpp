@@ -14,15 +14,6 @@
 namespace qrt::avx2 {
 namespace {
 
-// The 32 int8 lanes of q as four vectors of 8 floats, in lane order.
-void i8x32_to_ps(__m256i q, __m256 f[4]) {
-    const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
-    f[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo));
-    f[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)));
-    f[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi));
-    f[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)));
-}
-
 // y[0..31] = dl[0]*q for lanes 0..15, dl[1]*q for lanes 16..31.
 void store_32(__m256i q, const float* dl, float* y) {
     __m256 f[4];
