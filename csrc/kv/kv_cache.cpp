@@ -10,7 +10,12 @@ namespace qrt {
 
 namespace {
 
-// Physical memory in bytes, or 0 when unknown.
+std::string gib(uint64_t bytes) {
+    return std::to_string(double(bytes) / double(1ull << 30)).substr(0, 6) + " GiB";
+}
+
+}  // namespace
+
 uint64_t physical_memory() {
 #if defined(_SC_PHYS_PAGES) && defined(_SC_PAGESIZE)
     const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
@@ -18,12 +23,6 @@ uint64_t physical_memory() {
 #endif
     return 0;
 }
-
-std::string gib(uint64_t bytes) {
-    return std::to_string(double(bytes) / double(1ull << 30)).substr(0, 6) + " GiB";
-}
-
-}  // namespace
 
 uint64_t KvCache::bytes_needed(const KvCacheShape& s) {
     if (s.n_layer < 0 || s.n_kv_head <= 0 || s.head_dim <= 0 || s.n_ctx <= 0 || s.n_seq_max <= 0) return 0;

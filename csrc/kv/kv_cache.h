@@ -34,6 +34,10 @@
 
 namespace qrt {
 
+// Physical memory of this machine in bytes, or 0 when unknown (bounds the KV pool; the cpu-test offload
+// device reports it as its free memory).
+uint64_t physical_memory();
+
 constexpr int kKvBlockSize = 16;
 
 // The pool could not be allocated; what() says how many bytes were asked for. A std::bad_alloc, so

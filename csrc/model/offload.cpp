@@ -10,10 +10,6 @@
 #include "model/forward.h"
 #include "model/matmul.h"
 
-#if defined(__unix__) || defined(__APPLE__)
-#include <unistd.h>
-#endif
-
 #if defined(QRT_HAVE_CUDA)
 #include "cuda/part.h"
 #endif
@@ -24,14 +20,6 @@ namespace {
 
 std::string mib(uint64_t bytes) {
     return std::to_string((bytes + (1u << 19)) >> 20) + " MiB";
-}
-
-uint64_t physical_memory() {
-#if defined(_SC_PHYS_PAGES) && defined(_SC_PAGESIZE)
-    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-    if (pages > 0 && page > 0) return uint64_t(pages) * uint64_t(page);
-#endif
-    return 0;
 }
 
 // Memory from the "device": 64-byte aligned, freed with std::free.
