@@ -187,4 +187,13 @@ float vec_dot_q8_0_q8_0(int64_t n, const void* x, const void* y) {
     return vec_dot_blocks<block_q8_0, block_q8_0, vec_dot_block_q8_0_q8_0, QK8_0>(n, x, y);
 }
 
+void q8_0_block_sums(const void* x, int64_t n, int32_t* sums) {
+    const block_q8_0* b = static_cast<const block_q8_0*>(x);
+    for (int64_t l = 0; l < n / QK8_0; ++l) {
+        int32_t s = 0;
+        for (int j = 0; j < QK8_0; ++j) s += b[l].qs[j];
+        sums[l] = s;
+    }
+}
+
 }  // namespace qrt

@@ -175,4 +175,8 @@ float vec_dot_q5_0_q8_0(int64_t n, const void* x, const void* y);
 float vec_dot_q5_1_q8_1(int64_t n, const void* x, const void* y);
 float vec_dot_q8_0_q8_0(int64_t n, const void* x, const void* y);
 
+// sums[l] = the sum of block l's 32 int8 quants, for the n / 32 blocks of a Q8_0 row: what packed kernels of
+// offset types subtract (sum (q - o) y = sum q y - o sum y) without reducing the activations per row.
+void q8_0_block_sums(const void* x, int64_t n, int32_t* sums);
+
 }  // namespace qrt

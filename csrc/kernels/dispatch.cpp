@@ -48,6 +48,12 @@ Registrar::Registrar(Isa isa, TypeId type, const CpuKernels& k) {
     if (k.quantize_row) s->kernels.quantize_row = k.quantize_row;
     if (k.vec_dot) s->kernels.vec_dot = k.vec_dot;
     if (k.gemm) s->kernels.gemm = k.gemm;
+    if (k.pack) {
+        s->kernels.pack = k.pack;
+        s->kernels.packed_gemm = k.packed_gemm;
+        s->kernels.pack_block_bytes = k.pack_block_bytes;
+        s->kernels.pack_needs_sums = k.pack_needs_sums;
+    }
 }
 
 const CpuKernels* find(Isa isa, TypeId type) {
@@ -79,6 +85,11 @@ VecDotFn vec_dot(TypeId type) {
 GemmFn gemm(TypeId type) {
     const CpuKernels* k = find(active_isa(), type);
     return k ? k->gemm : nullptr;
+}
+
+const CpuKernels* packed(TypeId type) {
+    const CpuKernels* k = find(active_isa(), type);
+    return k && k->pack && k->packed_gemm && k->pack_block_bytes ? k : nullptr;
 }
 
 }  // namespace qrt::kernels

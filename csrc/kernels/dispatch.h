@@ -30,6 +30,26 @@ namespace qrt::kernels {
 using GemmFn = void (*)(int64_t k, const void* a, size_t lda, const void* b, size_t ldb, float* c,
                         int64_t ldc, int64_t m, int64_t n);
 
+// Weights repacked at load time (llama.cpp's "repack" buffers, llamafile's tinyBLAS): kPackRows rows of a
+// matrix become one group in which the same element of every row sits side by side, so one vector register
+// holds a few elements of all eight rows. A tile then needs no horizontal sums, and one int->float
+// conversion and one FMA serve eight outputs instead of one; this is where prefill spends its time.
+// The layout of a group is the ISA file's business (each type documents its own); matmul only sizes it
+// (pack_block_bytes per block of kPackRows rows) and hands groups to packed_gemm.
+constexpr int kPackRows = 8;
+
+// Packs rows [0, kPackRows) of a matrix (k elements per row of the kernel's type, lda bytes apart) into
+// `group`, (k / block_size) * pack_block_bytes bytes.
+using PackFn = void (*)(int64_t k, const void* rows, size_t lda, void* group);
+
+// c[j * ldc + i] = (row i of the group) . (activation row j of b) for i < kPackRows, j < n; b as for GemmFn.
+// sums[j * sums_stride + l] is the sum of the int8 quants of block l (32 elements) of activation row j,
+// for kernels with pack_needs_sums (the Q8_0 partners of offset types: sum (q - o) y = sum q y - o sum y);
+// nullptr otherwise. Each output is the same float operations whatever n is, so prefill and decode agree
+// bit for bit; they differ from vec_dot's only in the float order (the integer sums are exact).
+using PackedGemmFn = void (*)(int64_t k, const void* group, const void* b, size_t ldb, const int32_t* sums,
+                              int64_t sums_stride, float* c, int64_t ldc, int64_t n);
+
 // One ISA's kernels for one type; nullptr = not provided (use the reference, or loop over vec_dot).
 // quantize_row is for activation types (Q8_0, Q8_1, Q8_K, F16, BF16) and equals their quantize_row_ref;
 // vec_dot is this type . its vec_dot_type (as the registry's vec_dot); gemm is many vec_dots at once,
@@ -39,6 +59,11 @@ struct CpuKernels {
     QuantizeRowFn quantize_row = nullptr;
     VecDotFn vec_dot = nullptr;
     GemmFn gemm = nullptr;
+    // Repacked weights (all three set, or none).
+    PackFn pack = nullptr;
+    PackedGemmFn packed_gemm = nullptr;
+    size_t pack_block_bytes = 0;
+    bool pack_needs_sums = false;
 };
 
 // Adds the non-null slots of `k` to `isa`'s table for `type`. Meant for static initialization, before
@@ -60,5 +85,7 @@ QuantizeRowFn quantize_row(TypeId type);
 VecDotFn vec_dot(TypeId type);
 // gemm: nullptr when the active ISA has none (the reference is vec_dot in a loop).
 GemmFn gemm(TypeId type);
+// The active ISA's kernels for `type` if they include a packed layout, else nullptr.
+const CpuKernels* packed(TypeId type);
 
 }  // namespace qrt::kernels

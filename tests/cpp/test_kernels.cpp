@@ -317,6 +317,74 @@ void test_gemm(Isa isa, const TypeTraits& t, kernels::GemmFn gemm, VecDotFn dot,
     }
 }
 
+// Packed kernels: kPackRows rows packed into a group, times n tokens. Each output against the reference
+// vec_dot (error relative to sum |x*y|, as test_vec_dot), each token's outputs bit for bit what a call with
+// that token alone gives (prefill = decode), and nothing written outside the 8 x n outputs. The rows come
+// from a matrix with a row stride larger than a row, the group and activations sit off the vector alignment.
+void test_packed(Isa isa, const TypeTraits& t, const kernels::CpuKernels& k, std::mt19937_64& rng) {
+    const TypeTraits& p = traits(t.vec_dot_type);
+    const int64_t unit = std::max(t.block_size, p.block_size);
+    constexpr int R = kernels::kPackRows;
+    for (int trial = 0; trial < 24; ++trial) {
+        const int n = 1 + int(rng() % 13);
+        const int64_t k_el = unit * int64_t(1 + rng() % 9);
+        const Flavour flavour = trial % 2 ? Flavour::Random : Flavour::Quantized;
+        DotCase c = make_dot_case(t, p, flavour, k_el, R + 1, n, rng);  // row R: only padding for the stride
+        const size_t group_bytes = size_t(k_el / t.block_size) * k.pack_block_bytes;
+        std::vector<uint8_t> group(group_bytes + 4);
+        k.pack(k_el, c.w.data() + 4, c.row_bytes, group.data() + 4);
+        std::vector<int32_t> sums;
+        if (k.pack_needs_sums) {
+            sums.resize(size_t(n * (k_el / 32)));
+            for (int j = 0; j < n; ++j)
+                q8_0_block_sums(c.act.data() + 4 + size_t(j) * c.act_bytes, k_el,
+                                sums.data() + j * (k_el / 32));
+        }
+        const int32_t* sp = sums.empty() ? nullptr : sums.data();
+        const int64_t ldc = R + int64_t(rng() % 3);
+        const float sentinel = -12345.0f;
+        std::vector<float> out(size_t(n * ldc) + 1, sentinel);
+        k.packed_gemm(k_el, group.data() + 4, c.act.data() + 4, c.act_bytes, sp, k_el / 32, out.data() + 1,
+                      ldc, n);
+        bool ok = out[0] == sentinel;
+        std::string what;
+        for (int j = 0; j < n; ++j) {
+            float one[R + 1];
+            one[R] = sentinel;
+            k.packed_gemm(k_el, group.data() + 4, c.act.data() + 4 + size_t(j) * c.act_bytes, c.act_bytes,
+                          sp ? sp + j * (k_el / 32) : nullptr, k_el / 32, one, R, 1);
+            ok = ok && one[R] == sentinel;
+            for (int64_t i = 0; i < ldc; ++i) {
+                const float got = out[size_t(1 + j * ldc + i)];
+                char buf[160];
+                buf[0] = 0;
+                if (i >= R) {
+                    if (got != sentinel)
+                        std::snprintf(buf, sizeof buf, ": C[%d][%lld] written", j, (long long)i);
+                } else if (!same_bits(got, one[i], false)) {
+                    std::snprintf(buf, sizeof buf, ": C[%d][%lld] = %.9g, alone %.9g", j, (long long)i, got,
+                                  one[i]);
+                } else {
+                    const uint8_t* row = c.w.data() + 4 + size_t(i) * c.row_bytes;
+                    const float ref = t.vec_dot(k_el, row, c.act.data() + 4 + size_t(j) * c.act_bytes);
+                    double mag = 0;
+                    for (int64_t e = 0; e < k_el; ++e)
+                        mag += std::fabs(double(c.wf[size_t(i * k_el + e)]) * c.af[size_t(j * k_el + e)]);
+                    const double nb = double(k_el / unit);
+                    if (!(std::isfinite(got) &&
+                          std::fabs(double(got) - double(ref)) <= kDotTol * std::max(nb, 8.0) * mag + 1e-30))
+                        std::snprintf(buf, sizeof buf, ": C[%d][%lld] = %.9g, reference %.9g (|x.y| %.3g)", j,
+                                      (long long)i, got, ref, mag);
+                }
+                if (buf[0] && what.empty()) what = buf;
+            }
+        }
+        ok = ok && what.empty();
+        check(ok, std::string(isa_name(isa)) + " packed_gemm " + t.name + " " + flavour_name(flavour) +
+                      " n=" + std::to_string(n) + " k=" + std::to_string(k_el) + what);
+    }
+}
+
 #if defined(QRT_HAVE_AVX2) || defined(QRT_HAVE_NEON)
 using SiluMulFn = void (*)(float*, const float*, int64_t);
 using AttentionHeadFn = void (*)(float*, const float*, const PagedKv&, int, int, float, float*);
@@ -568,6 +636,12 @@ int main() {
             if (k->gemm) {
                 check(k->vec_dot != nullptr, std::string(isa_name(isa)) + " gemm without vec_dot: " + t.name);
                 if (k->vec_dot) test_gemm(isa, t, k->gemm, k->vec_dot, rng);
+            }
+            if (k->pack || k->packed_gemm) {
+                check(k->pack && k->packed_gemm && k->pack_block_bytes && t.vec_dot,
+                      std::string(isa_name(isa)) + " packed kernels incomplete: " + t.name);
+                if (k->pack && k->packed_gemm && k->pack_block_bytes && t.vec_dot)
+                    test_packed(isa, t, *k, rng);
             }
         }
     }
