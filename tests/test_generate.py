@@ -125,10 +125,18 @@ def test_nul_bytes_and_lone_surrogates(model: qrt.Model) -> None:
 
 
 def test_chat_uses_the_template(model: qrt.Model) -> None:
+    # SmolLM2's ChatML template, written out by hand (it adds a default system message). The reply's words
+    # are not checked: on this prompt a 135M model's greedy answer flips with the last bit of a logit
+    # (the scalar reference kernels say "L'Étoile, ...", the AVX2 ones "...Paris.").
+    text = (
+        "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+        "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
+    )
     reply = model.chat(
         [{"role": "user", "content": "What is the capital of France?"}], max_tokens=16, temperature=0
     )
-    assert "Paris" in reply and "<|im_start|>" not in reply
+    assert reply == model.generate(text, max_tokens=16, temperature=0)
+    assert reply.strip() and "<|im_start|>" not in reply and "<|im_end|>" not in reply
 
 
 def test_concurrent_generate_from_threads(model: qrt.Model) -> None:

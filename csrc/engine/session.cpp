@@ -58,6 +58,8 @@ Session::Session(const std::string& path, const SessionParams& params)
     : params_(checked(params)),
       model_(std::make_unique<model::Model>(path)),
       placement_(placement(*model_, params_)),
+      packed_(model::pack_weights(model_->w, model_->file, 0, placement_.first, !placement_.head,
+                                  params_.n_threads)),
       kv_(kv_shape(model_->hp, params_, int(placement_.first))),
       pool_(params_.n_threads),
       buf_(*model_, params_.n_batch, params_.n_ctx, params_.n_threads, params_.n_seq_max),

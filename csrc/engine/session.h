@@ -16,6 +16,7 @@
 #include "kv/kv_cache.h"
 #include "model/forward.h"
 #include "model/offload.h"
+#include "model/packing.h"
 #include "model/weights.h"
 
 namespace qrt {
@@ -80,6 +81,7 @@ class Session {
     SessionParams params_;
     std::unique_ptr<model::Model> model_;
     model::Placement placement_;
+    model::PackedBytes packed_;  // the CPU layers' weights repacked for the packed kernels
     KvCache kv_;
     ThreadPool pool_;
     model::ForwardBuffers buf_;

@@ -146,6 +146,13 @@ class File {
     const TensorInfo* find_tensor(std::string_view name) const;          // nullptr when absent
     // Pointer to the tensor's bytes inside the mapping (nbytes of them, all inside the file).
     const uint8_t* tensor_data(const TensorInfo& t) const { return data_ + t.offset; }
+    // Takes the whole pages within [p, p + n) of the mapping out of this process's resident memory (for
+    // tensors copied elsewhere at load); the bytes stay readable and fault back in from the page cache.
+    // Nothing happens for borrowed memory (from_memory).
+    void evict(const uint8_t* p, uint64_t n) const noexcept {
+        if (map_.data() && p >= data_ && n <= size_ && uint64_t(p - data_) <= size_ - n)
+            map_.evict(uint64_t(p - data_), n);
+    }
 
   private:
     File() = default;

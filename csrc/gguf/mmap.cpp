@@ -72,4 +72,11 @@ void MappedFile::release() noexcept {
     size_ = 0;
 }
 
+void MappedFile::evict(uint64_t offset, uint64_t n) const noexcept {
+    const uint64_t page = uint64_t(::sysconf(_SC_PAGESIZE));
+    const uint64_t begin = (offset + page - 1) / page * page, end = (offset + n) / page * page;
+    if (data_ && end > begin && end <= size_)
+        ::madvise(const_cast<uint8_t*>(data_) + begin, size_t(end - begin), MADV_DONTNEED);
+}
+
 }  // namespace qrt

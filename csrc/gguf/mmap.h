@@ -44,6 +44,9 @@ class MappedFile {
     const uint8_t* data() const { return data_; }
     uint64_t size() const { return size_; }
     const std::string& path() const { return path_; }
+    // madvise(MADV_DONTNEED) on the whole pages inside [offset, offset + n): a read-only private file
+    // mapping loses nothing, the pages are read again from the page cache on the next access.
+    void evict(uint64_t offset, uint64_t n) const noexcept;
 
   private:
     void release() noexcept;

@@ -5,6 +5,7 @@
 #include <string>
 #include <string_view>
 
+#include "format/legacy.h"
 #include "kernels/dispatch.h"
 
 namespace qrt::model {
@@ -12,6 +13,7 @@ namespace qrt::model {
 namespace {
 
 constexpr int kMaxMatrices = 8;  // per call of the multi-matrix form
+static_assert(kMatmulRowGroup % kernels::kPackRows == 0, "work items hold whole packed groups");
 
 size_t round_up(size_t n, size_t to) {
     return (n + to - 1) / to * to;
@@ -23,6 +25,8 @@ struct Plan {
     size_t act_row = 0;               // bytes of one quantized token (one pass)
     bool as_is = false;               // F32 activations: x itself, no copy
     int passes = 1;                   // 2: x ~ q1 + q2 (Activations::Int8x2)
+    bool sums = false;                // per-block sums of the Q8_0 activations, for packed offset types
+    int64_t n_sums = 0;               // blocks of 32 per token and pass
     QuantizeRowFn quantize = nullptr;
     DequantizeRowFn dequantize = nullptr;  // of the activation type, for the residual
 };
@@ -35,21 +39,24 @@ Plan make_plan(const Matrix& w, Activations acts) {
     p.passes = acts == Activations::Int8x2 && !p.as_is ? 2 : 1;
     p.quantize = kernels::quantize_row(p.act->id);
     p.dequantize = kernels::dequantize_row(p.act->id);
+    p.n_sums = (w.cols + 31) / 32;
     return p;
 }
 
 // Where things sit in the scratch area for a pass of `chunk` tokens.
 struct Layout {
     int chunk = 1;
-    uint8_t* act = nullptr;  // [chunk][passes][act_row]
-    float* resid = nullptr;  // [n_threads][cols]             (passes == 2)
-    float* tmp = nullptr;    // [n_threads][2*chunk][kMatmulRowGroup] (passes == 2)
+    uint8_t* act = nullptr;   // [chunk][passes][act_row]
+    int32_t* sums = nullptr;  // [chunk][passes][n_sums]       (Plan::sums)
+    float* resid = nullptr;   // [n_threads][cols]             (passes == 2)
+    float* tmp = nullptr;     // [n_threads][2*chunk][kMatmulRowGroup] (passes == 2)
 };
 
 // Bytes of scratch a pass needs besides its tokens, and per token.
 void scratch_bytes(const Plan& p, int64_t cols, int n_threads, size_t* fixed, size_t* per_token) {
     *fixed = 0;
-    *per_token = size_t(p.passes) * p.act_row;
+    *per_token = size_t(p.passes) * p.act_row + 64;
+    if (p.sums) *per_token += size_t(p.passes) * size_t(p.n_sums) * sizeof(int32_t) + 64;
     if (p.passes == 2) {
         *fixed = size_t(n_threads) * size_t(cols) * sizeof(float) + 64;
         *per_token += size_t(n_threads) * kMatmulRowGroup * 2 * sizeof(float) + 64;
@@ -71,29 +78,54 @@ Layout make_layout(const Plan& p, int64_t cols, int n_tokens, int n_threads, flo
                                     std::to_string(fixed + per_token) + " needed");
     l.chunk = int(std::min<size_t>((total - fixed) / per_token, size_t(n_tokens)));
     l.act = base;
+    base += round_up(size_t(l.chunk) * size_t(p.passes) * p.act_row, 64);
+    if (p.sums) {
+        l.sums = reinterpret_cast<int32_t*>(base);
+        base += round_up(size_t(l.chunk) * size_t(p.passes) * size_t(p.n_sums) * sizeof(int32_t), 64);
+    }
     if (p.passes == 2) {
-        const size_t act_bytes = round_up(size_t(l.chunk) * 2 * p.act_row, 64);
-        l.resid = reinterpret_cast<float*>(base + act_bytes);
+        l.resid = reinterpret_cast<float*>(base);
         l.tmp = l.resid + size_t(n_threads) * size_t(cols);
     }
     return l;
 }
 
-// Token t of x into the activation rows of pass 0 (and the residual into pass 1).
-void quantize_token(const Plan& p, const float* x, int64_t cols, uint8_t* out, float* resid) {
+// Token t of x into the activation rows of pass 0 (and the residual into pass 1), and their block sums.
+void quantize_token(const Plan& p, const float* x, int64_t cols, uint8_t* out, float* resid, int32_t* sums) {
     p.quantize(x, out, cols);
-    if (p.passes == 1) return;
-    p.dequantize(out, resid, cols);
-    for (int64_t i = 0; i < cols; ++i) resid[i] = x[i] - resid[i];
-    p.quantize(resid, out + p.act_row, cols);
+    if (p.passes == 2) {
+        p.dequantize(out, resid, cols);
+        for (int64_t i = 0; i < cols; ++i) resid[i] = x[i] - resid[i];
+        p.quantize(resid, out + p.act_row, cols);
+    }
+    if (p.sums)
+        for (int pass = 0; pass < p.passes; ++pass)
+            q8_0_block_sums(out + size_t(pass) * p.act_row, cols, sums + pass * p.n_sums);
 }
 
 // Rows [r0, r1) of w times the nt tokens at `a` (passes rows per token): y[t * w.rows + r].
-void multiply_rows(const Plan& p, const Matrix& w, int64_t r0, int64_t r1, const uint8_t* a, int nt, float* y,
-                   float* tmp) {
+void multiply_rows(const Plan& p, const Matrix& w, int64_t r0, int64_t r1, const uint8_t* a,
+                   const int32_t* sums, int nt, float* y, float* tmp) {
     const int64_t cols = w.cols, rows = w.rows;
     const size_t rb = w.row_bytes, ab = p.act_row;
     const int np = p.passes;
+    if (w.packed && r0 < w.packed_rows) {  // whole groups of packed rows, then the rest below
+        // one pass: straight into y; two: tmp[j][i] for the 2*nt activation rows, added at the end
+        float* dst = np == 1 ? y + r0 : tmp;
+        const int64_t ldc = np == 1 ? rows : kMatmulRowGroup;
+        const int64_t end = std::min(r1, w.packed_rows);
+        for (int64_t r = r0; r < end; r += kernels::kPackRows)
+            w.packed_kernels->packed_gemm(cols,
+                                          w.packed + uint64_t(r / kernels::kPackRows) * w.packed_group_bytes,
+                                          a, ab, sums, p.n_sums, dst + (r - r0), ldc, int64_t(nt) * np);
+        if (end < r1) multiply_rows(p, w, end, r1, a, sums, nt, y, tmp + (end - r0));
+        if (np == 2)
+            for (int t = 0; t < nt; ++t)
+                for (int64_t i = 0; i < end - r0; ++i)
+                    y[t * rows + r0 + i] =
+                        tmp[(2 * t) * kMatmulRowGroup + i] + tmp[(2 * t + 1) * kMatmulRowGroup + i];
+        return;
+    }
     const uint8_t* wr = w.data + size_t(r0) * rb;
     if (const kernels::GemmFn gemm = kernels::gemm(w.type->id)) {
         if (np == 1) {
@@ -127,9 +159,15 @@ void multiply_rows(const Plan& p, const Matrix& w, int64_t r0, int64_t r1, const
 }
 
 // All matrices share cols and the plan.
-void run(ThreadPool& pool, const Matrix* const* ws, int n_w, const Plan& p, const float* x, int n_tokens,
+void run(ThreadPool& pool, const Matrix* const* ws, int n_w, Plan p, const float* x, int n_tokens,
          float* const* ys, float* scratch, int64_t scratch_stride) {
     const int64_t cols = ws[0]->cols;
+    for (int m = 0; m < n_w; ++m)
+        if (ws[m]->packed && ws[m]->packed_kernels->pack_needs_sums) {
+            if (p.act->id != TypeId::Q8_0)
+                throw std::logic_error("matmul: packed " + ws[m]->name + " needs Q8_0 activation sums");
+            p.sums = true;
+        }
     const Layout l = make_layout(p, cols, n_tokens, pool.n_threads(), scratch, scratch_stride);
     int64_t group_end[kMaxMatrices];  // cumulative row groups
     int64_t n_groups = 0;
@@ -144,12 +182,13 @@ void run(ThreadPool& pool, const Matrix* const* ws, int n_w, const Plan& p, cons
         const uint8_t* a = p.as_is ? reinterpret_cast<const uint8_t*>(xt) : l.act;
         if (!p.as_is) {
             if (nt == 1) {
-                quantize_token(p, xt, cols, l.act, l.resid);
+                quantize_token(p, xt, cols, l.act, l.resid, l.sums);
             } else {
                 pool.parallel_for(nt, [&](int64_t b, int64_t e, int thread) {
                     float* resid = l.resid ? l.resid + int64_t(thread) * cols : nullptr;
                     for (int64_t t = b; t < e; ++t)
-                        quantize_token(p, xt + t * cols, cols, l.act + size_t(t) * token_bytes, resid);
+                        quantize_token(p, xt + t * cols, cols, l.act + size_t(t) * token_bytes, resid,
+                                       l.sums ? l.sums + t * p.passes * p.n_sums : nullptr);
                 });
             }
         }
@@ -161,7 +200,7 @@ void run(ThreadPool& pool, const Matrix* const* ws, int n_w, const Plan& p, cons
                 const Matrix& w = *ws[m];
                 const int64_t first = (m ? group_end[m - 1] : 0);
                 const int64_t r0 = (g - first) * kMatmulRowGroup, r1 = std::min(w.rows, r0 + kMatmulRowGroup);
-                multiply_rows(p, w, r0, r1, a, nt, ys[m] + int64_t(t0) * w.rows, tmp);
+                multiply_rows(p, w, r0, r1, a, l.sums, nt, ys[m] + int64_t(t0) * w.rows, tmp);
             }
         });
     }
@@ -174,6 +213,8 @@ int64_t matmul_scratch_min_floats(int64_t cols, int n_threads) {
     Plan p;
     p.passes = 2;
     p.act_row = size_t(cols) * 2;
+    p.sums = true;
+    p.n_sums = (cols + 31) / 32;
     size_t fixed, per_token;
     scratch_bytes(p, cols, n_threads, &fixed, &per_token);
     return int64_t((fixed + per_token + sizeof(float) - 1) / sizeof(float));

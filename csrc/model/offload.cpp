@@ -9,6 +9,7 @@
 
 #include "model/forward.h"
 #include "model/matmul.h"
+#include "model/packing.h"
 
 #if defined(QRT_HAVE_CUDA)
 #include "cuda/part.h"
@@ -88,8 +89,9 @@ class CpuTestPart final : public DevicePart {
         for (const LayerWeights& L : w_.layers)
             for (const Matrix* m :
                  {&L.attn_q, &L.attn_k, &L.attn_v, &L.attn_output, &L.ffn_gate, &L.ffn_up, &L.ffn_down})
-                if (m->present() && !owned(m->data)) return false;
-        return !w_.output.present() || owned(w_.output.data);
+                if (m->present() && (!owned(m->data) || (m->packed && !owned(m->packed)))) return false;
+        return !w_.output.present() ||
+               (owned(w_.output.data) && (!w_.output.packed || owned(w_.output.packed)));
     }
 
   private:
@@ -103,6 +105,11 @@ class CpuTestPart final : public DevicePart {
                 std::memcpy(bytes.get(), slot.data, size_t(slot.nbytes));
                 slot.data = bytes.get();
                 blobs_.push_back(std::move(bytes));
+                if (const uint64_t n = packed_size(slot)) {  // the host's kernels, so the host's layout too
+                    DeviceBytes packed = device_alloc(n);
+                    pack_matrix(slot, packed.get(), 1);
+                    blobs_.push_back(std::move(packed));
+                }
             }  // vectors: copied with w_ (std::vector, the device's own memory)
         });
     }

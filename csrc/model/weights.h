@@ -15,6 +15,7 @@
 
 #include "format/types.h"
 #include "gguf/gguf.h"
+#include "kernels/dispatch.h"
 #include "model/hparams.h"
 
 namespace qrt::model {
@@ -29,6 +30,12 @@ struct Matrix {
     uint64_t row_bytes = 0;
     DequantizeRowFn dequantize_row_fn = nullptr;  // the dispatched kernel; nullptr: use type->dequantize_rows
     uint64_t nbytes = 0;                          // the whole tensor (NF4: with its state after the blocks)
+    // Rows [0, packed_rows) repacked for the active ISA's packed kernels (model/packing.h), in groups of
+    // kernels::kPackRows rows packed_group_bytes apart; nullptr when the matrix is not packed.
+    const uint8_t* packed = nullptr;
+    int64_t packed_rows = 0;
+    uint64_t packed_group_bytes = 0;
+    const kernels::CpuKernels* packed_kernels = nullptr;  // pack, packed_gemm of the type
 
     bool present() const { return data != nullptr; }
     // out[cols] = row r as floats.

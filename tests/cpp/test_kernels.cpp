@@ -32,6 +32,7 @@
 #include "format/types.h"
 #include "kernels/dispatch.h"
 #include "model/matmul.h"
+#include "model/packing.h"
 
 using namespace qrt;
 
@@ -453,100 +454,136 @@ void test_ops(const std::string& isa, SiluMulFn silu_mul, AttentionHeadFn attent
 #endif
 
 // model::matmul on the active ISA: every output equals the dispatched vec_dot of the row with the token's
-// quantized activations (Int8: one pass; Int8x2: the two passes added), whatever the thread count, the
-// token chunking a small scratch forces, or whether matrices go through the multi-matrix form.
+// quantized activations (Int8: one pass; Int8x2: the two passes added), or for the rows of a packed matrix
+// (model/packing.h) the packed kernel on that token alone, whatever the thread count, the token chunking a
+// small scratch forces, or whether matrices go through the multi-matrix form.
 void test_matmul(std::mt19937_64& rng) {
     std::normal_distribution<float> normal;
-    for (const char* tname : {"Q4_1", "Q8_0", "Q4_K", "F16", "F32", "NF4"}) {
-        const TypeTraits& t = *find_type(std::string(tname));
-        const TypeTraits& p = traits(t.vec_dot_type);
-        const int64_t cols = 512;
-        const int64_t rows[3] = {40, 16, 7};
-        const char* names[3] = {"blk.0.attn_q.weight", "blk.0.attn_k.weight", "blk.0.ffn_up.weight"};
-        std::vector<std::vector<uint8_t>> data(3);
-        std::vector<model::Matrix> ws(3);
-        for (int m = 0; m < 3; ++m) {
-            uint64_t nbytes = 0;
-            tensor_nbytes(t, cols, rows[m], &nbytes);
-            data[size_t(m)].resize(nbytes);
-            std::vector<float> wf(size_t(cols * rows[m]));
-            for (float& v : wf) v = normal(rng);
-            t.quantize_tensor(wf.data(), cols, rows[m], data[size_t(m)].data(), 1);
-            ws[size_t(m)] = model::Matrix{names[m], data[size_t(m)].data(),
-                                          &t,       cols,
-                                          rows[m],  uint64_t(cols / t.block_size) * t.type_size,
-                                          nullptr};
-        }
-        for (int n_threads : {1, 3}) {
-            ThreadPool pool(n_threads);
-            for (int n : {1, 5, 13}) {
-                const std::vector<float> x = activations(int64_t(n) * cols, rng);
-                // enough scratch for everything, and the least that still holds one token
-                const int64_t least =
-                    (model::matmul_scratch_min_floats(cols, n_threads) + n_threads - 1) / n_threads;
-                for (int64_t stride : {model::kMatmulRowTile * cols, least}) {
-                    std::vector<float> scratch(size_t(n_threads * stride));
-                    std::vector<std::vector<float>> single(3), multi(3);
-                    for (int m = 0; m < 3; ++m) {
-                        single[size_t(m)].assign(size_t(n * rows[m]), 0.0f);
-                        multi[size_t(m)].assign(size_t(n * rows[m]), 0.0f);
-                        model::matmul(pool, ws[size_t(m)], x.data(), n, single[size_t(m)].data(),
-                                      scratch.data(), stride);
-                    }
-                    const model::Matrix* wp[2] = {&ws[0], &ws[1]};  // q and k share the policy: one job
-                    float* yp[2] = {multi[0].data(), multi[1].data()};
-                    model::matmul(pool, wp, x.data(), n, yp, scratch.data(), stride);
-                    // the reference: quantize each token (twice for Int8x2) and vec_dot / vec_dot_rows
-                    bool ok = true;
-                    for (int m = 0; m < 3; ++m) {
-                        const bool twice =
-                            model::default_activations(ws[size_t(m)]) == model::Activations::Int8x2 &&
-                            p.id != TypeId::F32;
-                        const size_t ab = size_t(cols / p.block_size) * p.type_size;
-                        std::vector<uint8_t> a1(ab), a2(ab);
-                        std::vector<float> deq(static_cast<size_t>(cols)), out(static_cast<size_t>(rows[m])),
-                            out2(static_cast<size_t>(rows[m]));
-                        for (int j = 0; j < n; ++j) {
-                            const float* xj = x.data() + j * cols;
-                            kernels::quantize_row(p.id)(xj, a1.data(), cols);
-                            if (twice) {
-                                kernels::dequantize_row(p.id)(a1.data(), deq.data(), cols);
-                                for (int64_t e = 0; e < cols; ++e) deq[size_t(e)] = xj[e] - deq[size_t(e)];
-                                kernels::quantize_row(p.id)(deq.data(), a2.data(), cols);
-                            }
-                            const VecDotFn dot = kernels::vec_dot(t.id);
-                            for (int64_t r = 0; r < rows[m]; ++r) {
-                                const uint8_t* row = ws[size_t(m)].data + size_t(r) * ws[size_t(m)].row_bytes;
-                                if (dot) {
-                                    out[size_t(r)] = dot(cols, row, a1.data());
-                                    if (twice) out[size_t(r)] = out[size_t(r)] + dot(cols, row, a2.data());
-                                }
-                            }
-                            if (!dot) {
-                                t.vec_dot_rows(ws[size_t(m)].data, cols, rows[m], 0, rows[m], a1.data(),
-                                               out.data());
+    for (const char* tname : {"Q4_1", "Q8_0", "Q4_K", "F16", "F32", "NF4", "Q4_0", "Q5_0"})
+        for (bool pack : {false, true}) {
+            const TypeTraits& t = *find_type(std::string(tname));
+            const TypeTraits& p = traits(t.vec_dot_type);
+            const int64_t cols = 512;
+            const int64_t rows[3] = {44, 16, 7};  // 5 packed groups and 4 rows left over, 2 groups, none
+            const char* names[3] = {"blk.0.attn_q.weight", "blk.0.attn_k.weight", "blk.0.ffn_up.weight"};
+            std::vector<std::vector<uint8_t>> data(3);
+            std::vector<model::Matrix> ws(3);
+            for (int m = 0; m < 3; ++m) {
+                uint64_t nbytes = 0;
+                tensor_nbytes(t, cols, rows[m], &nbytes);
+                data[size_t(m)].resize(nbytes);
+                std::vector<float> wf(size_t(cols * rows[m]));
+                for (float& v : wf) v = normal(rng);
+                t.quantize_tensor(wf.data(), cols, rows[m], data[size_t(m)].data(), 1);
+                ws[size_t(m)] = model::Matrix{names[m], data[size_t(m)].data(),
+                                              &t,       cols,
+                                              rows[m],  uint64_t(cols / t.block_size) * t.type_size,
+                                              nullptr};
+            }
+            std::vector<std::vector<uint8_t>> packed(3);
+            if (pack) {
+                bool any = false;
+                for (int m = 0; m < 3; ++m) {
+                    packed[size_t(m)].resize(model::packed_size(ws[size_t(m)]));
+                    model::pack_matrix(ws[size_t(m)], packed[size_t(m)].data(), 2);
+                    any = any || ws[size_t(m)].packed;
+                }
+                if (!any) continue;  // no packed kernels for this type here
+            }
+            for (int n_threads : {1, 3}) {
+                ThreadPool pool(n_threads);
+                for (int n : {1, 5, 13}) {
+                    const std::vector<float> x = activations(int64_t(n) * cols, rng);
+                    // enough scratch for everything, and the least that still holds one token
+                    const int64_t least =
+                        (model::matmul_scratch_min_floats(cols, n_threads) + n_threads - 1) / n_threads;
+                    for (int64_t stride : {model::kMatmulRowTile * cols, least}) {
+                        std::vector<float> scratch(size_t(n_threads * stride));
+                        std::vector<std::vector<float>> single(3), multi(3);
+                        for (int m = 0; m < 3; ++m) {
+                            single[size_t(m)].assign(size_t(n * rows[m]), 0.0f);
+                            multi[size_t(m)].assign(size_t(n * rows[m]), 0.0f);
+                            model::matmul(pool, ws[size_t(m)], x.data(), n, single[size_t(m)].data(),
+                                          scratch.data(), stride);
+                        }
+                        const model::Matrix* wp[2] = {&ws[0], &ws[1]};  // q and k share the policy: one job
+                        float* yp[2] = {multi[0].data(), multi[1].data()};
+                        model::matmul(pool, wp, x.data(), n, yp, scratch.data(), stride);
+                        // the reference: quantize each token (twice for Int8x2) and vec_dot / vec_dot_rows
+                        bool ok = true;
+                        for (int m = 0; m < 3; ++m) {
+                            const bool twice =
+                                model::default_activations(ws[size_t(m)]) == model::Activations::Int8x2 &&
+                                p.id != TypeId::F32;
+                            const size_t ab = size_t(cols / p.block_size) * p.type_size;
+                            std::vector<uint8_t> a1(ab), a2(ab);
+                            std::vector<int32_t> s1(size_t(cols / 32)), s2(size_t(cols / 32));
+                            std::vector<float> deq(static_cast<size_t>(cols)),
+                                out(static_cast<size_t>(rows[m])), out2(static_cast<size_t>(rows[m]));
+                            for (int j = 0; j < n; ++j) {
+                                const float* xj = x.data() + j * cols;
+                                kernels::quantize_row(p.id)(xj, a1.data(), cols);
                                 if (twice) {
-                                    t.vec_dot_rows(ws[size_t(m)].data, cols, rows[m], 0, rows[m], a2.data(),
-                                                   out2.data());
-                                    for (int64_t r = 0; r < rows[m]; ++r)
-                                        out[size_t(r)] = out[size_t(r)] + out2[size_t(r)];
+                                    kernels::dequantize_row(p.id)(a1.data(), deq.data(), cols);
+                                    for (int64_t e = 0; e < cols; ++e)
+                                        deq[size_t(e)] = xj[e] - deq[size_t(e)];
+                                    kernels::quantize_row(p.id)(deq.data(), a2.data(), cols);
                                 }
-                            }
-                            for (int64_t r = 0; r < rows[m]; ++r) {
-                                ok = ok && same_bits(single[size_t(m)][size_t(j * rows[m] + r)],
-                                                     out[size_t(r)], false);
-                                if (m < 2)
-                                    ok = ok && same_bits(multi[size_t(m)][size_t(j * rows[m] + r)],
+                                const VecDotFn dot = kernels::vec_dot(t.id);
+                                const model::Matrix& w = ws[size_t(m)];
+                                if (w.packed) {
+                                    q8_0_block_sums(a1.data(), cols, s1.data());
+                                    q8_0_block_sums(a2.data(), cols, s2.data());
+                                }
+                                for (int64_t r = 0; r < rows[m]; ++r) {
+                                    if (r < w.packed_rows) {
+                                        if (r % kernels::kPackRows) continue;
+                                        const uint8_t* g = w.packed + uint64_t(r / kernels::kPackRows) *
+                                                                          w.packed_group_bytes;
+                                        float o1[kernels::kPackRows], o2[kernels::kPackRows];
+                                        w.packed_kernels->packed_gemm(cols, g, a1.data(), ab, s1.data(), 0,
+                                                                      o1, 1, 1);
+                                        if (twice)
+                                            w.packed_kernels->packed_gemm(cols, g, a2.data(), ab, s2.data(),
+                                                                          0, o2, 1, 1);
+                                        for (int i = 0; i < kernels::kPackRows; ++i)
+                                            out[size_t(r + i)] = twice ? o1[i] + o2[i] : o1[i];
+                                        continue;
+                                    }
+                                    const uint8_t* row =
+                                        ws[size_t(m)].data + size_t(r) * ws[size_t(m)].row_bytes;
+                                    if (dot) {
+                                        out[size_t(r)] = dot(cols, row, a1.data());
+                                        if (twice)
+                                            out[size_t(r)] = out[size_t(r)] + dot(cols, row, a2.data());
+                                    }
+                                }
+                                if (!dot) {
+                                    t.vec_dot_rows(ws[size_t(m)].data, cols, rows[m], 0, rows[m], a1.data(),
+                                                   out.data());
+                                    if (twice) {
+                                        t.vec_dot_rows(ws[size_t(m)].data, cols, rows[m], 0, rows[m],
+                                                       a2.data(), out2.data());
+                                        for (int64_t r = 0; r < rows[m]; ++r)
+                                            out[size_t(r)] = out[size_t(r)] + out2[size_t(r)];
+                                    }
+                                }
+                                for (int64_t r = 0; r < rows[m]; ++r) {
+                                    ok = ok && same_bits(single[size_t(m)][size_t(j * rows[m] + r)],
                                                          out[size_t(r)], false);
+                                    if (m < 2)
+                                        ok = ok && same_bits(multi[size_t(m)][size_t(j * rows[m] + r)],
+                                                             out[size_t(r)], false);
+                                }
                             }
                         }
+                        check(ok, std::string("matmul ") + tname + (pack ? " packed" : "") +
+                                      " threads=" + std::to_string(n_threads) + " n=" + std::to_string(n) +
+                                      " stride=" + std::to_string(stride));
                     }
-                    check(ok, std::string("matmul ") + tname + " threads=" + std::to_string(n_threads) +
-                                  " n=" + std::to_string(n) + " stride=" + std::to_string(stride));
                 }
             }
         }
-    }
 }
 
 void test_dispatch() {
