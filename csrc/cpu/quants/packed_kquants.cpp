@@ -192,10 +192,11 @@ void tile_q4_K(int64_t nb, const uint8_t* g, const uint8_t* b, size_t ldb, float
 // Group layout, per super-block (kQ6Bytes = 1680 bytes for 8 rows, as the rows: 8 * 210):
 //   [0, 16)      d of rows 0..7 (fp16)
 //   [16, 144)    scales: byte 16p + 2r + e = scale of row r, sub-block 2p + e
-//   [144, 1680)  quants: sub-block s (16 elements = quads t = 0..3) at 144 + 96s, three 32-byte vectors:
-//                  nib0, nib1: byte 4r + b = low 4 bits of element 16s + 4t + b of row r, t = 0 (nib0) / 1
-//                              (nib1) in the low nibble, t = 2 / 3 in the high nibble;
-//                  hi:         byte 4r + b, bits 2t..2t+1 = top 2 bits of element 16s + 4t + b of row r.
+//   [144, 1680)  quants: sub-block s (16 elements = quads t = 0..3) at 144 + 96s, three 32-byte vectors
+//                A, B, C; byte 4r + b of each concerns elements 16s + 4t + b of row r, with q_t its 6 bits:
+//                  A = q_0 | (q_2 >> 4) << 6,   B = q_1 | (q_3 >> 4) << 6,   C = (q_2 & 15) | (q_3 & 15) << 4
+//                so quads 0 and 1 unpack with one vpand each, quads 2 and 3 with four or five operations
+//                (11 in all, where ggml's ql/qh split takes 16).
 // Int16 sums: a vpmaddubsw pair is at most 63*128*2 = 16128, so only two quads add up before vpmaddwd.
 // The offset: sum sc*(q-32)*y = sum sc*q*y - sum_s (32 sc_s) * bsum_s, one vpmaddwd per pair of sub-blocks.
 
@@ -216,9 +217,13 @@ void pack_q6_K(int64_t k, const void* vrows, size_t lda, void* vgroup) {
                 const int lo = (x.ql[64 * h + 32 * (t6 & 1) + l6] >> (4 * (t6 / 2))) & 0xF;
                 const int hi = (x.qh[32 * h + l6] >> (2 * t6)) & 3;
                 const int s = e / 16, t = (e % 16) / 4, bb = e % 4;
-                uint8_t* q = g + 144 + 96 * s;
-                q[32 * (t % 2) + 4 * r + bb] |= uint8_t(lo << (4 * (t / 2)));
-                q[64 + 4 * r + bb] |= uint8_t(hi << (2 * t));
+                uint8_t* q = g + 144 + 96 * s + 4 * r + bb;
+                if (t < 2) {
+                    q[32 * t] |= uint8_t(lo | hi << 4);  // A, B: q_0, q_1 in bits 0..5
+                } else {
+                    q[32 * (t - 2)] |= uint8_t(hi << 6);  // A, B: the top bits of q_2, q_3
+                    q[64] |= uint8_t(lo << (4 * (t - 2)));
+                }
             }
         }
     }
@@ -226,7 +231,7 @@ void pack_q6_K(int64_t k, const void* vrows, size_t lda, void* vgroup) {
 
 template <int RN>
 void tile_q6_K(int64_t nb, const uint8_t* g, const uint8_t* b, size_t ldb, float* c, int64_t ldc) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x30);
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x30), m6 = _mm256_set1_epi8(0x3F);
     const __m256i ctrl0 = scale_dup_ctrl(0, true), ctrl1 = scale_dup_ctrl(1, true);
     __m256 acc[RN];
     for (int j = 0; j < RN; ++j) acc[j] = _mm256_setzero_ps();
@@ -249,15 +254,13 @@ void tile_q6_K(int64_t nb, const uint8_t* g, const uint8_t* b, size_t ldb, float
                 const int s = 2 * p + e;
                 const __m256i sc = _mm256_srai_epi16(_mm256_shuffle_epi8(sb, e ? ctrl1 : ctrl0), 8);
                 const uint8_t* q = g + 144 + 96 * s;
-                const __m256i n0 = load_256(q), n1 = load_256(q + 32), h = load_256(q + 64);
-                const __m256i q0 =
-                    _mm256_or_si256(_mm256_and_si256(n0, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), m2));
-                const __m256i q1 =
-                    _mm256_or_si256(_mm256_and_si256(n1, m4), _mm256_and_si256(_mm256_slli_epi16(h, 2), m2));
+                const __m256i va = load_256(q), vb = load_256(q + 32), vc = load_256(q + 64);
+                // 16-bit shifts: the bits that cross into a byte from its neighbour are masked off
+                const __m256i q0 = _mm256_and_si256(va, m6), q1 = _mm256_and_si256(vb, m6);
                 const __m256i q2 =
-                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(n0, 4), m4), _mm256_and_si256(h, m2));
-                const __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(n1, 4), m4),
-                                                   _mm256_and_si256(_mm256_srli_epi16(h, 2), m2));
+                    _mm256_or_si256(_mm256_and_si256(vc, m4), _mm256_and_si256(_mm256_srli_epi16(va, 2), m2));
+                const __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(vc, 4), m4),
+                                                   _mm256_and_si256(_mm256_srli_epi16(vb, 2), m2));
                 for (int j = 0; j < RN; ++j) {
                     const uint8_t* yq = y[j] + kYQs + 16 * s;
                     const __m256i a = _mm256_add_epi16(_mm256_maddubs_epi16(q0, bcast4(yq)),
