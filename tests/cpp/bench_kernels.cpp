@@ -1,13 +1,15 @@
 // bench_kernels: single-thread speed of the active ISA's matrix x vector (the decode path) per weight type.
 //
-//     bench_kernels [TYPE ...] [--k 2048] [--n 1] [--l2-kib 192] [--dram-mib 256] [--seconds 0.3]
+//     bench_kernels [TYPE ...] [--k 2048] [--n 1] [--l2-kib 192] [--dram-mib 256] [--seconds 0.3] [--packed]
 //
 // For each type the dispatched gemm multiplies m rows of k weights with n quantized tokens, once with a
 // matrix that fits in L2 (compute speed) and once with one far larger than the last-level cache (the speed
-// of streaming the weights from memory, as decode does). Weights are random bytes with sane fp16 scales
-// (the kernels' speed does not depend on the values); tokens go through the dispatched quantize_row. Prints
-// the best of several timed runs as GMAC/s (weights x tokens per second) and weight GB/s. Not a test: the
-// C++ test build compiles it so that it cannot rot.
+// of streaming the weights from memory, as decode does). With --packed, types that have packed kernels
+// (kernels/dispatch.h PackFn) get a second line: the same matrix packed into groups of kPackRows rows and
+// multiplied group by group with packed_gemm, as matmul would (GB/s counts the packed bytes). Weights are
+// random bytes with sane fp16 scales (the kernels' speed does not depend on the values); tokens go through
+// the dispatched quantize_row. Prints the best of several timed runs as GMAC/s (weights x tokens per second)
+// and weight GB/s. Not a test: the C++ test build compiles it so that it cannot rot.
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -63,8 +65,9 @@ struct Result {
     double gmac, gbs;
 };
 
-Result run(const TypeTraits& t, kernels::GemmFn gemm, int64_t k, int64_t m, int n, double seconds,
-           std::mt19937_64& rng) {
+// packed: time pack->packed_gemm over the packed matrix instead of gemm (m is then a multiple of kPackRows).
+Result run(const TypeTraits& t, kernels::GemmFn gemm, const kernels::CpuKernels* packed, int64_t k, int64_t m,
+           int n, double seconds, std::mt19937_64& rng) {
     const size_t row_bytes = size_t(k / t.block_size) * t.type_size;
     std::vector<uint8_t> w(size_t(m) * row_bytes);
     for (size_t i = 0; i < w.size(); i += 8) {
@@ -88,12 +91,27 @@ Result run(const TypeTraits& t, kernels::GemmFn gemm, int64_t k, int64_t m, int 
         kernels::quantize_row(p.id)(x.data(), act.data() + size_t(j) * act_bytes, k);
     }
     std::vector<float> c(size_t(m) * size_t(n));
+    constexpr int R = kernels::kPackRows;
+    const size_t group_bytes = packed ? size_t(k / t.block_size) * packed->pack_block_bytes : 0;
+    if (packed) {
+        std::vector<uint8_t> groups(size_t(m / R) * group_bytes);
+        for (int64_t g = 0; g < m / R; ++g)
+            packed->pack(k, w.data() + size_t(g * R) * row_bytes, row_bytes,
+                         groups.data() + size_t(g) * group_bytes);
+        w = std::move(groups);
+    }
     double best = 1e30, sink = 0;
     const double start = now_s();
     int runs = 0;
     while (runs < 3 || now_s() - start < seconds) {
         const double t0 = now_s();
-        gemm(k, w.data(), row_bytes, act.data(), act_bytes, c.data(), m, m, n);
+        if (packed) {
+            for (int64_t g = 0; g < m / R; ++g)
+                packed->packed_gemm(k, w.data() + size_t(g) * group_bytes, act.data(), act_bytes, nullptr, 0,
+                                    c.data() + g * R, m, n);
+        } else {
+            gemm(k, w.data(), row_bytes, act.data(), act_bytes, c.data(), m, m, n);
+        }
         best = std::min(best, now_s() - t0);
         sink += c[size_t(runs) % c.size()];
         ++runs;
@@ -108,6 +126,7 @@ int main(int argc, char** argv) {
     std::vector<std::string> types;
     int64_t k = 2048;
     int n = 1;
+    bool with_packed = false;
     double l2_kib = 192, dram_mib = 256, seconds = 0.3;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
@@ -122,6 +141,8 @@ int main(int argc, char** argv) {
             dram_mib = next();
         } else if (a == "--seconds") {
             seconds = next();
+        } else if (a == "--packed") {
+            with_packed = true;
         } else {
             types.push_back(a);
         }
@@ -139,11 +160,19 @@ int main(int argc, char** argv) {
             continue;
         }
         const double row_bytes = double(k / t->block_size) * double(t->type_size);
-        const int64_t m_l2 = std::max<int64_t>(1, int64_t(l2_kib * 1024 / row_bytes));
-        const int64_t m_dram = std::max<int64_t>(1, int64_t(dram_mib * 1024 * 1024 / row_bytes));
-        const Result l2 = run(*t, gemm, k, m_l2, n, seconds, rng);
-        const Result dram = run(*t, gemm, k, m_dram, n, seconds, rng);
+        constexpr int64_t R = kernels::kPackRows;
+        const int64_t m_l2 = std::max<int64_t>(R, int64_t(l2_kib * 1024 / row_bytes) / R * R);
+        const int64_t m_dram = std::max<int64_t>(R, int64_t(dram_mib * 1024 * 1024 / row_bytes) / R * R);
+        const Result l2 = run(*t, gemm, nullptr, k, m_l2, n, seconds, rng);
+        const Result dram = run(*t, gemm, nullptr, k, m_dram, n, seconds, rng);
         std::printf("%-6s %14.2f %10.2f %14.2f %10.2f\n", name.c_str(), l2.gmac, l2.gbs, dram.gmac, dram.gbs);
+        const kernels::CpuKernels* packed = with_packed ? kernels::packed(t->id) : nullptr;
+        if (packed && !packed->pack_needs_sums) {
+            const Result pl2 = run(*t, gemm, packed, k, m_l2, n, seconds, rng);
+            const Result pdram = run(*t, gemm, packed, k, m_dram, n, seconds, rng);
+            std::printf("%-6s %14.2f %10.2f %14.2f %10.2f\n", (name + "p").c_str(), pl2.gmac, pl2.gbs,
+                        pdram.gmac, pdram.gbs);
+        }
     }
     return 0;
 }

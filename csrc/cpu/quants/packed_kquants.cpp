@@ -1,0 +1,330 @@
+// Packed (row-interleaved) AVX2 kernels of Q4_K and Q6_K against Q8_K tokens (kernels/dispatch.h PackFn,
+// PackedGemmFn): kPackRows = 8 rows become one group, repacked once at load.
+//
+// The idea (llama.cpp ggml-cpu/repack.cpp, block_q4_Kx8 / ggml_gemm_q4_K_8x8_q8_K; our layout differs): a
+// 256-bit register holds 4 consecutive elements ("a quad") of each of the 8 rows, 32-bit lane r = row r.
+// The token's 4 matching int8 quants are broadcast to all lanes (one vpbroadcastd load), and one vpmaddubsw
+// gives every row two int16 pair sums. These add up in int16 over the quads of a sub-block while they cannot
+// overflow, then one vpmaddwd with the rows' sub-block scales (each row's scale in both int16 halves of its
+// lane) gives one int32 per row. At the end of a super-block one int->float conversion and one FMA with
+// d_row * d_token serve all 8 rows, and the 8 results of a token are one 8-float store: no horizontal sums.
+// The weight register of a quad is unpacked once and used for every token of the tile (up to kRN).
+//
+// Scales and mins are unpacked to one byte per (row, sub-block) at pack time, so the hot loop does no 6-bit
+// unpacking; they are widened by one vpshufb per sub-block, shared by the tokens. d (and dmin) stay fp16,
+// 8 rows converted by one vcvtph2ps.
+//
+// Per token the float operations are the same whatever the tile (n), so outputs do not depend on batching;
+// the integer sums are exactly the reference's (format/kquants.h vec_dot_block_*_q8_K).
+#include "format/kquants.h"
+#include "kernels/dispatch.h"
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+
+#include "cpu/quants/avx2_util.h"
+
+namespace qrt::avx2 {
+namespace {
+
+constexpr int R = kernels::kPackRows;
+static_assert(R == 8, "one 32-bit lane per row of a 256-bit register");
+
+// The Q8_K token block (format/kquants.h block_q8_K): d at 0, qs at 4, bsums at 260.
+constexpr size_t kYQs = offsetof(block_q8_K, qs), kYBsums = offsetof(block_q8_K, bsums);
+
+inline __m256i bcast4(const uint8_t* p) {
+    int32_t v;
+    __builtin_memcpy(&v, p, 4);
+    return _mm256_set1_epi32(v);
+}
+
+inline __m256i load_128x2(const uint8_t* p) {
+    return _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+// The scale bytes of a pair of sub-blocks are stored as byte 2r + e = scale of row r, sub-block 2p + e.
+// This vpshufb control (applied to those 16 bytes in both 128-bit halves) puts row r's byte into both int16
+// halves of 32-bit lane r: at the low byte of each half (zero-extended: Q4_K's unsigned scales) or at the
+// high byte (then an arithmetic shift right by 8 sign-extends: Q6_K's int8 scales).
+inline __m256i scale_dup_ctrl(int e, bool high) {
+    alignas(32) int8_t c[32];
+    for (int i = 0; i < 32; ++i) {
+        const int r = i / 4;  // lane i/4 is row r: the high 128-bit half holds rows 4..7
+        const bool data = (i % 2 == 1) == high;
+        c[i] = data ? int8_t(2 * r + e) : int8_t(-128);
+    }
+    return _mm256_load_si256(reinterpret_cast<const __m256i*>(c));
+}
+
+// An empty asm that "changes" x: the compiler must finish x here. Without it GCC 12 reassociates the
+// unrolled integer sums of all the tokens of a tile into one tree, computes every vpmaddubsw first and
+// spills them (Q4_K, 4 tokens, L2: 84 GMAC/s -> 101 with it; Q6_K, whose int16 chains are short, is faster
+// without).
+inline void keep_in_order(__m256i& x) {
+    __asm__("" : "+x"(x));
+}
+
+inline void store_8(float* c, __m256 acc) {
+    _mm256_storeu_ps(c, acc);
+}
+
+// No software prefetch: a group is one contiguous stream and the groups of a matrix follow each other, which
+// the hardware prefetchers follow; prefetching the bytes 1 or 2 KiB ahead measured no better (n = 1, k = 2048
+// and 5632, 256 MiB matrix; noisy shared machine).
+
+// Calls tile<RN> over the n tokens in tiles of kRN, with one smaller tile at the end.
+template <int RN, class F>
+inline void tile_tail(int rn, F&& f) {
+    if constexpr (RN > 1) {
+        if (rn < RN) return tile_tail<RN - 1>(rn, f);
+    }
+    f.template operator()<RN>();
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Q4_K: y = d*sc*q - dmin*m per sub-block of 32, q = 4 bits, sc and m 6 bits.
+//
+// Group layout, per super-block (kQ4Bytes = 1184 bytes for 8 rows; the rows take 8 * 144 = 1152):
+//   [0, 16)      d of rows 0..7 (fp16)
+//   [16, 32)     dmin of rows 0..7 (fp16)
+//   [32, 96)     scales: byte 16p + 2r + e = sc of row r, sub-block 2p + e
+//   [96, 160)    mins, laid out as the scales
+//   [160, 1184)  quants: sub-block u at 160 + 128u, four 32-byte vectors v; byte 32v + 4r + b holds element
+//                32u + 4v + b of row r in its low nibble and element 32u + 16 + 4v + b in its high nibble.
+// Int16 sums: a vpmaddubsw pair is at most 15*128*2 = 3840, so a sub-block's 8 quads (30720) fit.
+// The min term per row, sum_u m_u * (bsum_2u + bsum_2u+1), is one vpmaddwd per pair of sub-blocks.
+
+constexpr size_t kQ4Bytes = 32 + 64 + 64 + 1024;
+
+// get_scale_min_k4 (format/kquants.h), file-local: see the rules in kernels/dispatch.h.
+void scale_min_k4(int j, const uint8_t* q, uint8_t* sc, uint8_t* m) {
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = uint8_t((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+        *m = uint8_t((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+    }
+}
+
+void pack_q4_K(int64_t k, const void* vrows, size_t lda, void* vgroup) {
+    const uint8_t* rows = static_cast<const uint8_t*>(vrows);
+    uint8_t* g = static_cast<uint8_t*>(vgroup);
+    for (int64_t l = 0; l < k / QK_K; ++l, g += kQ4Bytes) {
+        for (int r = 0; r < R; ++r) {
+            const block_q4_K& x = reinterpret_cast<const block_q4_K*>(rows + size_t(r) * lda)[l];
+            __builtin_memcpy(g + 2 * r, &x.d, 2);
+            __builtin_memcpy(g + 16 + 2 * r, &x.dmin, 2);
+            for (int u = 0; u < 8; ++u) {
+                const int o = 16 * (u / 2) + 2 * r + u % 2;
+                scale_min_k4(u, x.scales, g + 32 + o, g + 96 + o);
+                const uint8_t* q = x.qs + 32 * (u / 2);  // low nibbles: sub-block 2c, high: 2c + 1
+                const int shift = 4 * (u % 2);
+                for (int v = 0; v < 4; ++v)
+                    for (int b = 0; b < 4; ++b) {
+                        const int lo = (q[4 * v + b] >> shift) & 0xF, hi = (q[16 + 4 * v + b] >> shift) & 0xF;
+                        g[160 + 128 * u + 32 * v + 4 * r + b] = uint8_t(lo | hi << 4);
+                    }
+            }
+        }
+    }
+}
+
+template <int RN>
+void tile_q4_K(int64_t nb, const uint8_t* g, const uint8_t* b, size_t ldb, float* c, int64_t ldc) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m256i ctrl0 = scale_dup_ctrl(0, false), ctrl1 = scale_dup_ctrl(1, false);
+    __m256 acc[RN];
+    for (int j = 0; j < RN; ++j) acc[j] = _mm256_setzero_ps();
+    for (int64_t l = 0; l < nb; ++l, g += kQ4Bytes) {
+        const uint8_t* y[RN];
+        for (int j = 0; j < RN; ++j) y[j] = b + size_t(j) * ldb + size_t(l) * sizeof(block_q8_K);
+        __m256i sumi[RN];
+        for (int j = 0; j < RN; ++j) sumi[j] = _mm256_setzero_si256();
+        for (int u = 0; u < 8; ++u) {
+            const __m256i sc = _mm256_shuffle_epi8(load_128x2(g + 32 + 16 * (u / 2)), u % 2 ? ctrl1 : ctrl0);
+            __m256i s16[RN];
+            for (int v = 0; v < 4; ++v) {
+                const __m256i w = load_256(g + 160 + 128 * u + 32 * v);
+                const __m256i lo = _mm256_and_si256(w, m4),
+                              hi = _mm256_and_si256(_mm256_srli_epi16(w, 4), m4);
+                for (int j = 0; j < RN; ++j) {
+                    const uint8_t* yq = y[j] + kYQs + 32 * u + 4 * v;
+                    const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, bcast4(yq)),
+                                                       _mm256_maddubs_epi16(hi, bcast4(yq + 16)));
+                    s16[j] = v == 0 ? p : _mm256_add_epi16(s16[j], p);
+                    keep_in_order(s16[j]);
+                }
+            }
+            for (int j = 0; j < RN; ++j) {
+                const __m256i s = _mm256_madd_epi16(s16[j], sc);
+                sumi[j] = _mm256_add_epi32(sumi[j], s);
+            }
+        }
+        const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g)));
+        const __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + 16)));
+        for (int j = 0; j < RN; ++j) {
+            // bsum pairs -> the 8 sums of 32 as int16; after vpackssdw the pair (2p, 2p+1) is 32-bit element
+            // 0, 1, 4, 5 for p = 0..3
+            const __m256i bs = sum_i16_pairs(load_256(y[j] + kYBsums));
+            const __m256i bs16 = _mm256_packs_epi32(bs, bs);
+            __m256i summ = _mm256_setzero_si256();
+            for (int p = 0; p < 4; ++p) {
+                const __m256i pair = _mm256_permutevar8x32_epi32(bs16, _mm256_set1_epi32(p < 2 ? p : p + 2));
+                const __m256i mins =
+                    _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + 96 + 16 * p)));
+                summ = _mm256_add_epi32(summ, _mm256_madd_epi16(pair, mins));
+            }
+            float dy;
+            __builtin_memcpy(&dy, y[j], 4);
+            const __m256 vdy = _mm256_set1_ps(dy);
+            acc[j] = _mm256_fmadd_ps(_mm256_mul_ps(d, vdy), _mm256_cvtepi32_ps(sumi[j]), acc[j]);
+            acc[j] = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, vdy), _mm256_cvtepi32_ps(summ), acc[j]);
+        }
+    }
+    for (int j = 0; j < RN; ++j) store_8(c + j * ldc, acc[j]);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Q6_K: y = d*sc*(q-32) per sub-block of 16, q = 6 bits stored as value + 32 (0..63), sc int8.
+//
+// Group layout, per super-block (kQ6Bytes = 1680 bytes for 8 rows, as the rows: 8 * 210):
+//   [0, 16)      d of rows 0..7 (fp16)
+//   [16, 144)    scales: byte 16p + 2r + e = scale of row r, sub-block 2p + e
+//   [144, 1680)  quants: sub-block s (16 elements = quads t = 0..3) at 144 + 96s, three 32-byte vectors
+//                A, B, C; byte 4r + b of each concerns elements 16s + 4t + b of row r, with q_t its 6 bits:
+//                  A = q_0 | (q_2 >> 4) << 6,   B = q_1 | (q_3 >> 4) << 6,   C = (q_2 & 15) | (q_3 & 15) << 4
+//                so quads 0 and 1 unpack with one vpand each, quads 2 and 3 with four or five operations
+//                (11 in all, where ggml's ql/qh split takes 16).
+// Int16 sums: a vpmaddubsw pair is at most 63*128*2 = 16128, so only two quads add up before vpmaddwd.
+// The offset: sum sc*(q-32)*y = sum sc*q*y - sum_s (32 sc_s) * bsum_s, one vpmaddwd per pair of sub-blocks.
+
+constexpr size_t kQ6Bytes = 16 + 128 + 1536;
+
+void pack_q6_K(int64_t k, const void* vrows, size_t lda, void* vgroup) {
+    const uint8_t* rows = static_cast<const uint8_t*>(vrows);
+    uint8_t* g = static_cast<uint8_t*>(vgroup);
+    for (int64_t l = 0; l < k / QK_K; ++l, g += kQ6Bytes) {
+        __builtin_memset(g, 0, kQ6Bytes);
+        for (int r = 0; r < R; ++r) {
+            const block_q6_K& x = reinterpret_cast<const block_q6_K*>(rows + size_t(r) * lda)[l];
+            __builtin_memcpy(g + 2 * r, &x.d, 2);
+            for (int s = 0; s < 16; ++s) g[16 + 16 * (s / 2) + 2 * r + s % 2] = uint8_t(x.scales[s]);
+            for (int e = 0; e < QK_K; ++e) {
+                // element e as in vec_dot_block_q6_K_q8_K: half h, quarter t of the half, byte l
+                const int h = e / 128, t6 = (e % 128) / 32, l6 = e % 32;
+                const int lo = (x.ql[64 * h + 32 * (t6 & 1) + l6] >> (4 * (t6 / 2))) & 0xF;
+                const int hi = (x.qh[32 * h + l6] >> (2 * t6)) & 3;
+                const int s = e / 16, t = (e % 16) / 4, bb = e % 4;
+                uint8_t* q = g + 144 + 96 * s + 4 * r + bb;
+                if (t < 2) {
+                    q[32 * t] |= uint8_t(lo | hi << 4);  // A, B: q_0, q_1 in bits 0..5
+                } else {
+                    q[32 * (t - 2)] |= uint8_t(hi << 6);  // A, B: the top bits of q_2, q_3
+                    q[64] |= uint8_t(lo << (4 * (t - 2)));
+                }
+            }
+        }
+    }
+}
+
+template <int RN>
+void tile_q6_K(int64_t nb, const uint8_t* g, const uint8_t* b, size_t ldb, float* c, int64_t ldc) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x30), m6 = _mm256_set1_epi8(0x3F);
+    const __m256i ctrl0 = scale_dup_ctrl(0, true), ctrl1 = scale_dup_ctrl(1, true);
+    __m256 acc[RN];
+    for (int j = 0; j < RN; ++j) acc[j] = _mm256_setzero_ps();
+    for (int64_t l = 0; l < nb; ++l, g += kQ6Bytes) {
+        const uint8_t* y[RN];
+        for (int j = 0; j < RN; ++j) y[j] = b + size_t(j) * ldb + size_t(l) * sizeof(block_q8_K);
+        __m256i sumi[RN];
+        for (int j = 0; j < RN; ++j) sumi[j] = _mm256_setzero_si256();
+        for (int p = 0; p < 8; ++p) {
+            const uint8_t* sp = g + 16 + 16 * p;
+            // the offset term of sub-blocks 2p, 2p+1: 32 sc (|32 sc| <= 4096) times the token's bsum pair
+            const __m256i sc32 = _mm256_slli_epi16(
+                _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sp))), 5);
+            for (int j = 0; j < RN; ++j) {
+                const __m256i o = _mm256_madd_epi16(sc32, bcast4(y[j] + kYBsums + 4 * p));
+                sumi[j] = _mm256_sub_epi32(sumi[j], o);
+            }
+            const __m256i sb = load_128x2(sp);
+            for (int e = 0; e < 2; ++e) {
+                const int s = 2 * p + e;
+                const __m256i sc = _mm256_srai_epi16(_mm256_shuffle_epi8(sb, e ? ctrl1 : ctrl0), 8);
+                const uint8_t* q = g + 144 + 96 * s;
+                const __m256i va = load_256(q), vb = load_256(q + 32), vc = load_256(q + 64);
+                // 16-bit shifts: the bits that cross into a byte from its neighbour are masked off
+                const __m256i q0 = _mm256_and_si256(va, m6), q1 = _mm256_and_si256(vb, m6);
+                const __m256i q2 =
+                    _mm256_or_si256(_mm256_and_si256(vc, m4), _mm256_and_si256(_mm256_srli_epi16(va, 2), m2));
+                const __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(vc, 4), m4),
+                                                   _mm256_and_si256(_mm256_srli_epi16(vb, 2), m2));
+                for (int j = 0; j < RN; ++j) {
+                    const uint8_t* yq = y[j] + kYQs + 16 * s;
+                    const __m256i a = _mm256_add_epi16(_mm256_maddubs_epi16(q0, bcast4(yq)),
+                                                       _mm256_maddubs_epi16(q1, bcast4(yq + 4)));
+                    const __m256i bb = _mm256_add_epi16(_mm256_maddubs_epi16(q2, bcast4(yq + 8)),
+                                                        _mm256_maddubs_epi16(q3, bcast4(yq + 12)));
+                    sumi[j] = _mm256_add_epi32(
+                        sumi[j], _mm256_add_epi32(_mm256_madd_epi16(a, sc), _mm256_madd_epi16(bb, sc)));
+                }
+            }
+        }
+        const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g)));
+        for (int j = 0; j < RN; ++j) {
+            float dy;
+            __builtin_memcpy(&dy, y[j], 4);
+            acc[j] =
+                _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(dy)), _mm256_cvtepi32_ps(sumi[j]), acc[j]);
+        }
+    }
+    for (int j = 0; j < RN; ++j) store_8(c + j * ldc, acc[j]);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+
+constexpr int kRN =
+    4;  // tokens per tile: RN accumulators, RN int32 and RN int16 partial sums in 16 registers
+
+template <template <int> class Tile>
+void packed_gemm(int64_t k, const void* group, const void* vb, size_t ldb, const int32_t*, int64_t, float* c,
+                 int64_t ldc, int64_t n) {
+    const uint8_t* g = static_cast<const uint8_t*>(group);
+    const uint8_t* b = static_cast<const uint8_t*>(vb);
+    for (int64_t j = 0; j < n; j += kRN) {
+        const int rn = int(n - j < kRN ? n - j : kRN);
+        tile_tail<kRN>(
+            rn, [&]<int RN>() { Tile<RN>::run(k / QK_K, g, b + size_t(j) * ldb, ldb, c + j * ldc, ldc); });
+    }
+}
+
+template <int RN>
+struct Q4Tile {
+    static void run(int64_t nb, const uint8_t* g, const uint8_t* b, size_t ldb, float* c, int64_t ldc) {
+        tile_q4_K<RN>(nb, g, b, ldb, c, ldc);
+    }
+};
+template <int RN>
+struct Q6Tile {
+    static void run(int64_t nb, const uint8_t* g, const uint8_t* b, size_t ldb, float* c, int64_t ldc) {
+        tile_q6_K<RN>(nb, g, b, ldb, c, ldc);
+    }
+};
+
+const kernels::Registrar q4_K_packed(Isa::Avx2, TypeId::Q4_K,
+                                     {.pack = pack_q4_K,
+                                      .packed_gemm = packed_gemm<Q4Tile>,
+                                      .pack_block_bytes = kQ4Bytes,
+                                      .pack_needs_sums = false});
+const kernels::Registrar q6_K_packed(Isa::Avx2, TypeId::Q6_K,
+                                     {.pack = pack_q6_K,
+                                      .packed_gemm = packed_gemm<Q6Tile>,
+                                      .pack_block_bytes = kQ6Bytes,
+                                      .pack_needs_sums = false});
+
+}  // namespace
+}  // namespace qrt::avx2
+
+#endif  // __AVX2__
