@@ -1,5 +1,7 @@
 #include "model/packing.h"
 
+#include <sys/mman.h>
+
 #include <new>
 #include <vector>
 
@@ -10,10 +12,10 @@ namespace qrt::model {
 
 namespace {
 
-constexpr uint64_t kAlign = 64;
+constexpr uint64_t kAlign = 64, kHugePage = uint64_t(2) << 20;
 
-uint64_t round_up(uint64_t n) {
-    return (n + kAlign - 1) / kAlign * kAlign;
+uint64_t round_up(uint64_t n, uint64_t to = kAlign) {
+    return (n + to - 1) / to * to;
 }
 
 const kernels::CpuKernels* packed_kernels(const Matrix& m) {
@@ -22,6 +24,10 @@ const kernels::CpuKernels* packed_kernels(const Matrix& m) {
 }
 
 }  // namespace
+
+void Unmap::operator()(uint8_t* p) const {
+    ::munmap(p, size);
+}
 
 uint64_t packed_size(const Matrix& m) {
     const kernels::CpuKernels* k = packed_kernels(m);
@@ -59,8 +65,11 @@ PackedBytes pack_weights(Weights& w, const gguf::File& file, int64_t layer_begin
     uint64_t total = 0;
     for (const Matrix* m : ms) total += packed_size(*m);
     if (total == 0) return nullptr;
-    PackedBytes bytes(static_cast<uint8_t*>(std::aligned_alloc(kAlign, total)));
-    if (!bytes) throw std::bad_alloc();
+    const size_t size = size_t(round_up(total, kHugePage));
+    void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::bad_alloc();
+    ::madvise(p, size, MADV_HUGEPAGE);  // advice only: without THP this is plain 4 KiB pages
+    PackedBytes bytes(static_cast<uint8_t*>(p), Unmap{size});
     uint8_t* out = bytes.get();
     for (Matrix* m : ms) {
         const uint64_t n = packed_size(*m);

@@ -9,7 +9,6 @@
 #pragma once
 
 #include <cstdint>
-#include <cstdlib>
 #include <memory>
 
 #include "model/weights.h"
@@ -24,10 +23,13 @@ uint64_t packed_size(const Matrix& m);
 // m.packed at it.
 void pack_matrix(Matrix& m, uint8_t* out, int n_threads);
 
-struct FreeBytes {
-    void operator()(uint8_t* p) const { std::free(p); }
+// Anonymous memory from mmap, in transparent huge pages where the kernel allows (a 2 MiB page needs one
+// fault and one TLB entry where 4 KiB pages need 512: decode streams all of it every token).
+struct Unmap {
+    size_t size = 0;
+    void operator()(uint8_t* p) const;
 };
-using PackedBytes = std::unique_ptr<uint8_t, FreeBytes>;
+using PackedBytes = std::unique_ptr<uint8_t, Unmap>;
 
 // Packs the matrices of layers [layer_begin, layer_end) and, with `head`, the output layer, into one
 // allocation, which it returns (empty if nothing is packed); pages of `file` that held them are evicted.

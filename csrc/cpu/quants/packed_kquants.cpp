@@ -121,11 +121,13 @@ void pack_q4_K(int64_t k, const void* vrows, size_t lda, void* vgroup) {
                 scale_min_k4(u, x.scales, g + 32 + o, g + 96 + o);
                 const uint8_t* q = x.qs + 32 * (u / 2);  // low nibbles: sub-block 2c, high: 2c + 1
                 const int shift = 4 * (u % 2);
-                for (int v = 0; v < 4; ++v)
-                    for (int b = 0; b < 4; ++b) {
-                        const int lo = (q[4 * v + b] >> shift) & 0xF, hi = (q[16 + 4 * v + b] >> shift) & 0xF;
-                        g[160 + 128 * u + 32 * v + 4 * r + b] = uint8_t(lo | hi << 4);
-                    }
+                for (int v = 0; v < 4; ++v) {  // four elements at a time, one per byte of a word
+                    uint32_t a, b;
+                    __builtin_memcpy(&a, q + 4 * v, 4);
+                    __builtin_memcpy(&b, q + 16 + 4 * v, 4);
+                    const uint32_t w = ((a >> shift) & 0x0F0F0F0Fu) | ((b >> shift) & 0x0F0F0F0Fu) << 4;
+                    __builtin_memcpy(g + 160 + 128 * u + 32 * v + 4 * r, &w, 4);
+                }
             }
         }
     }
@@ -206,23 +208,30 @@ void pack_q6_K(int64_t k, const void* vrows, size_t lda, void* vgroup) {
     const uint8_t* rows = static_cast<const uint8_t*>(vrows);
     uint8_t* g = static_cast<uint8_t*>(vgroup);
     for (int64_t l = 0; l < k / QK_K; ++l, g += kQ6Bytes) {
-        __builtin_memset(g, 0, kQ6Bytes);
         for (int r = 0; r < R; ++r) {
             const block_q6_K& x = reinterpret_cast<const block_q6_K*>(rows + size_t(r) * lda)[l];
             __builtin_memcpy(g + 2 * r, &x.d, 2);
             for (int s = 0; s < 16; ++s) g[16 + 16 * (s / 2) + 2 * r + s % 2] = uint8_t(x.scales[s]);
-            for (int e = 0; e < QK_K; ++e) {
-                // element e as in vec_dot_block_q6_K_q8_K: half h, quarter t of the half, byte l
-                const int h = e / 128, t6 = (e % 128) / 32, l6 = e % 32;
-                const int lo = (x.ql[64 * h + 32 * (t6 & 1) + l6] >> (4 * (t6 / 2))) & 0xF;
-                const int hi = (x.qh[32 * h + l6] >> (2 * t6)) & 3;
-                const int s = e / 16, t = (e % 16) / 4, bb = e % 4;
-                uint8_t* q = g + 144 + 96 * s + 4 * r + bb;
-                if (t < 2) {
-                    q[32 * t] |= uint8_t(lo | hi << 4);  // A, B: q_0, q_1 in bits 0..5
-                } else {
-                    q[32 * (t - 2)] |= uint8_t(hi << 6);  // A, B: the top bits of q_2, q_3
-                    q[64] |= uint8_t(lo << (4 * (t - 2)));
+            // the 6-bit quants in element order, as in vec_dot_block_q6_K_q8_K (halves of 128: ql, qh)
+            uint8_t q[QK_K];
+            for (int h = 0; h < 2; ++h) {
+                const uint8_t* ql = x.ql + 64 * h;
+                const uint8_t* qh = x.qh + 32 * h;
+                for (int e = 0; e < 32; ++e) {
+                    q[128 * h + e] = uint8_t((ql[e] & 0xF) | (qh[e] & 3) << 4);
+                    q[128 * h + 32 + e] = uint8_t((ql[32 + e] & 0xF) | ((qh[e] >> 2) & 3) << 4);
+                    q[128 * h + 64 + e] = uint8_t((ql[e] >> 4) | ((qh[e] >> 4) & 3) << 4);
+                    q[128 * h + 96 + e] = uint8_t((ql[32 + e] >> 4) | ((qh[e] >> 6) & 3) << 4);
+                }
+            }
+            for (int s = 0; s < 16; ++s) {
+                uint8_t* o = g + 144 + 96 * s + 4 * r;
+                for (int b = 0; b < 4; ++b) {
+                    const int q0 = q[16 * s + b], q1 = q[16 * s + 4 + b], q2 = q[16 * s + 8 + b],
+                              q3 = q[16 * s + 12 + b];
+                    o[b] = uint8_t(q0 | (q2 >> 4) << 6);              // A
+                    o[32 + b] = uint8_t(q1 | (q3 >> 4) << 6);         // B
+                    o[64 + b] = uint8_t((q2 & 15) | (q3 & 15) << 4);  // C
                 }
             }
         }
