@@ -88,7 +88,8 @@ class Model:
             self.metadata: dict[str, Any] = dict(f.metadata)
             if check_tensors:
                 _check_tensors(f)
-        self.tokenizer = Tokenizer.from_gguf(self.metadata)
+            # the file rather than the metadata dict: its GGUF value types spare checking every vocabulary entry
+            self.tokenizer = Tokenizer.from_gguf(f)
         self._native = _C.Model(
             self.path,
             n_ctx,
