@@ -1,7 +1,7 @@
 """Start-up cost: `import qrt` and qrt-run import numpy and jinja2 only when they are used.
 
-numpy and jinja2 take longer to import than SmolLM2 takes to load, so an eager import anywhere in
-qrt/__init__ or on qrt-run's path shows up in its time to first token.
+numpy and jinja2 together take about as long to import as SmolLM2 takes to load, so an eager import
+anywhere in qrt/__init__ or on qrt-run's path shows up in its time to first token.
 """
 
 from __future__ import annotations

@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 
 __version__: str = _C.build_info()["version"]
 
-# Public names imported on first use (PEP 562): numpy and jinja2 cost more to import than a small model
-# takes to load, and `import qrt` alone (qrt-run --help, qrt-gguf) needs neither.
+# Public names imported on first use (PEP 562): numpy and jinja2 take ~100 ms to import, as long as a small
+# model takes to load, and `import qrt` alone (qrt-run --help, qrt-gguf) needs neither.
 _LAZY = {
     "gguf": "gguf",
     "TypeInfo": "formats",
