@@ -13,16 +13,34 @@ qrt.convert("hf_checkpoint_dir/", "model.Q4_K_M.gguf", type="Q4_K_M")
 
 from __future__ import annotations
 
+import importlib
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import _C, gguf
+from . import _C
 from ._C import FormatError, UnsupportedError
-from .formats import TypeInfo, dequantize, quantize, types
-from .model import Model, load
-from .tokenizer import Detokenizer, Tokenizer
+
+if TYPE_CHECKING:
+    from . import gguf
+    from .formats import TypeInfo, dequantize, quantize, types
+    from .model import Model, load
+    from .tokenizer import Detokenizer, Tokenizer
 
 __version__: str = _C.build_info()["version"]
+
+# Public names imported on first use (PEP 562): numpy and jinja2 take ~100 ms to import, as long as a small
+# model takes to load, and `import qrt` alone (qrt-run --help, qrt-gguf) needs neither.
+_LAZY = {
+    "gguf": "gguf",
+    "TypeInfo": "formats",
+    "dequantize": "formats",
+    "quantize": "formats",
+    "types": "formats",
+    "Model": "model",
+    "load": "model",
+    "Detokenizer": "tokenizer",
+    "Tokenizer": "tokenizer",
+}
 
 __all__ = [
     "Detokenizer",
@@ -71,3 +89,17 @@ def convert(
     import qrt_convert
 
     return qrt_convert.convert(hf_dir, out_path, type, progress=progress, **kwargs)
+
+
+if not TYPE_CHECKING:  # hidden from type checkers, which would otherwise accept any qrt.<name>
+
+    def __getattr__(name: str) -> Any:
+        if name not in _LAZY:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        module = importlib.import_module(f".{_LAZY[name]}", __name__)
+        value = module if name == _LAZY[name] else getattr(module, name)
+        globals()[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted(set(globals()) | set(_LAZY))

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from . import _C
 from ._C import FormatError, UnsupportedError  # re-exported: what open() raises
-from .formats import dequantize as _dequantize
+
+if TYPE_CHECKING:  # numpy costs more to import than reading a file's metadata takes
+    import numpy as np
 
 __all__ = ["Field", "FormatError", "GGUFFile", "TensorInfo", "UnsupportedError", "open"]
 
@@ -110,8 +110,10 @@ class GGUFFile:
 
     def dequantize(self, name: str, *, n_threads: int = 0) -> np.ndarray:
         """Tensor ``name`` decoded to a new float32 array of shape ``tensors[name].shape``."""
+        from .formats import dequantize
+
         info = self._info(name)
-        return _dequantize(self.raw(name), info.type, info.shape, n_threads=n_threads)
+        return dequantize(self.raw(name), info.type, info.shape, n_threads=n_threads)
 
     def close(self) -> None:
         """Drop this object's hold on the file (idempotent). Views from :meth:`raw` remain valid."""

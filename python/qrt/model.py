@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _C, chat
+from . import _C
 from . import gguf as _gguf
 from .tokenizer import Tokenizer
 
@@ -88,7 +88,8 @@ class Model:
             self.metadata: dict[str, Any] = dict(f.metadata)
             if check_tensors:
                 _check_tensors(f)
-        self.tokenizer = Tokenizer.from_gguf(self.metadata)
+            # the file rather than the metadata dict: its GGUF value types spare checking every vocabulary entry
+            self.tokenizer = Tokenizer.from_gguf(f)
         self._native = _C.Model(
             self.path,
             n_ctx,
@@ -208,6 +209,8 @@ class Model:
     def chat(self, messages: Sequence[Mapping[str, Any]], **kwargs: Any) -> str | Iterator[str]:
         """Reply to a conversation (``[{"role": "user", "content": "..."}]``), rendered with the file's
         chat template in a sandboxed Jinja environment. Takes the same keyword arguments as generate."""
+        from . import chat  # jinja2: only conversations pay for importing it
+
         tok = self.tokenizer
         text = chat.render(
             self.metadata.get("tokenizer.chat_template"),

@@ -352,7 +352,6 @@ class Tokenizer:
 
         # BPE merges: "left right" -> rank (the first of duplicates wins)
         self._rank: dict[str, int] = {}
-        self._junctions: set[tuple[str, str]] = set()
         if not spm:
             merges = meta.array(P + "merges", ("STRING",), (str,))
             if merges is None:
@@ -439,16 +438,10 @@ class Tokenizer:
         self._specials = specials
         self._special_prefixes = {self._text[i][:2] for i in specials}
 
-        # where a merge can never join two characters, a long word may be cut into independent pieces
+        # whether no token has "▁" after another character (see _encode_spm)
         if spm:
-            for t in self._text:
-                self._junctions.update(itertools.pairwise(t))
-            self._spm_word_split = not any(b == _SPM_SPACE != a for a, b in self._junctions)
-        else:
-            for m in self._rank:
-                p = m.find(" ", 1)
-                if p > 0 and p + 1 < len(m):
-                    self._junctions.add((m[p - 1], m[p + 1]))
+            self._spm_word_split = not any(_SPM_SPACE in t.lstrip(_SPM_SPACE) for t in self._text)
+        self._junctions: set[tuple[str, str]] | None = None  # built by _cut, on the first long word
         self._pieces: list[bytes | None] = [None] * n
         self._cache: dict[str, list[int]] = {}
         self._score_order: list[int] | None = None
@@ -597,6 +590,19 @@ class Tokenizer:
         """Cut a long word between characters that no merge or token ever joins; the pieces are then
         merged independently with the same result."""
         junctions = self._junctions
+        if junctions is None:
+            # built here rather than at load (~15 ms for 49k merges) as only words over _LONG_WORD characters
+            # need it; threads that race here build equal sets.
+            junctions = set()
+            if self.model == "llama":
+                for t in self._text:
+                    junctions.update(itertools.pairwise(t))
+            else:
+                for m in self._rank:
+                    p = m.find(" ", 1)
+                    if p > 0 and p + 1 < len(m):
+                        junctions.add((m[p - 1], m[p + 1]))
+            self._junctions = junctions
         pieces = []
         start = 0
         for i in range(1, len(word)):

@@ -11,7 +11,24 @@ import sys
 import time
 import warnings
 
-import jinja2
+
+def _reported_errors() -> tuple[type[Exception], ...]:
+    """What qrt-run reports as a one-line error instead of a traceback."""
+    import qrt
+
+    errors = (
+        qrt.FormatError,
+        qrt.UnsupportedError,
+        ValueError,
+        TypeError,
+        OSError,
+        RuntimeError,
+        MemoryError,
+    )
+    # jinja2 can only raise once --chat has imported it; importing it just for this except clause would add
+    # ~25 ms to every run.
+    jinja2 = sys.modules.get("jinja2")
+    return (*errors, jinja2.TemplateError) if jinja2 is not None else errors
 
 
 def _gpu_layers(value: str) -> int | str:
@@ -117,16 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\nqrt-run: interrupted", file=sys.stderr)
         return 130
-    except (
-        qrt.FormatError,
-        qrt.UnsupportedError,
-        ValueError,
-        TypeError,
-        OSError,
-        RuntimeError,
-        MemoryError,
-        jinja2.TemplateError,
-    ) as e:
+    except _reported_errors() as e:
         print(f"qrt-run: error: {e}", file=sys.stderr)
         return 1
 
