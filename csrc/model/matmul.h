@@ -3,10 +3,13 @@
 //
 // The activations are quantized once per call to the weight type's vec_dot_type (Q8_0, Q8_1, Q8_K, F16,
 // BF16; F32 is used as is) with the dispatched quantize_row, into the scratch area; then every output is a
-// dot product of a weight row with a quantized token, computed by the dispatched gemm (register-blocked,
-// several rows x several tokens per tile) or, where the ISA has none (QRT_KERNELS=scalar: the reference
-// route), by the registry's scalar vec_dot, or for types whose rows are not self-contained (NF4) by the
-// registry's vec_dot_rows. Rows are split over the pool in groups of kMatmulRowGroup.
+// dot product of a weight row with a quantized token, computed by
+//   - the packed kernel, for the rows of a matrix repacked at load (model/packing.h: 8 rows interleaved,
+//     for the types the active ISA packs; offset types also get per-block sums of the activations);
+//   - else the dispatched gemm (register-blocked, several rows x several tokens per tile);
+//   - else, where the ISA has none (QRT_KERNELS=scalar: the reference route), the registry's scalar
+//     vec_dot, or for types whose rows are not self-contained (NF4) the registry's vec_dot_rows.
+// Rows are split over the pool in groups of kMatmulRowGroup.
 //
 // Precision: int8 activations (what llama.cpp does) put a relative error of about 1% on each product's input.
 // With Activations::Int8x2 the residual x - dequantize(q1) is quantized a second time and both are dotted
@@ -17,7 +20,7 @@
 // where int8 everywhere gives 0.0031 / 96.7% and llama.cpp 0.0030 / 96.5%; the cost is within the noise of
 // decode (memory-bound) and ~15% more multiply work in prefill (bench/RESULTS.md).
 //
-// Every output is a fixed sequence of vec_dots of one row with one token's activations whatever the batch,
+// Every output is a fixed sequence of operations on one row and one token's activations whatever the batch,
 // the row split or the thread count, so prefill and decode give the same numbers bit for bit.
 #pragma once
 
