@@ -47,11 +47,16 @@ float hsum8(__m256 x) {
     return _mm_cvtss_f32(r);
 }
 
-float hmax8(__m256 x) {
-    __m128 r = _mm_max_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
+float hmax4(__m128 r) {
     r = _mm_max_ps(r, _mm_movehl_ps(r, r));
     r = _mm_max_ss(r, _mm_movehdup_ps(r));
     return _mm_cvtss_f32(r);
+}
+
+// The lane sums of a, b, c, d: [sum a, sum b, sum c, sum d], each ((0+1) + (2+3)) + ((4+5) + (6+7)).
+__m128 reduce4(__m256 a, __m256 b, __m256 c, __m256 d) {
+    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
+    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
 }
 
 __m256 load_half8(const half_bits* p) {
@@ -65,7 +70,7 @@ float exp1(float x) {
 
 // G query heads that read the same KV head (GQA), each exactly as attention_head computes it alone:
 // scores[t] = scale * q.K[t], then p = e^(scores - max), out = (sum_t p[t] V[t]) / sum_t p[t]. Per token the
-// dot over head_dim runs in two 8-lane accumulators; V is accumulated in head_dim/8 vectors. Each K and V
+// dot over head_dim runs in one 8-lane accumulator; V is accumulated in head_dim/8 vectors. Each K and V
 // row is widened from fp16 once for the G heads; V is taken 4 vectors (32 dims) at a time so the G heads'
 // accumulators stay in registers. q, out: [G][head_dim]; scores: [G][n_kv].
 template <int G>
@@ -75,32 +80,34 @@ void attention_group(float* out, const float* q, const PagedKv& kv, int kv_head,
     const int64_t block_stride = int64_t(kv.n_kv_head) * bs * hd;  // halves per physical block
     const int64_t head_offset = int64_t(kv_head) * bs * hd;
 
-    __m256 vmax[G];
-    for (int g = 0; g < G; ++g) vmax[g] = _mm256_set1_ps(-__builtin_inff());
+    // Scores a few keys at a time: one accumulator per (head, key) over head_dim, then the keys' sums
+    // side by side from one hadd tree (reduce4), instead of a horizontal sum per score. A key's score is the
+    // same arithmetic whichever group it falls in (a short group repeats its keys in the spare lanes).
+    constexpr int KB = G >= 4 ? 2 : 4;  // keys per step: G*KB accumulators in registers
+    __m128 vmax[G];
+    for (int g = 0; g < G; ++g) vmax[g] = _mm_set1_ps(-__builtin_inff());
     for (int t0 = 0; t0 < n_kv; t0 += bs) {
         const half_bits* kb = kv.k + kv.block_table[t0 / bs] * block_stride + head_offset;
         const int nt = n_kv - t0 < bs ? n_kv - t0 : bs;
-        for (int t = 0; t < nt; ++t) {
-            const half_bits* k = kb + int64_t(t) * hd;
-            __m256 a0[G], a1[G];
-            for (int g = 0; g < G; ++g) a0[g] = a1[g] = _mm256_setzero_ps();
-            int v = 0;
-            for (; v + 2 <= nv; v += 2) {
-                const __m256 k0 = load_half8(k + 8 * v), k1 = load_half8(k + 8 * v + 8);
-                for (int g = 0; g < G; ++g) {
-                    a0[g] = _mm256_fmadd_ps(_mm256_loadu_ps(q + g * hd + 8 * v), k0, a0[g]);
-                    a1[g] = _mm256_fmadd_ps(_mm256_loadu_ps(q + g * hd + 8 * v + 8), k1, a1[g]);
+        for (int t = 0; t < nt; t += KB) {
+            const int nk = nt - t < KB ? nt - t : KB;
+            __m256 a[G][KB];
+            for (int g = 0; g < G; ++g)
+                for (int i = 0; i < KB; ++i) a[g][i] = _mm256_setzero_ps();
+            for (int v = 0; v < nv; ++v)
+                for (int i = 0; i < KB; ++i) {
+                    const __m256 k = load_half8(kb + int64_t(t + (i < nk ? i : 0)) * hd + 8 * v);
+                    for (int g = 0; g < G; ++g)
+                        a[g][i] = _mm256_fmadd_ps(_mm256_loadu_ps(q + g * hd + 8 * v), k, a[g][i]);
                 }
-            }
-            if (v < nv) {
-                const __m256 k0 = load_half8(k + 8 * v);
-                for (int g = 0; g < G; ++g)
-                    a0[g] = _mm256_fmadd_ps(_mm256_loadu_ps(q + g * hd + 8 * v), k0, a0[g]);
-            }
             for (int g = 0; g < G; ++g) {
-                const float s = hsum8(_mm256_add_ps(a0[g], a1[g])) * scale;
-                scores[g * n_kv + t0 + t] = s;
-                vmax[g] = _mm256_max_ps(vmax[g], _mm256_set1_ps(s));
+                const __m128 sc = _mm_mul_ps(KB == 4 ? reduce4(a[g][0], a[g][1], a[g][2 % KB], a[g][3 % KB])
+                                                     : reduce4(a[g][0], a[g][1], a[g][0], a[g][1]),
+                                             _mm_set1_ps(scale));
+                vmax[g] = _mm_max_ps(vmax[g], sc);
+                alignas(16) float out4[4];
+                _mm_store_ps(out4, sc);
+                for (int i = 0; i < nk; ++i) scores[g * n_kv + t0 + t + i] = out4[i];
             }
         }
     }
@@ -108,7 +115,7 @@ void attention_group(float* out, const float* q, const PagedKv& kv, int kv_head,
     float inv_sum[G];
     for (int g = 0; g < G; ++g) {
         float* sc = scores + g * n_kv;
-        const float max = hmax8(vmax[g]);
+        const float max = hmax4(vmax[g]);
         __m256 vsum = _mm256_setzero_ps();
         const __m256 m = _mm256_set1_ps(max);
         int t = 0;
