@@ -1,5 +1,5 @@
-// Packed (row-interleaved) AVX2 kernels of Q3_K, Q4_K, Q5_K and Q6_K against Q8_K tokens (kernels/dispatch.h
-// PackFn, PackedGemmFn): kPackRows = 8 rows become one group, repacked once at load.
+// Packed (row-interleaved) AVX2 kernels of Q2_K, Q3_K, Q4_K, Q5_K and Q6_K against Q8_K tokens
+// (kernels/dispatch.h PackFn, PackedGemmFn): kPackRows = 8 rows become one group, repacked once at load.
 //
 // The idea (llama.cpp ggml-cpu/repack.cpp, block_q4_Kx8 / ggml_gemm_q4_K_8x8_q8_K; our layout differs): a
 // 256-bit register holds 4 consecutive elements ("a quad") of each of the 8 rows, 32-bit lane r = row r.
@@ -419,6 +419,91 @@ void tile_q6_K(int64_t nb, const uint8_t* g, const uint8_t* b, size_t ldb, float
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// Q2_K: y = d*(sc&15)*q - dmin*(sc>>4) per sub-block of 16, q = 2 bits.
+//
+// Group layout, per super-block (kQ2Bytes = 672 bytes for 8 rows, as the rows: 8 * 84):
+//   [0, 16)      d of rows 0..7 (fp16)
+//   [16, 32)     dmin of rows 0..7 (fp16)
+//   [32, 160)    scale bytes as stored (scale | min << 4): byte 16p + 2r + e = row r's, sub-block 2p + e;
+//                kept as nibbles (one vpand after the vpshufb, one shift after widening the mins) so the
+//                group is no larger than the rows
+//   [160, 672)   quants: sub-block s (quads t = 0..3) at 160 + 32s, one 32-byte vector; byte 4r + b holds
+//                q0 | q1 << 2 | q2 << 4 | q3 << 6, q_t of element 16s + 4t + b of row r.
+// Int16 sums: trivially in range. The min term per row, sum_s m_s * bsum_s, one vpmaddwd per pair.
+
+constexpr size_t kQ2Bytes = 32 + 128 + 512;
+
+void pack_q2_K(int64_t k, const void* vrows, size_t lda, void* vgroup) {
+    const uint8_t* rows = static_cast<const uint8_t*>(vrows);
+    uint8_t* g = static_cast<uint8_t*>(vgroup);
+    for (int64_t l = 0; l < k / QK_K; ++l, g += kQ2Bytes) {
+        __builtin_memset(g, 0, kQ2Bytes);
+        for (int r = 0; r < R; ++r) {
+            const block_q2_K& x = reinterpret_cast<const block_q2_K*>(rows + size_t(r) * lda)[l];
+            __builtin_memcpy(g + 2 * r, &x.d, 2);
+            __builtin_memcpy(g + 16 + 2 * r, &x.dmin, 2);
+            for (int s = 0; s < 16; ++s) g[32 + 16 * (s / 2) + 2 * r + s % 2] = x.scales[s];
+            for (int e = 0; e < QK_K; ++e) {
+                // element e as in vec_dot_block_q2_K_q8_K: half h, 2-bit field t2, byte l2
+                const int h = e / 128, t2 = (e % 128) / 32, l2 = e % 32;
+                const int q = (x.qs[32 * h + l2] >> (2 * t2)) & 3;
+                const int s = e / 16, t = (e % 16) / 4, bb = e % 4;
+                g[160 + 32 * s + 4 * r + bb] |= uint8_t(q << (2 * t));
+            }
+        }
+    }
+}
+
+template <int RN>
+void tile_q2_K(int64_t nb, const uint8_t* g, const uint8_t* b, size_t ldb, float* c, int64_t ldc) {
+    const __m256i m2 = _mm256_set1_epi8(3), m4 = _mm256_set1_epi8(0x0F);
+    const __m256i ctrl0 = scale_dup_ctrl(0, false), ctrl1 = scale_dup_ctrl(1, false);
+    __m256 acc[RN];
+    for (int j = 0; j < RN; ++j) acc[j] = _mm256_setzero_ps();
+    for (int64_t l = 0; l < nb; ++l, g += kQ2Bytes) {
+        const uint8_t* y[RN];
+        for (int j = 0; j < RN; ++j) y[j] = b + size_t(j) * ldb + size_t(l) * sizeof(block_q8_K);
+        __m256i sumi[RN];
+        for (int j = 0; j < RN; ++j) sumi[j] = _mm256_setzero_si256();
+        for (int p = 0; p < 8; ++p) {
+            const __m256i sb = load_128x2(g + 32 + 16 * p);
+            for (int e = 0; e < 2; ++e) {
+                const int s = 2 * p + e;
+                const __m256i sc = _mm256_and_si256(_mm256_shuffle_epi8(sb, e ? ctrl1 : ctrl0), m4);
+                // 16-bit shifts: what crosses from the neighbouring byte lands above the mask
+                const __m256i w = load_256(g + 160 + 32 * s);
+                const size_t o = kYQs + 16 * s;
+                __m256i s16[RN];
+                quad_dot<RN>(_mm256_and_si256(w, m2), y, o, s16, true);
+                quad_dot<RN>(_mm256_and_si256(_mm256_srli_epi16(w, 2), m2), y, o + 4, s16, false);
+                quad_dot<RN>(_mm256_and_si256(_mm256_srli_epi16(w, 4), m2), y, o + 8, s16, false);
+                quad_dot<RN>(_mm256_and_si256(_mm256_srli_epi16(w, 6), m2), y, o + 12, s16, false);
+                for (int j = 0; j < RN; ++j)
+                    sumi[j] = _mm256_add_epi32(sumi[j], _mm256_madd_epi16(s16[j], sc));
+            }
+        }
+        const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g)));
+        const __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + 16)));
+        for (int j = 0; j < RN; ++j) {
+            __m256i summ = _mm256_setzero_si256();
+            for (int p = 0; p < 8; ++p) {
+                // the mins of sub-blocks 2p, 2p+1 as int16 (the high nibbles), times the token's bsum pair
+                const __m256i mins = _mm256_srli_epi16(
+                    _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + 32 + 16 * p))),
+                    4);
+                summ = _mm256_add_epi32(summ, _mm256_madd_epi16(mins, bcast4(y[j] + kYBsums + 4 * p)));
+            }
+            float dy;
+            __builtin_memcpy(&dy, y[j], 4);
+            const __m256 vdy = _mm256_set1_ps(dy);
+            acc[j] = _mm256_fmadd_ps(_mm256_mul_ps(d, vdy), _mm256_cvtepi32_ps(sumi[j]), acc[j]);
+            acc[j] = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, vdy), _mm256_cvtepi32_ps(summ), acc[j]);
+        }
+    }
+    for (int j = 0; j < RN; ++j) store_8(c + j * ldc, acc[j]);
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // Q3_K: y = d*sc*(q-4) per sub-block of 16, q = 2 bits + the hmask bit << 2 (0..7), sc 6 bits - 32 (int8).
 //
 // Group layout, per super-block (kQ3Bytes = 912 bytes for 8 rows; the rows take 8 * 110 = 880):
@@ -551,6 +636,12 @@ void packed_gemm(int64_t k, const void* group, const void* vb, size_t ldb, const
 }
 
 template <int RN>
+struct Q2Tile {
+    static void run(int64_t nb, const uint8_t* g, const uint8_t* b, size_t ldb, float* c, int64_t ldc) {
+        tile_q2_K<RN>(nb, g, b, ldb, c, ldc);
+    }
+};
+template <int RN>
 struct Q3Tile {
     static void run(int64_t nb, const uint8_t* g, const uint8_t* b, size_t ldb, float* c, int64_t ldc) {
         tile_q3_K<RN>(nb, g, b, ldb, c, ldc);
@@ -575,6 +666,11 @@ struct Q6Tile {
     }
 };
 
+const kernels::Registrar q2_K_packed(Isa::Avx2, TypeId::Q2_K,
+                                     {.pack = pack_q2_K,
+                                      .packed_gemm = packed_gemm<Q2Tile>,
+                                      .pack_block_bytes = kQ2Bytes,
+                                      .pack_needs_sums = false});
 const kernels::Registrar q3_K_packed(Isa::Avx2, TypeId::Q3_K,
                                      {.pack = pack_q3_K,
                                       .packed_gemm = packed_gemm<Q3Tile>,
