@@ -1,5 +1,5 @@
-// Packed (row-interleaved) AVX2 kernels of Q4_K and Q6_K against Q8_K tokens (kernels/dispatch.h PackFn,
-// PackedGemmFn): kPackRows = 8 rows become one group, repacked once at load.
+// Packed (row-interleaved) AVX2 kernels of Q2_K, Q3_K, Q4_K, Q5_K and Q6_K against Q8_K tokens
+// (kernels/dispatch.h PackFn, PackedGemmFn): kPackRows = 8 rows become one group, repacked once at load.
 //
 // The idea (llama.cpp ggml-cpu/repack.cpp, block_q4_Kx8 / ggml_gemm_q4_K_8x8_q8_K; our layout differs): a
 // 256-bit register holds 4 consecutive elements ("a quad") of each of the 8 rows, 32-bit lane r = row r.
@@ -63,6 +63,19 @@ inline __m256i scale_dup_ctrl(int e, bool high) {
 // without).
 inline void keep_in_order(__m256i& x) {
     __asm__("" : "+x"(x));
+}
+
+// One quad: the weights w times each token's 4 matching quants (at y[j] + off), added to the token's int16
+// chain s16[j] (or starting it). A function rather than a lambda: GCC 12 kept a lambda's captured arrays
+// (the chains, the int32 sums) in memory (Q5_K L2 n = 1: 36 GMAC/s -> 56).
+template <int RN>
+inline __attribute__((always_inline)) void quad_dot(__m256i w, const uint8_t* const* y, size_t off,
+                                                    __m256i* s16, bool first) {
+    for (int j = 0; j < RN; ++j) {
+        const __m256i p = _mm256_maddubs_epi16(w, bcast4(y[j] + off));
+        s16[j] = first ? p : _mm256_add_epi16(s16[j], p);
+        keep_in_order(s16[j]);
+    }
 }
 
 inline void store_8(float* c, __m256 acc) {
@@ -189,6 +202,128 @@ void tile_q4_K(int64_t nb, const uint8_t* g, const uint8_t* b, size_t ldb, float
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// Q5_K: as Q4_K with a fifth bit, q = 0..31.
+//
+// Group layout, per super-block (kQ5Bytes = 1440 bytes for 8 rows; the rows take 8 * 176 = 1408):
+//   [0, 160)     d, dmin, scales and mins as Q4_K
+//   [160, 1440)  quants: sub-block u at 160 + 160u, five 32-byte vectors V0..V4; byte 4r + b of each
+//                concerns elements 32u + 4t + b (quads t = 0..7) of row r, with q_t its 5 bits:
+//                  V_t bits 0..4 = q_t (t = 0..4),
+//                  V0, V2, V4 bits 5..7 = bits 0..2 of q5, q6, q7,
+//                  V1 bits 5..6 = bits 3..4 of q5,   V3 bits 5..6 = bits 3..4 of q6,
+//                  V1 bit 7 = bit 3 of q7,           V3 bit 7 = bit 4 of q7
+//                so quads 0..4 unpack with one vpand each, 5 and 6 with five operations, 7 with eight
+//                (23 for 8 quads, where Q4_K's nibbles plus a plane of fifth bits as Q5_0's would take 35).
+// Int16 sums: a vpmaddubsw pair is at most 31*128*2 = 7936, so 4 quads add up before vpmaddwd (two chains
+// per sub-block). The min term is Q4_K's.
+
+constexpr size_t kQ5Bytes = 160 + 1280;
+
+void pack_q5_K(int64_t k, const void* vrows, size_t lda, void* vgroup) {
+    const uint8_t* rows = static_cast<const uint8_t*>(vrows);
+    uint8_t* g = static_cast<uint8_t*>(vgroup);
+    for (int64_t l = 0; l < k / QK_K; ++l, g += kQ5Bytes) {
+        __builtin_memset(g, 0, kQ5Bytes);
+        for (int r = 0; r < R; ++r) {
+            const block_q5_K& x = reinterpret_cast<const block_q5_K*>(rows + size_t(r) * lda)[l];
+            __builtin_memcpy(g + 2 * r, &x.d, 2);
+            __builtin_memcpy(g + 16 + 2 * r, &x.dmin, 2);
+            for (int u = 0; u < 8; ++u) {
+                const int o = 16 * (u / 2) + 2 * r + u % 2;
+                scale_min_k4(u, x.scales, g + 32 + o, g + 96 + o);
+            }
+            for (int e = 0; e < QK_K; ++e) {
+                // element e as in vec_dot_block_q5_K_q8_K: sub-block u, byte i of qs's 32-byte chunk
+                const int u = e / 32, i = e % 32;
+                const int q = ((x.qs[32 * (u / 2) + i] >> (4 * (u % 2))) & 0xF) | ((x.qh[i] >> u) & 1) << 4;
+                const int t = i / 4, bb = i % 4;
+                uint8_t* v = g + 160 + 160 * u + 4 * r + bb;  // V_i at v + 32i
+                if (t < 5) {
+                    v[32 * t] |= uint8_t(q);
+                } else if (t < 7) {
+                    v[64 * (t - 5)] |= uint8_t((q & 7) << 5);        // V0 / V2
+                    v[32 + 64 * (t - 5)] |= uint8_t((q >> 3) << 5);  // V1 / V3 bits 5..6
+                } else {
+                    v[128] |= uint8_t((q & 7) << 5);
+                    v[32] |= uint8_t(((q >> 3) & 1) << 7);
+                    v[96] |= uint8_t((q >> 4) << 7);
+                }
+            }
+        }
+    }
+}
+
+// Quad t of a sub-block from its five vectors. 16-bit shifts: every field is masked before it moves, so no
+// bit crosses into a neighbouring byte.
+template <int T>
+inline __m256i q5_quad(const uint8_t* v) {
+    const __m256i m5 = _mm256_set1_epi8(0x1F), top3 = _mm256_set1_epi8(char(0xE0));
+    if constexpr (T < 5) {
+        return _mm256_and_si256(load_256(v + 32 * T), m5);
+    } else if constexpr (T < 7) {
+        const __m256i lo = _mm256_srli_epi16(_mm256_and_si256(load_256(v + 64 * (T - 5)), top3), 5);
+        const __m256i hi =
+            _mm256_srli_epi16(_mm256_and_si256(load_256(v + 32 + 64 * (T - 5)), _mm256_set1_epi8(0x60)), 2);
+        return _mm256_or_si256(lo, hi);
+    } else {
+        const __m256i bit7 = _mm256_set1_epi8(char(0x80));
+        const __m256i lo = _mm256_srli_epi16(_mm256_and_si256(load_256(v + 128), top3), 5);
+        const __m256i b3 = _mm256_srli_epi16(_mm256_and_si256(load_256(v + 32), bit7), 4);
+        const __m256i b4 = _mm256_srli_epi16(_mm256_and_si256(load_256(v + 96), bit7), 3);
+        return _mm256_or_si256(lo, _mm256_or_si256(b3, b4));
+    }
+}
+
+template <int RN>
+void tile_q5_K(int64_t nb, const uint8_t* g, const uint8_t* b, size_t ldb, float* c, int64_t ldc) {
+    const __m256i ctrl0 = scale_dup_ctrl(0, false), ctrl1 = scale_dup_ctrl(1, false);
+    __m256 acc[RN];
+    for (int j = 0; j < RN; ++j) acc[j] = _mm256_setzero_ps();
+    for (int64_t l = 0; l < nb; ++l, g += kQ5Bytes) {
+        const uint8_t* y[RN];
+        for (int j = 0; j < RN; ++j) y[j] = b + size_t(j) * ldb + size_t(l) * sizeof(block_q8_K);
+        __m256i sumi[RN];
+        for (int j = 0; j < RN; ++j) sumi[j] = _mm256_setzero_si256();
+        for (int u = 0; u < 8; ++u) {
+            const __m256i sc = _mm256_shuffle_epi8(load_128x2(g + 32 + 16 * (u / 2)), u % 2 ? ctrl1 : ctrl0);
+            const uint8_t* v = g + 160 + 160 * u;
+            const size_t o = kYQs + 32 * u;
+            __m256i s16[RN];
+            quad_dot<RN>(q5_quad<0>(v), y, o, s16, true);
+            quad_dot<RN>(q5_quad<1>(v), y, o + 4, s16, false);
+            quad_dot<RN>(q5_quad<2>(v), y, o + 8, s16, false);
+            quad_dot<RN>(q5_quad<3>(v), y, o + 12, s16, false);
+            for (int j = 0; j < RN; ++j) sumi[j] = _mm256_add_epi32(sumi[j], _mm256_madd_epi16(s16[j], sc));
+            quad_dot<RN>(q5_quad<4>(v), y, o + 16, s16, true);
+            quad_dot<RN>(q5_quad<5>(v), y, o + 20, s16, false);
+            quad_dot<RN>(q5_quad<6>(v), y, o + 24, s16, false);
+            quad_dot<RN>(q5_quad<7>(v), y, o + 28, s16, false);
+            for (int j = 0; j < RN; ++j) sumi[j] = _mm256_add_epi32(sumi[j], _mm256_madd_epi16(s16[j], sc));
+        }
+        const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g)));
+        const __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + 16)));
+        for (int j = 0; j < RN; ++j) {
+            // as Q4_K
+            const __m256i bs = sum_i16_pairs(load_256(y[j] + kYBsums));
+            const __m256i bs16 = _mm256_packs_epi32(bs, bs);
+            __m256i summ = _mm256_setzero_si256();
+            for (int p = 0; p < 4; ++p) {
+                const __m256i pair = _mm256_permutevar8x32_epi32(bs16, _mm256_set1_epi32(p < 2 ? p : p + 2));
+                const __m256i mins =
+                    _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + 96 + 16 * p)));
+                summ = _mm256_add_epi32(summ, _mm256_madd_epi16(pair, mins));
+            }
+            float dy;
+            __builtin_memcpy(&dy, y[j], 4);
+            const __m256 vdy = _mm256_set1_ps(dy);
+            acc[j] = _mm256_fmadd_ps(_mm256_mul_ps(d, vdy), _mm256_cvtepi32_ps(sumi[j]), acc[j]);
+            acc[j] = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, vdy), _mm256_cvtepi32_ps(summ), acc[j]);
+        }
+    }
+    for (int j = 0; j < RN; ++j) store_8(c + j * ldc, acc[j]);
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // Q6_K: y = d*sc*(q-32) per sub-block of 16, q = 6 bits stored as value + 32 (0..63), sc int8.
 //
 // Group layout, per super-block (kQ6Bytes = 1680 bytes for 8 rows, as the rows: 8 * 210):
@@ -293,6 +428,206 @@ void tile_q6_K(int64_t nb, const uint8_t* g, const uint8_t* b, size_t ldb, float
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// Q2_K: y = d*(sc&15)*q - dmin*(sc>>4) per sub-block of 16, q = 2 bits.
+//
+// Group layout, per super-block (kQ2Bytes = 672 bytes for 8 rows, as the rows: 8 * 84):
+//   [0, 16)      d of rows 0..7 (fp16)
+//   [16, 32)     dmin of rows 0..7 (fp16)
+//   [32, 160)    scale bytes as stored (scale | min << 4): byte 16p + 2r + e = row r's, sub-block 2p + e;
+//                kept as nibbles (one vpand after the vpshufb, one shift after widening the mins) so the
+//                group is no larger than the rows
+//   [160, 672)   quants: sub-block s (quads t = 0..3) at 160 + 32s, one 32-byte vector; byte 4r + b holds
+//                q0 | q1 << 2 | q2 << 4 | q3 << 6, q_t of element 16s + 4t + b of row r.
+// Int16 sums: trivially in range. The min term per row, sum_s m_s * bsum_s, one vpmaddwd per pair.
+
+constexpr size_t kQ2Bytes = 32 + 128 + 512;
+
+void pack_q2_K(int64_t k, const void* vrows, size_t lda, void* vgroup) {
+    const uint8_t* rows = static_cast<const uint8_t*>(vrows);
+    uint8_t* g = static_cast<uint8_t*>(vgroup);
+    for (int64_t l = 0; l < k / QK_K; ++l, g += kQ2Bytes) {
+        __builtin_memset(g, 0, kQ2Bytes);
+        for (int r = 0; r < R; ++r) {
+            const block_q2_K& x = reinterpret_cast<const block_q2_K*>(rows + size_t(r) * lda)[l];
+            __builtin_memcpy(g + 2 * r, &x.d, 2);
+            __builtin_memcpy(g + 16 + 2 * r, &x.dmin, 2);
+            for (int s = 0; s < 16; ++s) g[32 + 16 * (s / 2) + 2 * r + s % 2] = x.scales[s];
+            for (int e = 0; e < QK_K; ++e) {
+                // element e as in vec_dot_block_q2_K_q8_K: half h, 2-bit field t2, byte l2
+                const int h = e / 128, t2 = (e % 128) / 32, l2 = e % 32;
+                const int q = (x.qs[32 * h + l2] >> (2 * t2)) & 3;
+                const int s = e / 16, t = (e % 16) / 4, bb = e % 4;
+                g[160 + 32 * s + 4 * r + bb] |= uint8_t(q << (2 * t));
+            }
+        }
+    }
+}
+
+template <int RN>
+void tile_q2_K(int64_t nb, const uint8_t* g, const uint8_t* b, size_t ldb, float* c, int64_t ldc) {
+    const __m256i m2 = _mm256_set1_epi8(3), m4 = _mm256_set1_epi8(0x0F);
+    const __m256i ctrl0 = scale_dup_ctrl(0, false), ctrl1 = scale_dup_ctrl(1, false);
+    __m256 acc[RN];
+    for (int j = 0; j < RN; ++j) acc[j] = _mm256_setzero_ps();
+    for (int64_t l = 0; l < nb; ++l, g += kQ2Bytes) {
+        const uint8_t* y[RN];
+        for (int j = 0; j < RN; ++j) y[j] = b + size_t(j) * ldb + size_t(l) * sizeof(block_q8_K);
+        __m256i sumi[RN];
+        for (int j = 0; j < RN; ++j) sumi[j] = _mm256_setzero_si256();
+        for (int p = 0; p < 8; ++p) {
+            const __m256i sb = load_128x2(g + 32 + 16 * p);
+            for (int e = 0; e < 2; ++e) {
+                const int s = 2 * p + e;
+                const __m256i sc = _mm256_and_si256(_mm256_shuffle_epi8(sb, e ? ctrl1 : ctrl0), m4);
+                // 16-bit shifts: what crosses from the neighbouring byte lands above the mask
+                const __m256i w = load_256(g + 160 + 32 * s);
+                const size_t o = kYQs + 16 * s;
+                __m256i s16[RN];
+                quad_dot<RN>(_mm256_and_si256(w, m2), y, o, s16, true);
+                quad_dot<RN>(_mm256_and_si256(_mm256_srli_epi16(w, 2), m2), y, o + 4, s16, false);
+                quad_dot<RN>(_mm256_and_si256(_mm256_srli_epi16(w, 4), m2), y, o + 8, s16, false);
+                quad_dot<RN>(_mm256_and_si256(_mm256_srli_epi16(w, 6), m2), y, o + 12, s16, false);
+                for (int j = 0; j < RN; ++j)
+                    sumi[j] = _mm256_add_epi32(sumi[j], _mm256_madd_epi16(s16[j], sc));
+            }
+        }
+        const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g)));
+        const __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + 16)));
+        for (int j = 0; j < RN; ++j) {
+            __m256i summ = _mm256_setzero_si256();
+            for (int p = 0; p < 8; ++p) {
+                // the mins of sub-blocks 2p, 2p+1 as int16 (the high nibbles), times the token's bsum pair
+                const __m256i mins = _mm256_srli_epi16(
+                    _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + 32 + 16 * p))),
+                    4);
+                summ = _mm256_add_epi32(summ, _mm256_madd_epi16(mins, bcast4(y[j] + kYBsums + 4 * p)));
+            }
+            float dy;
+            __builtin_memcpy(&dy, y[j], 4);
+            const __m256 vdy = _mm256_set1_ps(dy);
+            acc[j] = _mm256_fmadd_ps(_mm256_mul_ps(d, vdy), _mm256_cvtepi32_ps(sumi[j]), acc[j]);
+            acc[j] = _mm256_fnmadd_ps(_mm256_mul_ps(dmin, vdy), _mm256_cvtepi32_ps(summ), acc[j]);
+        }
+    }
+    for (int j = 0; j < RN; ++j) store_8(c + j * ldc, acc[j]);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Q3_K: y = d*sc*(q-4) per sub-block of 16, q = 2 bits + the hmask bit << 2 (0..7), sc 6 bits - 32 (int8).
+//
+// Group layout, per super-block (kQ3Bytes = 912 bytes for 8 rows; the rows take 8 * 110 = 880):
+//   [0, 16)      d of rows 0..7 (fp16)
+//   [16, 144)    scales, as Q6_K's: byte 16p + 2r + e = sc of row r, sub-block 2p + e
+//   [144, 912)   quants: sub-blocks 2p, 2p+1 (quads t = 0..7) at 144 + 96p, three 32-byte vectors A, B, C;
+//                byte 4r + b of each concerns elements 32p + 4t + b of row r, with q_t its 3 bits:
+//                  A = q0 | q1 << 3 | (q6 & 3) << 6,   B = q2 | q3 << 3 | (q7 & 3) << 6,
+//                  C = q4 | q5 << 3 | (q6 >> 2) << 6 | (q7 >> 2) << 7
+//                so quads 0, 2, 4 unpack with one vpand, 1, 3, 5 with two operations, 6 and 7 with five
+//                (19 for 8 quads).
+// Int16 sums: a sub-block's 4 quads are at most 7*128*2*4 = 7168. The offset as Q6_K's: sum sc*(q-4)*y =
+// sum sc*q*y - sum_s (4 sc_s) * bsum_s.
+
+constexpr size_t kQ3Bytes = 16 + 128 + 768;
+
+// q3_K_scale (format/kquants.h), file-local: see the rules in kernels/dispatch.h.
+int q3_scale(const uint8_t* scales, int i) {
+    const int lo = i < 8 ? scales[i] & 0xF : scales[i - 8] >> 4;
+    const int hi = (scales[8 + i % 4] >> (2 * (i / 4))) & 3;
+    return (lo | hi << 4) - 32;
+}
+
+void pack_q3_K(int64_t k, const void* vrows, size_t lda, void* vgroup) {
+    const uint8_t* rows = static_cast<const uint8_t*>(vrows);
+    uint8_t* g = static_cast<uint8_t*>(vgroup);
+    for (int64_t l = 0; l < k / QK_K; ++l, g += kQ3Bytes) {
+        __builtin_memset(g, 0, kQ3Bytes);
+        for (int r = 0; r < R; ++r) {
+            const block_q3_K& x = reinterpret_cast<const block_q3_K*>(rows + size_t(r) * lda)[l];
+            __builtin_memcpy(g + 2 * r, &x.d, 2);
+            for (int s = 0; s < 16; ++s)
+                g[16 + 16 * (s / 2) + 2 * r + s % 2] = uint8_t(q3_scale(x.scales, s));
+            for (int e = 0; e < QK_K; ++e) {
+                // element e as in vec_dot_block_q3_K_q8_K: half h, quarter t3 of the half, byte l3
+                const int h = e / 128, t3 = (e % 128) / 32, l3 = e % 32;
+                const int q = ((x.qs[32 * h + l3] >> (2 * t3)) & 3) | ((x.hmask[l3] >> (4 * h + t3)) & 1)
+                                                                          << 2;
+                const int p = e / 32, t = (e % 32) / 4, bb = e % 4;
+                uint8_t* v = g + 144 + 96 * p + 4 * r + bb;  // A, B, C at v, v + 32, v + 64
+                if (t < 6) {
+                    v[32 * (t / 2)] |= uint8_t(q << (3 * (t % 2)));
+                } else {
+                    v[32 * (t - 6)] |= uint8_t((q & 3) << 6);
+                    v[64] |= uint8_t((q >> 2) << t);  // q6 at bit 6, q7 at bit 7
+                }
+            }
+        }
+    }
+}
+
+// Quad t of a pair of sub-blocks from A, B, C (16-bit shifts: what crosses from the neighbouring byte lands
+// above the mask).
+template <int T>
+inline __m256i q3_quad(const uint8_t* v) {
+    const __m256i m3 = _mm256_set1_epi8(7);
+    if constexpr (T < 6) {
+        const __m256i w = load_256(v + 32 * (T / 2));
+        return _mm256_and_si256(T % 2 ? _mm256_srli_epi16(w, 3) : w, m3);
+    } else {
+        const __m256i lo =
+            _mm256_and_si256(_mm256_srli_epi16(load_256(v + 32 * (T - 6)), 6), _mm256_set1_epi8(3));
+        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(load_256(v + 64), T - 2), _mm256_set1_epi8(4));
+        return _mm256_or_si256(lo, hi);
+    }
+}
+
+template <int RN>
+void tile_q3_K(int64_t nb, const uint8_t* g, const uint8_t* b, size_t ldb, float* c, int64_t ldc) {
+    const __m256i ctrl0 = scale_dup_ctrl(0, true), ctrl1 = scale_dup_ctrl(1, true);
+    __m256 acc[RN];
+    for (int j = 0; j < RN; ++j) acc[j] = _mm256_setzero_ps();
+    for (int64_t l = 0; l < nb; ++l, g += kQ3Bytes) {
+        const uint8_t* y[RN];
+        for (int j = 0; j < RN; ++j) y[j] = b + size_t(j) * ldb + size_t(l) * sizeof(block_q8_K);
+        __m256i sumi[RN];
+        for (int j = 0; j < RN; ++j) sumi[j] = _mm256_setzero_si256();
+        for (int p = 0; p < 8; ++p) {
+            const uint8_t* sp = g + 16 + 16 * p;
+            // the offset term of sub-blocks 2p, 2p+1: 4 sc (|4 sc| <= 128) times the token's bsum pair
+            const __m256i sc4 = _mm256_slli_epi16(
+                _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sp))), 2);
+            for (int j = 0; j < RN; ++j) {
+                const __m256i o = _mm256_madd_epi16(sc4, bcast4(y[j] + kYBsums + 4 * p));
+                sumi[j] = _mm256_sub_epi32(sumi[j], o);
+            }
+            const __m256i sb = load_128x2(sp);
+            const __m256i sc0 = _mm256_srai_epi16(_mm256_shuffle_epi8(sb, ctrl0), 8),
+                          sc1 = _mm256_srai_epi16(_mm256_shuffle_epi8(sb, ctrl1), 8);
+            const uint8_t* v = g + 144 + 96 * p;
+            const size_t o = kYQs + 32 * p;
+            __m256i s16[RN];
+            quad_dot<RN>(q3_quad<0>(v), y, o, s16, true);
+            quad_dot<RN>(q3_quad<1>(v), y, o + 4, s16, false);
+            quad_dot<RN>(q3_quad<2>(v), y, o + 8, s16, false);
+            quad_dot<RN>(q3_quad<3>(v), y, o + 12, s16, false);
+            for (int j = 0; j < RN; ++j) sumi[j] = _mm256_add_epi32(sumi[j], _mm256_madd_epi16(s16[j], sc0));
+            quad_dot<RN>(q3_quad<4>(v), y, o + 16, s16, true);
+            quad_dot<RN>(q3_quad<5>(v), y, o + 20, s16, false);
+            quad_dot<RN>(q3_quad<6>(v), y, o + 24, s16, false);
+            quad_dot<RN>(q3_quad<7>(v), y, o + 28, s16, false);
+            for (int j = 0; j < RN; ++j) sumi[j] = _mm256_add_epi32(sumi[j], _mm256_madd_epi16(s16[j], sc1));
+        }
+        const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g)));
+        for (int j = 0; j < RN; ++j) {
+            float dy;
+            __builtin_memcpy(&dy, y[j], 4);
+            acc[j] =
+                _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(dy)), _mm256_cvtepi32_ps(sumi[j]), acc[j]);
+        }
+    }
+    for (int j = 0; j < RN; ++j) store_8(c + j * ldc, acc[j]);
+}
+
+// ---------------------------------------------------------------------------------------------------------
 
 constexpr int kRN =
     4;  // tokens per tile: RN accumulators, RN int32 and RN int16 partial sums in 16 registers
@@ -310,9 +645,27 @@ void packed_gemm(int64_t k, const void* group, const void* vb, size_t ldb, const
 }
 
 template <int RN>
+struct Q2Tile {
+    static void run(int64_t nb, const uint8_t* g, const uint8_t* b, size_t ldb, float* c, int64_t ldc) {
+        tile_q2_K<RN>(nb, g, b, ldb, c, ldc);
+    }
+};
+template <int RN>
+struct Q3Tile {
+    static void run(int64_t nb, const uint8_t* g, const uint8_t* b, size_t ldb, float* c, int64_t ldc) {
+        tile_q3_K<RN>(nb, g, b, ldb, c, ldc);
+    }
+};
+template <int RN>
 struct Q4Tile {
     static void run(int64_t nb, const uint8_t* g, const uint8_t* b, size_t ldb, float* c, int64_t ldc) {
         tile_q4_K<RN>(nb, g, b, ldb, c, ldc);
+    }
+};
+template <int RN>
+struct Q5Tile {
+    static void run(int64_t nb, const uint8_t* g, const uint8_t* b, size_t ldb, float* c, int64_t ldc) {
+        tile_q5_K<RN>(nb, g, b, ldb, c, ldc);
     }
 };
 template <int RN>
@@ -322,10 +675,25 @@ struct Q6Tile {
     }
 };
 
+const kernels::Registrar q2_K_packed(Isa::Avx2, TypeId::Q2_K,
+                                     {.pack = pack_q2_K,
+                                      .packed_gemm = packed_gemm<Q2Tile>,
+                                      .pack_block_bytes = kQ2Bytes,
+                                      .pack_needs_sums = false});
+const kernels::Registrar q3_K_packed(Isa::Avx2, TypeId::Q3_K,
+                                     {.pack = pack_q3_K,
+                                      .packed_gemm = packed_gemm<Q3Tile>,
+                                      .pack_block_bytes = kQ3Bytes,
+                                      .pack_needs_sums = false});
 const kernels::Registrar q4_K_packed(Isa::Avx2, TypeId::Q4_K,
                                      {.pack = pack_q4_K,
                                       .packed_gemm = packed_gemm<Q4Tile>,
                                       .pack_block_bytes = kQ4Bytes,
+                                      .pack_needs_sums = false});
+const kernels::Registrar q5_K_packed(Isa::Avx2, TypeId::Q5_K,
+                                     {.pack = pack_q5_K,
+                                      .packed_gemm = packed_gemm<Q5Tile>,
+                                      .pack_block_bytes = kQ5Bytes,
                                       .pack_needs_sums = false});
 const kernels::Registrar q6_K_packed(Isa::Avx2, TypeId::Q6_K,
                                      {.pack = pack_q6_K,
