@@ -2,7 +2,9 @@
 
 #include <sys/mman.h>
 
+#include <cstdlib>
 #include <new>
+#include <string_view>
 #include <vector>
 
 #include "cpu/parallel.h"
@@ -54,6 +56,7 @@ void pack_matrix(Matrix& m, uint8_t* out, int n_threads) {
 
 PackedBytes pack_weights(Weights& w, const gguf::File& file, int64_t layer_begin, int64_t layer_end,
                          bool head, int n_threads) {
+    if (const char* e = std::getenv("QRT_REPACK"); e && std::string_view(e) == "0") return nullptr;
     std::vector<Matrix*> ms;
     for (int64_t i = layer_begin; i < layer_end; ++i) {
         LayerWeights& L = w.layers[size_t(i)];

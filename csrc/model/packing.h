@@ -33,6 +33,8 @@ using PackedBytes = std::unique_ptr<uint8_t, Unmap>;
 
 // Packs the matrices of layers [layer_begin, layer_end) and, with `head`, the output layer, into one
 // allocation, which it returns (empty if nothing is packed); pages of `file` that held them are evicted.
+// QRT_REPACK=0 in the environment turns it off: the weights stay in the mapping only (less anonymous memory
+// where RAM is tight, at the old kernels' speed).
 PackedBytes pack_weights(Weights& w, const gguf::File& file, int64_t layer_begin, int64_t layer_end,
                          bool head, int n_threads);
 
