@@ -71,7 +71,9 @@ PackedBytes pack_weights(Weights& w, const gguf::File& file, int64_t layer_begin
     const size_t size = size_t(round_up(total, kHugePage));
     void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) throw std::bad_alloc();
+#if defined(MADV_HUGEPAGE)
     ::madvise(p, size, MADV_HUGEPAGE);  // advice only: without THP this is plain 4 KiB pages
+#endif
     PackedBytes bytes(static_cast<uint8_t*>(p), Unmap{size});
     uint8_t* out = bytes.get();
     for (Matrix* m : ms) {
