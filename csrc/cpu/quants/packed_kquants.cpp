@@ -110,15 +110,25 @@ inline void tile_tail(int rn, F&& f) {
 
 constexpr size_t kQ4Bytes = 32 + 64 + 64 + 1024;
 
-// get_scale_min_k4 (format/kquants.h), file-local: see the rules in kernels/dispatch.h.
-void scale_min_k4(int j, const uint8_t* q, uint8_t* sc, uint8_t* m) {
-    if (j < 4) {
-        *sc = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *sc = uint8_t((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
-        *m = uint8_t((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+// The 16-bit pairs of v (one row's sub-blocks 2p, 2p + 1) to dst + 16p, p = 0..3: how scales and mins
+// are laid out in a group.
+inline void put_pairs(uint8_t* dst, uint64_t v) {
+    for (int p = 0; p < 4; ++p) {
+        const uint16_t w = uint16_t(v >> (16 * p));
+        __builtin_memcpy(dst + 16 * p, &w, 2);
     }
+}
+
+// get_scale_min_k4 (format/kquants.h) of the 8 sub-blocks at once, a byte each. File-local: see the rules in
+// kernels/dispatch.h.
+void scales_mins_k4(const uint8_t* q, uint8_t* sc, uint8_t* m) {
+    uint32_t a, b, c;
+    __builtin_memcpy(&a, q, 4);
+    __builtin_memcpy(&b, q + 4, 4);
+    __builtin_memcpy(&c, q + 8, 4);
+    const uint32_t m6 = 0x3F3F3F3Fu, m4 = 0x0F0F0F0Fu, m2 = 0x03030303u;
+    put_pairs(sc, (a & m6) | uint64_t((c & m4) | ((a >> 6) & m2) << 4) << 32);
+    put_pairs(m, (b & m6) | uint64_t(((c >> 4) & m4) | ((b >> 6) & m2) << 4) << 32);
 }
 
 void pack_q4_K(int64_t k, const void* vrows, size_t lda, void* vgroup) {
@@ -129,9 +139,8 @@ void pack_q4_K(int64_t k, const void* vrows, size_t lda, void* vgroup) {
             const block_q4_K& x = reinterpret_cast<const block_q4_K*>(rows + size_t(r) * lda)[l];
             __builtin_memcpy(g + 2 * r, &x.d, 2);
             __builtin_memcpy(g + 16 + 2 * r, &x.dmin, 2);
+            scales_mins_k4(x.scales, g + 32 + 2 * r, g + 96 + 2 * r);
             for (int u = 0; u < 8; ++u) {
-                const int o = 16 * (u / 2) + 2 * r + u % 2;
-                scale_min_k4(u, x.scales, g + 32 + o, g + 96 + o);
                 const uint8_t* q = x.qs + 32 * (u / 2);  // low nibbles: sub-block 2c, high: 2c + 1
                 const int shift = 4 * (u % 2);
                 for (int v = 0; v < 4; ++v) {  // four elements at a time, one per byte of a word
@@ -222,31 +231,39 @@ constexpr size_t kQ5Bytes = 160 + 1280;
 void pack_q5_K(int64_t k, const void* vrows, size_t lda, void* vgroup) {
     const uint8_t* rows = static_cast<const uint8_t*>(vrows);
     uint8_t* g = static_cast<uint8_t*>(vgroup);
+    const uint64_t m1 = 0x0101010101010101u, m2 = 0x0303030303030303u, m3 = 0x0707070707070707u,
+                   m4 = 0x0F0F0F0F0F0F0F0Fu;
     for (int64_t l = 0; l < k / QK_K; ++l, g += kQ5Bytes) {
-        __builtin_memset(g, 0, kQ5Bytes);
         for (int r = 0; r < R; ++r) {
             const block_q5_K& x = reinterpret_cast<const block_q5_K*>(rows + size_t(r) * lda)[l];
             __builtin_memcpy(g + 2 * r, &x.d, 2);
             __builtin_memcpy(g + 16 + 2 * r, &x.dmin, 2);
-            for (int u = 0; u < 8; ++u) {
-                const int o = 16 * (u / 2) + 2 * r + u % 2;
-                scale_min_k4(u, x.scales, g + 32 + o, g + 96 + o);
-            }
-            for (int e = 0; e < QK_K; ++e) {
-                // element e as in vec_dot_block_q5_K_q8_K: sub-block u, byte i of qs's 32-byte chunk
-                const int u = e / 32, i = e % 32;
-                const int q = ((x.qs[32 * (u / 2) + i] >> (4 * (u % 2))) & 0xF) | ((x.qh[i] >> u) & 1) << 4;
-                const int t = i / 4, bb = i % 4;
-                uint8_t* v = g + 160 + 160 * u + 4 * r + bb;  // V_i at v + 32i
-                if (t < 5) {
-                    v[32 * t] |= uint8_t(q);
-                } else if (t < 7) {
-                    v[64 * (t - 5)] |= uint8_t((q & 7) << 5);        // V0 / V2
-                    v[32 + 64 * (t - 5)] |= uint8_t((q >> 3) << 5);  // V1 / V3 bits 5..6
-                } else {
-                    v[128] |= uint8_t((q & 7) << 5);
-                    v[32] |= uint8_t(((q >> 3) & 1) << 7);
-                    v[96] |= uint8_t((q >> 4) << 7);
+            scales_mins_k4(x.scales, g + 32 + 2 * r, g + 96 + 2 * r);
+            // Sub-block u = 2c + e is nibble e of qs[32c ..] and bit u of qh: quad t is the word at 4t of
+            // each, quads 2i, 2i + 1 one uint64 (w[i], h[i]), shifted down to the next field after each u. A
+            // bit that a shift moves into the next byte down lands above the mask.
+            uint64_t h[4];
+            __builtin_memcpy(h, x.qh, 32);
+            for (int c = 0; c < 4; ++c) {
+                uint64_t w[4];
+                __builtin_memcpy(w, x.qs + 32 * c, 32);
+                for (int e = 0; e < 2; ++e) {
+                    uint64_t q[4];  // q[i] = quads 2i, 2i + 1: one 5-bit quant per byte
+                    for (int i = 0; i < 4; ++i) {
+                        q[i] = (w[i] & m4) | (h[i] & m1) << 4;
+                        w[i] >>= 4;
+                        h[i] >>= 1;
+                    }
+                    const uint64_t q5 = q[2] >> 32, q6 = q[3] & 0xFFFFFFFFu, q7 = q[3] >> 32;
+                    const uint64_t v01 =
+                        q[0] | (q5 & m3) << 5 | ((q5 >> 3) & m2) << 37 | ((q7 >> 3) & m1) << 39;
+                    const uint64_t v23 =
+                        q[1] | (q6 & m3) << 5 | ((q6 >> 3) & m2) << 37 | ((q7 >> 4) & m1) << 39;
+                    const uint32_t v4 = uint32_t(q[2] | (q7 & m3) << 5);
+                    uint8_t* v = g + 160 + 160 * (2 * c + e) + 4 * r;
+                    const uint32_t vs[5] = {uint32_t(v01), uint32_t(v01 >> 32), uint32_t(v23),
+                                            uint32_t(v23 >> 32), v4};
+                    for (int t = 0; t < 5; ++t) __builtin_memcpy(v + 32 * t, &vs[t], 4);
                 }
             }
         }
@@ -445,19 +462,28 @@ constexpr size_t kQ2Bytes = 32 + 128 + 512;
 void pack_q2_K(int64_t k, const void* vrows, size_t lda, void* vgroup) {
     const uint8_t* rows = static_cast<const uint8_t*>(vrows);
     uint8_t* g = static_cast<uint8_t*>(vgroup);
+    const uint64_t m2 = 0x0303030303030303u;
     for (int64_t l = 0; l < k / QK_K; ++l, g += kQ2Bytes) {
-        __builtin_memset(g, 0, kQ2Bytes);
         for (int r = 0; r < R; ++r) {
             const block_q2_K& x = reinterpret_cast<const block_q2_K*>(rows + size_t(r) * lda)[l];
             __builtin_memcpy(g + 2 * r, &x.d, 2);
             __builtin_memcpy(g + 16 + 2 * r, &x.dmin, 2);
-            for (int s = 0; s < 16; ++s) g[32 + 16 * (s / 2) + 2 * r + s % 2] = x.scales[s];
-            for (int e = 0; e < QK_K; ++e) {
-                // element e as in vec_dot_block_q2_K_q8_K: half h, 2-bit field t2, byte l2
-                const int h = e / 128, t2 = (e % 128) / 32, l2 = e % 32;
-                const int q = (x.qs[32 * h + l2] >> (2 * t2)) & 3;
-                const int s = e / 16, t = (e % 16) / 4, bb = e % 4;
-                g[160 + 32 * s + 4 * r + bb] |= uint8_t(q << (2 * t));
+            for (int p = 0; p < 8; ++p) __builtin_memcpy(g + 32 + 16 * p + 2 * r, x.scales + 2 * p, 2);
+            // Sub-block s = 8h + 2f + c is field f (bits 2f..2f+1) of the 16 bytes qs[32h + 16c ..]: quad t
+            // is the word at 4t. Words 0, 1 and 2, 3 go in one uint64 each; a bit that a shift moves into the
+            // next byte down lands above the mask.
+            for (int h = 0; h < 2; ++h) {
+                for (int c = 0; c < 2; ++c) {
+                    uint64_t w01, w23;
+                    __builtin_memcpy(&w01, x.qs + 32 * h + 16 * c, 8);
+                    __builtin_memcpy(&w23, x.qs + 32 * h + 16 * c + 8, 8);
+                    for (int f = 0; f < 4; ++f) {
+                        const uint64_t q = ((w01 >> (2 * f)) & m2) | ((w23 >> (2 * f)) & m2) << 4;
+                        // q0 | q1 << 2 | q2 << 4 | q3 << 6
+                        const uint32_t w = uint32_t(q) | uint32_t(q >> 32) << 2;
+                        __builtin_memcpy(g + 160 + 32 * (8 * h + 2 * f + c) + 4 * r, &w, 4);
+                    }
+                }
             }
         }
     }
@@ -529,35 +555,53 @@ void tile_q2_K(int64_t nb, const uint8_t* g, const uint8_t* b, size_t ldb, float
 
 constexpr size_t kQ3Bytes = 16 + 128 + 768;
 
-// q3_K_scale (format/kquants.h), file-local: see the rules in kernels/dispatch.h.
-int q3_scale(const uint8_t* scales, int i) {
-    const int lo = i < 8 ? scales[i] & 0xF : scales[i - 8] >> 4;
-    const int hi = (scales[8 + i % 4] >> (2 * (i / 4))) & 3;
-    return (lo | hi << 4) - 32;
-}
-
 void pack_q3_K(int64_t k, const void* vrows, size_t lda, void* vgroup) {
     const uint8_t* rows = static_cast<const uint8_t*>(vrows);
     uint8_t* g = static_cast<uint8_t*>(vgroup);
+    const uint64_t m1 = 0x0101010101010101u, m2 = 0x0303030303030303u, m4 = 0x0F0F0F0F0F0F0F0Fu,
+                   m80 = 0x8080808080808080u;
     for (int64_t l = 0; l < k / QK_K; ++l, g += kQ3Bytes) {
-        __builtin_memset(g, 0, kQ3Bytes);
         for (int r = 0; r < R; ++r) {
             const block_q3_K& x = reinterpret_cast<const block_q3_K*>(rows + size_t(r) * lda)[l];
             __builtin_memcpy(g + 2 * r, &x.d, 2);
-            for (int s = 0; s < 16; ++s)
-                g[16 + 16 * (s / 2) + 2 * r + s % 2] = uint8_t(q3_scale(x.scales, s));
-            for (int e = 0; e < QK_K; ++e) {
-                // element e as in vec_dot_block_q3_K_q8_K: half h, quarter t3 of the half, byte l3
-                const int h = e / 128, t3 = (e % 128) / 32, l3 = e % 32;
-                const int q = ((x.qs[32 * h + l3] >> (2 * t3)) & 3) | ((x.hmask[l3] >> (4 * h + t3)) & 1)
-                                                                          << 2;
-                const int p = e / 32, t = (e % 32) / 4, bb = e % 4;
-                uint8_t* v = g + 144 + 96 * p + 4 * r + bb;  // A, B, C at v, v + 32, v + 64
-                if (t < 6) {
-                    v[32 * (t / 2)] |= uint8_t(q << (3 * (t % 2)));
-                } else {
-                    v[32 * (t - 6)] |= uint8_t((q & 3) << 6);
-                    v[64] |= uint8_t((q >> 2) << t);  // q6 at bit 6, q7 at bit 7
+            // q3_K_scale (format/kquants.h) eight at a time: sub-blocks 8j + i take the low (j = 0) or high
+            // (j = 1) nibble of scales[i] and bits 2(2j + i / 4).. of scales[8 + i % 4]. Each byte v < 64
+            // becomes v - 32 as ((v | 128) - 32) ^ 128, so that no borrow crosses into the next byte.
+            uint64_t lo;
+            uint32_t hi;
+            __builtin_memcpy(&lo, x.scales, 8);
+            __builtin_memcpy(&hi, x.scales + 8, 4);
+            for (int j = 0; j < 2; ++j) {
+                const uint64_t h03 = (hi >> (4 * j)) & 0x03030303u, h47 = (hi >> (4 * j + 2)) & 0x03030303u;
+                const uint64_t v = ((lo >> (4 * j)) & m4) | (h03 | h47 << 32) << 4;
+                put_pairs(g + 16 + 64 * j + 2 * r, ((v | m80) - 0x2020202020202020u) ^ m80);
+            }
+            // Sub-blocks 2p, 2p + 1 (p = 4h + f) are bits 2f, 2f + 1 of qs[32h ..] and bit p of hmask: quad t
+            // is the word at 4t of each, quads 2i, 2i + 1 one uint64 (w[i], m[i]), shifted down to the next
+            // field after each p. A bit that a shift moves into the next byte down lands above the mask.
+            uint64_t m[4];
+            __builtin_memcpy(m, x.hmask, 32);
+            for (int h = 0; h < 2; ++h) {
+                uint64_t w[4];
+                __builtin_memcpy(w, x.qs + 32 * h, 32);
+                for (int f = 0; f < 4; ++f) {
+                    const int p = 4 * h + f;
+                    uint64_t q[4];  // q[i] = quads 2i, 2i + 1: one 3-bit quant per byte
+                    for (int i = 0; i < 4; ++i) {
+                        q[i] = (w[i] & m2) | (m[i] & m1) << 2;
+                        w[i] >>= 2;
+                        m[i] >>= 1;
+                    }
+                    const uint64_t even = (q[0] & 0xFFFFFFFFu) | q[1] << 32;           // quads 0, 2
+                    const uint64_t odd = (q[0] >> 32) | (q[1] & 0xFFFFFFFF00000000u);  // quads 1, 3
+                    const uint64_t ab = even | odd << 3 | (q[3] & m2) << 6;            // A, B
+                    const uint32_t q4 = uint32_t(q[2]), q5 = uint32_t(q[2] >> 32);
+                    const uint32_t q6 = uint32_t(q[3]), q7 = uint32_t(q[3] >> 32);
+                    const uint32_t c =
+                        q4 | q5 << 3 | ((q6 >> 2) & 0x01010101u) << 6 | ((q7 >> 2) & 0x01010101u) << 7;
+                    const uint32_t vs[3] = {uint32_t(ab), uint32_t(ab >> 32), c};
+                    uint8_t* v = g + 144 + 96 * p + 4 * r;
+                    for (int t = 0; t < 3; ++t) __builtin_memcpy(v + 32 * t, &vs[t], 4);
                 }
             }
         }
