@@ -6,7 +6,7 @@ to first token and peak RSS.
 
 llama.cpp (llama-bench) is built once from the llama-cpp-python 0.3.36 sdist into the test cache by
 tests/support/llamacpp.py (benchmark only: never in CI, never committed). Without -m the files are SmolLM2-135M
-Q4_1 and its llama-quantize'd Q8_0 and Q4_K_M (made once, cached); --tinyllama adds the 1.1B TinyLlama-shaped
+Q4_1 and its llama-quantize'd Q8_0, Q4_K_M and Q4_0 (made once, cached); --tinyllama adds the 1.1B TinyLlama-shaped
 random-weight Q4_K_M file of bench/make_tinyllama.py (made once, cached). For every file and thread count qrt-bench and
 llama-bench run alternately, A B A B (--rounds pairs), so both see the same machine load; each run does -r
 repetitions. The table shows each program's median over the rounds of its mean tokens/s, the ratio qrt/llama.cpp,
@@ -222,7 +222,7 @@ def default_models() -> list[pathlib.Path]:
     from tests.support.smollm2 import smollm2_q4_1
 
     src = smollm2_q4_1()
-    return [src, requantize(src, None, "Q8_0"), requantize(src, None, "Q4_K_M")]
+    return [src, *(requantize(src, None, t) for t in ("Q8_0", "Q4_K_M", "Q4_0"))]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,6 +44,11 @@ CMAKE_FLAGS = (
     "-DLLAMA_BUILD_APP=OFF",
     "-DGGML_CUDA=OFF",
     "-DGGML_CCACHE=OFF",
+    # With GGML_NATIVE, -march=native turns on ggml's AMX matmul where CPUID lists AMX; on KVM guests that
+    # list it without enabling the tile state, llama-perplexity dies in ldtilecfg (SIGSEGV/SIGILL). The
+    # explicit -mno-amx-* win over -march=native whatever their order on the command line.
+    "-DCMAKE_C_FLAGS=-mno-amx-tile -mno-amx-int8 -mno-amx-bf16",
+    "-DCMAKE_CXX_FLAGS=-mno-amx-tile -mno-amx-int8 -mno-amx-bf16",
 )
 
 # llama-quantize ftypes that need no imatrix (subset we use).  NB: SmolLM2-135M has
@@ -168,13 +173,13 @@ def _run_logged(cmd: list[str], log, verbose: bool, cwd: pathlib.Path | None = N
     log.write(f"\n$ {' '.join(cmd)}\n")
     log.flush()
     _log(" ".join(cmd), verbose)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd)
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        log.write(line)
-        if verbose and (line.startswith("[") or "error" in line.lower()):
-            print("   " + line.rstrip()[:160], flush=True)
-    return proc.wait()
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            if verbose and (line.startswith("[") or "error" in line.lower()):
+                print("   " + line.rstrip()[:160], flush=True)
+        return proc.wait()
 
 
 def ensure_built(verbose: bool = False, jobs: int = 2) -> LlamaCpp:
