@@ -25,6 +25,7 @@ py::dict build_info() {
     cpu["avx512f"] = f.avx512f;
     cpu["neon"] = f.neon;
     cpu["dotprod"] = f.dotprod;
+    cpu["avxvnni"] = f.avxvnni;
 
     py::list compiled;
     compiled.append("scalar");

@@ -3,6 +3,9 @@
 #include <cstdlib>
 #include <cstring>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 #if defined(__aarch64__) && defined(__linux__)
 #include <asm/hwcap.h>
 #include <sys/auxv.h>
@@ -20,6 +23,12 @@ CpuFeatures detect() {
     f.fma = __builtin_cpu_supports("fma");
     f.f16c = __builtin_cpu_supports("f16c");
     f.avx512f = __builtin_cpu_supports("avx512f");
+    // CPUID leaf 7 subleaf 1, EAX bit 4. It runs on ymm registers, so it also needs the OS to save AVX state,
+    // which __builtin_cpu_supports("avx2") has checked (XGETBV) already.
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    const char* vnni = std::getenv("QRT_AVXVNNI");
+    f.avxvnni = f.avx2 && __get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx) && (eax & (1u << 4)) &&
+                !(vnni && std::strcmp(vnni, "0") == 0);
 #elif defined(__aarch64__)
     f.neon = true;  // mandatory in AArch64
 #if defined(__linux__) && defined(HWCAP_ASIMDDP)

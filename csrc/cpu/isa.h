@@ -9,6 +9,9 @@ enum class Isa { Scalar, Avx2, Neon };
 
 struct CpuFeatures {
     bool avx2 = false, fma = false, f16c = false, avx512f = false, neon = false, dotprod = false;
+    // AVX-VNNI (VEX vpdpbusd on ymm): the packed legacy kernels' dot products (cpu/quants/packed_legacy.cpp).
+    // QRT_AVXVNNI=0 in the environment masks it, so that tests can run the plain AVX2 path on such a CPU.
+    bool avxvnni = false;
 };
 
 const CpuFeatures& cpu_features();

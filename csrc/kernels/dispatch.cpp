@@ -48,12 +48,12 @@ Registrar::Registrar(Isa isa, TypeId type, const CpuKernels& k) {
     if (k.quantize_row) s->kernels.quantize_row = k.quantize_row;
     if (k.vec_dot) s->kernels.vec_dot = k.vec_dot;
     if (k.gemm) s->kernels.gemm = k.gemm;
-    if (k.pack) {
+    if (k.pack) {  // the layout
         s->kernels.pack = k.pack;
-        s->kernels.packed_gemm = k.packed_gemm;
         s->kernels.pack_block_bytes = k.pack_block_bytes;
         s->kernels.pack_needs_sums = k.pack_needs_sums;
     }
+    if (k.packed_gemm) s->kernels.packed_gemm = k.packed_gemm;
 }
 
 const CpuKernels* find(Isa isa, TypeId type) {

@@ -59,7 +59,9 @@ struct CpuKernels {
     QuantizeRowFn quantize_row = nullptr;
     VecDotFn vec_dot = nullptr;
     GemmFn gemm = nullptr;
-    // Repacked weights (all three set, or none).
+    // Repacked weights (all three set, or none, once every file has registered). pack, pack_block_bytes and
+    // pack_needs_sums (the layout) are registered together; packed_gemm may come from another build of the
+    // same file (cpu/quants/packed_legacy.cpp: AVX-VNNI).
     PackFn pack = nullptr;
     PackedGemmFn packed_gemm = nullptr;
     size_t pack_block_bytes = 0;

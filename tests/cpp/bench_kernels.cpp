@@ -22,6 +22,7 @@
 
 #include "cpu/isa.h"
 #include "format/common.h"
+#include "format/legacy.h"
 #include "format/types.h"
 #include "kernels/dispatch.h"
 
@@ -90,6 +91,15 @@ Result run(const TypeTraits& t, kernels::GemmFn gemm, const kernels::CpuKernels*
         for (float& v : x) v = normal(rng);
         kernels::quantize_row(p.id)(x.data(), act.data() + size_t(j) * act_bytes, k);
     }
+    // The activations' per-block sums for packed kernels that need them (Q4_0, Q5_0: matmul computes them
+    // once per token, outside the timed kernel).
+    std::vector<int32_t> sums;
+    if (packed && packed->pack_needs_sums) {
+        sums.resize(size_t(n) * size_t(k / 32));
+        for (int j = 0; j < n; ++j)
+            q8_0_block_sums(act.data() + size_t(j) * act_bytes, k, sums.data() + size_t(j) * size_t(k / 32));
+    }
+    const int32_t* sp = sums.empty() ? nullptr : sums.data();
     std::vector<float> c(size_t(m) * size_t(n));
     constexpr int R = kernels::kPackRows;
     const size_t group_bytes = packed ? size_t(k / t.block_size) * packed->pack_block_bytes : 0;
@@ -107,7 +117,7 @@ Result run(const TypeTraits& t, kernels::GemmFn gemm, const kernels::CpuKernels*
         const double t0 = now_s();
         if (packed) {
             for (int64_t g = 0; g < m / R; ++g)
-                packed->packed_gemm(k, w.data() + size_t(g) * group_bytes, act.data(), act_bytes, nullptr, 0,
+                packed->packed_gemm(k, w.data() + size_t(g) * group_bytes, act.data(), act_bytes, sp, k / 32,
                                     c.data() + g * R, m, n);
         } else {
             gemm(k, w.data(), row_bytes, act.data(), act_bytes, c.data(), m, m, n);
@@ -167,7 +177,7 @@ int main(int argc, char** argv) {
         const Result dram = run(*t, gemm, nullptr, k, m_dram, n, seconds, rng);
         std::printf("%-6s %14.2f %10.2f %14.2f %10.2f\n", name.c_str(), l2.gmac, l2.gbs, dram.gmac, dram.gbs);
         const kernels::CpuKernels* packed = with_packed ? kernels::packed(t->id) : nullptr;
-        if (packed && !packed->pack_needs_sums) {
+        if (packed) {
             const Result pl2 = run(*t, gemm, packed, k, m_l2, n, seconds, rng);
             const Result pdram = run(*t, gemm, packed, k, m_dram, n, seconds, rng);
             std::printf("%-6s %14.2f %10.2f %14.2f %10.2f\n", (name + "p").c_str(), pl2.gmac, pl2.gbs,

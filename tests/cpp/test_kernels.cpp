@@ -39,6 +39,10 @@ using namespace qrt;
 namespace {
 
 int g_passed = 0, g_failed = 0;
+// FNV-1a of every packed_gemm output test_packed checks: the AVX2 packed legacy kernels have two builds
+// (plain and AVX-VNNI, picked by cpu_features().avxvnni) that must agree bit for bit, so CI runs this binary
+// with and without QRT_AVXVNNI=0 on a CPU that has AVX-VNNI and compares the printed digests.
+uint64_t g_packed_digest = 0xcbf29ce484222325ull;
 
 void check(bool ok, const std::string& what) {
     if (ok) {
@@ -296,6 +300,11 @@ void test_gemm(Isa isa, const TypeTraits& t, kernels::GemmFn gemm, VecDotFn dot,
         std::vector<float> out(size_t(n * ldc) + 1, sentinel);
         gemm(k, c.w.data() + 4, c.row_bytes, c.act.data() + 4, c.act_bytes, out.data() + 1, ldc, m, n);
         bool ok = out[0] == sentinel;
+        for (float v : out) {
+            uint32_t bits;
+            std::memcpy(&bits, &v, 4);
+            g_packed_digest = (g_packed_digest ^ bits) * 0x100000001b3ull;
+        }
         std::string what;
         for (int j = 0; j < n; ++j) {
             for (int64_t i = 0; i < ldc; ++i) {
@@ -348,6 +357,11 @@ void test_packed(Isa isa, const TypeTraits& t, const kernels::CpuKernels& k, std
         k.packed_gemm(k_el, group.data() + 4, c.act.data() + 4, c.act_bytes, sp, k_el / 32, out.data() + 1,
                       ldc, n);
         bool ok = out[0] == sentinel;
+        for (float v : out) {
+            uint32_t bits;
+            std::memcpy(&bits, &v, 4);
+            g_packed_digest = (g_packed_digest ^ bits) * 0x100000001b3ull;
+        }
         std::string what;
         for (int j = 0; j < n; ++j) {
             float one[R + 1];
@@ -645,6 +659,12 @@ int main() {
     std::printf("neon int8 dot products: %s\n",
                 cpu_features().dotprod ? "sdot (dotprod build)" : "smull+sadalp (baseline build)");
 #endif
+#if defined(QRT_HAVE_AVX2)
+    if (cpu_runs(Isa::Avx2))
+        std::printf("avx2 packed legacy int8 dot products: %s\n", cpu_features().avxvnni
+                                                                      ? "vpdpbusd (avxvnni build)"
+                                                                      : "vpmaddubsw+vpmaddwd (plain build)");
+#endif
     test_dispatch();
     std::mt19937_64 rng(20240531);
     test_matmul(rng);
@@ -682,6 +702,7 @@ int main() {
             }
         }
     }
+    std::printf("packed_gemm output digest: %016llx\n", (unsigned long long)g_packed_digest);
     std::printf("%d passed, %d failed\n", g_passed, g_failed);
     return g_failed == 0 ? 0 : 1;
 }

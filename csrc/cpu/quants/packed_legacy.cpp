@@ -21,6 +21,15 @@
 // signed x signed: |x| times y with x's sign, then vpmaddwd per chunk (127*127*2 fills int16 on its own).
 // Per block and token: acc += (d_row * d_y) * float(isum) [+ m_row * s_y], one FMA (two with mins); the
 // same operations for every token, whatever the tile, so prefill and decode agree bit for bit.
+//
+// Two builds, one source (as csrc/cpu/neon/neon_util.h): this file is compiled once with the other AVX2
+// files and again with -mavxvnni and QRT_AVXVNNI_BUILD (CMakeLists.txt), where AVX-VNNI's vpdpbusd (u8 x i8,
+// four adjacent products summed into each int32 lane and added to it) takes the place of vpmaddubsw +
+// vpmaddwd and the nibble types' int16 stage. Only the dot (dot4, and the one `if constexpr` in
+// tile_nibbles) differs. The integer sums are exact either way, so both builds give the same bits.
+// Registration (for_this_build) keeps the two builds in disjoint parts of the slots: the layout (pack,
+// pack_block_bytes, pack_needs_sums) from the plain build only, packed_gemm from the build that matches
+// cpu_features().avxvnni, so the order of static initialization does not matter.
 #include "format/legacy.h"
 #include "kernels/dispatch.h"
 
@@ -29,12 +38,33 @@
 
 #include <cstring>
 
+#include "cpu/isa.h"
 #include "cpu/quants/avx2_util.h"
 
 namespace qrt::avx2 {
 namespace {
 
 constexpr int R = kernels::kPackRows;
+
+#if defined(QRT_AVXVNNI_BUILD)
+#if !defined(__AVXVNNI__)
+#error "QRT_AVXVNNI_BUILD needs -mavxvnni"
+#endif
+constexpr bool kVnniBuild = true;
+
+// acc + the sums of each 4 adjacent products of u (unsigned) and s (signed), per int32 lane (VEX vpdpbusd).
+inline __m256i dot4(__m256i acc, __m256i u, __m256i s) {
+    return _mm256_dpbusd_avx_epi32(acc, u, s);
+}
+#else
+constexpr bool kVnniBuild = false;
+
+// The same via int16 pairs (vpmaddubsw saturates: exact only where each pair sum fits int16, as for every
+// caller here), then vpmaddwd with ones.
+inline __m256i dot4(__m256i acc, __m256i u, __m256i s) {
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+}
+#endif
 
 // Per type: the source block, its activation partner, and which parts of the layout it has.
 template <typename X, typename Y, int kOff, bool kMinV, bool kHighV, int kRNV>
@@ -158,12 +188,17 @@ void tile_nibbles(int64_t nb, const uint8_t* g, const uint8_t* b, size_t ldb, co
                     hi, _mm256_srli_epi16(_mm256_and_si256(qh, _mm256_set1_epi8(char(16 << C))), C));
             }
             for (int j = 0; j < RN; ++j) {
-                const __m256i t = _mm256_add_epi16(_mm256_maddubs_epi16(lo, bcast4(y[j]->qs + 4 * C)),
-                                                   _mm256_maddubs_epi16(hi, bcast4(y[j]->qs + 16 + 4 * C)));
-                s16[j] = _mm256_add_epi16(s16[j], t);
-                if constexpr (P::kHigh && C % 2 == 1) {
-                    s32[j] = _mm256_add_epi32(s32[j], _mm256_madd_epi16(s16[j], ones));
-                    s16[j] = _mm256_setzero_si256();
+                const __m256i alo = bcast4(y[j]->qs + 4 * C), ahi = bcast4(y[j]->qs + 16 + 4 * C);
+                if constexpr (kVnniBuild) {  // straight into int32: no int16 stage, no vpmaddwd
+                    s32[j] = dot4(dot4(s32[j], lo, alo), hi, ahi);
+                } else {
+                    const __m256i t =
+                        _mm256_add_epi16(_mm256_maddubs_epi16(lo, alo), _mm256_maddubs_epi16(hi, ahi));
+                    s16[j] = _mm256_add_epi16(s16[j], t);
+                    if constexpr (P::kHigh && C % 2 == 1) {
+                        s32[j] = _mm256_add_epi32(s32[j], _mm256_madd_epi16(s16[j], ones));
+                        s16[j] = _mm256_setzero_si256();
+                    }
                 }
             }
         });
@@ -172,7 +207,7 @@ void tile_nibbles(int64_t nb, const uint8_t* g, const uint8_t* b, size_t ldb, co
         if constexpr (P::kMin)
             mw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + 16)));
         for (int j = 0; j < RN; ++j) {
-            __m256i isum = P::kHigh ? s32[j] : _mm256_madd_epi16(s16[j], ones);
+            __m256i isum = kVnniBuild || P::kHigh ? s32[j] : _mm256_madd_epi16(s16[j], ones);
             if constexpr (P::kOffset != 0)
                 isum = _mm256_sub_epi32(isum, _mm256_set1_epi32(P::kOffset * sums[j * ss + l]));
             float dy, sy;
@@ -188,7 +223,6 @@ template <int RN>
 void tile_q8_0(int64_t nb, const uint8_t* g, const uint8_t* b, size_t ldb, float* c, int64_t ldc) {
     __m256 acc[RN];
     for (int j = 0; j < RN; ++j) acc[j] = _mm256_setzero_ps();
-    const __m256i ones = _mm256_set1_epi16(1);
     for (int64_t l = 0; l < nb; ++l, g += kQ8Bytes) {
         const block_q8_0* y[RN];
         __m256i s32[RN];
@@ -199,10 +233,8 @@ void tile_q8_0(int64_t nb, const uint8_t* g, const uint8_t* b, size_t ldb, float
         for (int ch = 0; ch < 8; ++ch) {
             const __m256i w = load_256(g + 16 + 32 * ch);
             const __m256i aw = _mm256_sign_epi8(w, w);
-            for (int j = 0; j < RN; ++j) {
-                const __m256i p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(bcast4(y[j]->qs + 4 * ch), w));
-                s32[j] = _mm256_add_epi32(s32[j], _mm256_madd_epi16(p, ones));
-            }
+            for (int j = 0; j < RN; ++j)
+                s32[j] = dot4(s32[j], aw, _mm256_sign_epi8(bcast4(y[j]->qs + 4 * ch), w));
         }
         const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g)));
         for (int j = 0; j < RN; ++j)
@@ -246,6 +278,14 @@ void packed_gemm_q8_0(int64_t k, const void* group, const void* vb, size_t ldb, 
     });
 }
 
+// What this build registers: the layout from the plain build only, packed_gemm from the build that
+// matches the CPU (the header comment).
+kernels::CpuKernels for_this_build(kernels::CpuKernels k) {
+    if (kVnniBuild) k.pack = nullptr, k.pack_block_bytes = 0, k.pack_needs_sums = false;
+    if (cpu_features().avxvnni != kVnniBuild) k.packed_gemm = nullptr;
+    return k;
+}
+
 template <class P>
 constexpr kernels::CpuKernels nibble_kernels() {
     return {.pack = pack_nibbles<P>,
@@ -254,14 +294,13 @@ constexpr kernels::CpuKernels nibble_kernels() {
             .pack_needs_sums = P::kOffset != 0};
 }
 
-const kernels::Registrar q4_0_registrar(Isa::Avx2, TypeId::Q4_0, nibble_kernels<PQ4_0>());
-const kernels::Registrar q4_1_registrar(Isa::Avx2, TypeId::Q4_1, nibble_kernels<PQ4_1>());
-const kernels::Registrar q5_0_registrar(Isa::Avx2, TypeId::Q5_0, nibble_kernels<PQ5_0>());
-const kernels::Registrar q5_1_registrar(Isa::Avx2, TypeId::Q5_1, nibble_kernels<PQ5_1>());
-const kernels::Registrar q8_0_registrar(Isa::Avx2, TypeId::Q8_0,
-                                        {.pack = pack_q8_0,
-                                         .packed_gemm = packed_gemm_q8_0,
-                                         .pack_block_bytes = kQ8Bytes});
+const kernels::Registrar q4_0_registrar(Isa::Avx2, TypeId::Q4_0, for_this_build(nibble_kernels<PQ4_0>()));
+const kernels::Registrar q4_1_registrar(Isa::Avx2, TypeId::Q4_1, for_this_build(nibble_kernels<PQ4_1>()));
+const kernels::Registrar q5_0_registrar(Isa::Avx2, TypeId::Q5_0, for_this_build(nibble_kernels<PQ5_0>()));
+const kernels::Registrar q5_1_registrar(Isa::Avx2, TypeId::Q5_1, for_this_build(nibble_kernels<PQ5_1>()));
+const kernels::Registrar q8_0_registrar(
+    Isa::Avx2, TypeId::Q8_0,
+    for_this_build({.pack = pack_q8_0, .packed_gemm = packed_gemm_q8_0, .pack_block_bytes = kQ8Bytes}));
 
 }  // namespace
 }  // namespace qrt::avx2
