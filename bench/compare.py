@@ -10,7 +10,8 @@ Q4_1 and its llama-quantize'd Q8_0, Q4_K_M and Q4_0 (made once, cached); --tinyl
 random-weight Q4_K_M file of bench/make_tinyllama.py (made once, cached). For every file and thread count qrt-bench and
 llama-bench run alternately, A B A B (--rounds pairs), so both see the same machine load; each run does -r
 repetitions. The table shows each program's median over the rounds of its mean tokens/s, the ratio qrt/llama.cpp,
-and for generation the weight bytes read per second (file size x tokens/s: every weight is read once per token).
+and for generation the weight bytes read per second (file size x tokens/s: every weight is read once per token)
+and their fraction of the machine's read bandwidth, measured at the start with the same thread counts.
 
 Time to first token (TTFT) and peak RSS: for every file and thread count, `qrt-run -n 1 --temp 0` (as
 `python -m qrt.cli.run`, so Python start-up and imports count: that is what a user waits for) and llama.cpp's
@@ -185,6 +186,29 @@ def ttft_table(models: list[pathlib.Path], threads: list[int], completion: pathl
     return lines
 
 
+def read_bandwidth(threads: int, gib: int = 1, reps: int = 5) -> float:
+    """GB/s the machine reads with `threads` threads: the best of `reps` float32 sums of a `gib` GiB array split
+    between them (numpy releases the GIL in the reduction). Decode reads every weight once per token, so this
+    is its ceiling."""
+    import threading
+    import time
+
+    import numpy as np
+
+    a = np.ones(gib << 28, np.float32)
+    parts = np.array_split(a, threads)
+    best = 0.0
+    for _ in range(reps):
+        workers = [threading.Thread(target=np.sum, args=(part,)) for part in parts]
+        t0 = time.perf_counter()
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        best = max(best, a.nbytes / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
 def tps_table(
     models: list[pathlib.Path], threads: list[int], llama_bench_exe: pathlib.Path, args
 ) -> list[str]:
@@ -193,8 +217,15 @@ def tps_table(
         for t in (f"pp{args.n_prompt}" if args.n_prompt else "", f"tg{args.n_gen}" if args.n_gen else "")
         if t
     ]
-    header = "| model | size | threads | test | qrt t/s | llama.cpp t/s | qrt / llama.cpp | qrt weight GB/s |"
-    lines = [header, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    bandwidth = {t: read_bandwidth(t) for t in threads}
+    lines = [
+        "Memory read bandwidth (bench/compare.py read_bandwidth): "
+        + ", ".join(f"{bandwidth[t]:.1f} GB/s with {t} thread{'s' if t > 1 else ''}" for t in threads)
+        + ".",
+        "",
+        "| model | size | threads | test | qrt t/s | llama.cpp t/s | qrt / llama.cpp | qrt weight GB/s | of bandwidth |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     print("\n".join(lines), flush=True)
     for model in models:
         size = model.stat().st_size
@@ -210,8 +241,13 @@ def tps_table(
                     theirs.setdefault(k, []).append(v)
             for k in tests:
                 a, b = statistics.median(ours[k]), statistics.median(theirs[k])
-                gbs = f"{size * a / 1e9:.1f}" if k.startswith("tg") else ""
-                line = f"| {model.name} | {size / 2**20:.1f} MiB | {t} | {k} | {a:.1f} | {b:.1f} | {a / b:.2f} | {gbs} |"
+                tg = k.startswith("tg")
+                gbs = f"{size * a / 1e9:.1f}" if tg else ""
+                frac = f"{size * a / 1e9 / bandwidth[t]:.0%}" if tg else ""
+                line = (
+                    f"| {model.name} | {size / 2**20:.1f} MiB | {t} | {k} | {a:.1f} | {b:.1f} | {a / b:.2f} | {gbs} "
+                    f"| {frac} |"
+                )
                 lines.append(line)
                 print(line, flush=True)
     return lines
