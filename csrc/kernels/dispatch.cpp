@@ -33,7 +33,7 @@ Slot* find_slot(Isa isa, TypeId type) {
 
 }  // namespace
 
-Registrar::Registrar(Isa isa, TypeId type, const CpuKernels& k) {
+Registrar::Registrar(Isa isa, TypeId type, const CpuKernels& k, unsigned slots) {
     Slot* s = find_slot(isa, type);
     if (!s) {
         IsaTable& t = g_tables[int(isa)];
@@ -44,16 +44,16 @@ Registrar::Registrar(Isa isa, TypeId type, const CpuKernels& k) {
         s = &t.slots[t.count++];
         s->type = type;
     }
-    if (k.dequantize_row) s->kernels.dequantize_row = k.dequantize_row;
-    if (k.quantize_row) s->kernels.quantize_row = k.quantize_row;
-    if (k.vec_dot) s->kernels.vec_dot = k.vec_dot;
-    if (k.gemm) s->kernels.gemm = k.gemm;
-    if (k.pack) {  // the layout
+    if (k.dequantize_row && (slots & kDequantizeSlot)) s->kernels.dequantize_row = k.dequantize_row;
+    if (k.quantize_row && (slots & kQuantizeSlot)) s->kernels.quantize_row = k.quantize_row;
+    if (k.vec_dot && (slots & kVecDotSlot)) s->kernels.vec_dot = k.vec_dot;
+    if (k.gemm && (slots & kGemmSlot)) s->kernels.gemm = k.gemm;
+    if (k.pack && (slots & kLayoutSlot)) {
         s->kernels.pack = k.pack;
         s->kernels.pack_block_bytes = k.pack_block_bytes;
         s->kernels.pack_needs_sums = k.pack_needs_sums;
     }
-    if (k.packed_gemm) s->kernels.packed_gemm = k.packed_gemm;
+    if (k.packed_gemm && (slots & kPackedGemmSlot)) s->kernels.packed_gemm = k.packed_gemm;
 }
 
 const CpuKernels* find(Isa isa, TypeId type) {

@@ -68,10 +68,24 @@ struct CpuKernels {
     bool pack_needs_sums = false;
 };
 
-// Adds the non-null slots of `k` to `isa`'s table for `type`. Meant for static initialization, before
-// any lookup; defined out of line so the ISA files' initializers contain no ISA-specific code.
+// Slots of a registration, for Registrar's mask.
+enum SlotMask : unsigned {
+    kDequantizeSlot = 1,
+    kQuantizeSlot = 2,
+    kVecDotSlot = 4,
+    kGemmSlot = 8,
+    kLayoutSlot = 16,  // pack, pack_block_bytes, pack_needs_sums
+    kPackedGemmSlot = 32,
+    kAllSlots = 63,
+};
+
+// Adds the non-null slots of `k` that `slots` names to `isa`'s table for `type`. Meant for static
+// initialization, before any lookup, and defined out of line: an ISA file's initializers must run on any
+// x86-64 or AArch64 CPU, since they run at load whatever the CPU, so `k` should be a constexpr object
+// (a temporary CpuKernels is built with vector stores in a file compiled for AVX2, which dies on CPUs
+// without AVX) and `slots` a plain integer.
 struct Registrar {
-    Registrar(Isa isa, TypeId type, const CpuKernels& k);
+    Registrar(Isa isa, TypeId type, const CpuKernels& k, unsigned slots = kAllSlots);
 };
 
 // What `isa` provides for `type` (nullptr if nothing): "a backend says what it supports".

@@ -719,31 +719,16 @@ struct Q6Tile {
     }
 };
 
-const kernels::Registrar q2_K_packed(Isa::Avx2, TypeId::Q2_K,
-                                     {.pack = pack_q2_K,
-                                      .packed_gemm = packed_gemm<Q2Tile>,
-                                      .pack_block_bytes = kQ2Bytes,
-                                      .pack_needs_sums = false});
-const kernels::Registrar q3_K_packed(Isa::Avx2, TypeId::Q3_K,
-                                     {.pack = pack_q3_K,
-                                      .packed_gemm = packed_gemm<Q3Tile>,
-                                      .pack_block_bytes = kQ3Bytes,
-                                      .pack_needs_sums = false});
-const kernels::Registrar q4_K_packed(Isa::Avx2, TypeId::Q4_K,
-                                     {.pack = pack_q4_K,
-                                      .packed_gemm = packed_gemm<Q4Tile>,
-                                      .pack_block_bytes = kQ4Bytes,
-                                      .pack_needs_sums = false});
-const kernels::Registrar q5_K_packed(Isa::Avx2, TypeId::Q5_K,
-                                     {.pack = pack_q5_K,
-                                      .packed_gemm = packed_gemm<Q5Tile>,
-                                      .pack_block_bytes = kQ5Bytes,
-                                      .pack_needs_sums = false});
-const kernels::Registrar q6_K_packed(Isa::Avx2, TypeId::Q6_K,
-                                     {.pack = pack_q6_K,
-                                      .packed_gemm = packed_gemm<Q6Tile>,
-                                      .pack_block_bytes = kQ6Bytes,
-                                      .pack_needs_sums = false});
+// constexpr objects: the static initializers pass their addresses only (kernels/dispatch.h Registrar).
+template <kernels::PackFn kPack, template <int> class Tile, size_t kBytes>
+constexpr kernels::CpuKernels kquant_kernels = {
+    .pack = kPack, .packed_gemm = packed_gemm<Tile>, .pack_block_bytes = kBytes, .pack_needs_sums = false};
+
+const kernels::Registrar q2_K_packed(Isa::Avx2, TypeId::Q2_K, kquant_kernels<pack_q2_K, Q2Tile, kQ2Bytes>);
+const kernels::Registrar q3_K_packed(Isa::Avx2, TypeId::Q3_K, kquant_kernels<pack_q3_K, Q3Tile, kQ3Bytes>);
+const kernels::Registrar q4_K_packed(Isa::Avx2, TypeId::Q4_K, kquant_kernels<pack_q4_K, Q4Tile, kQ4Bytes>);
+const kernels::Registrar q5_K_packed(Isa::Avx2, TypeId::Q5_K, kquant_kernels<pack_q5_K, Q5Tile, kQ5Bytes>);
+const kernels::Registrar q6_K_packed(Isa::Avx2, TypeId::Q6_K, kquant_kernels<pack_q6_K, Q6Tile, kQ6Bytes>);
 
 }  // namespace
 }  // namespace qrt::avx2

@@ -279,11 +279,12 @@ void packed_gemm_q8_0(int64_t k, const void* group, const void* vb, size_t ldb, 
 }
 
 // What this build registers: the layout from the plain build only, packed_gemm from the build that
-// matches the CPU (the header comment).
-kernels::CpuKernels for_this_build(kernels::CpuKernels k) {
-    if (kVnniBuild) k.pack = nullptr, k.pack_block_bytes = 0, k.pack_needs_sums = false;
-    if (cpu_features().avxvnni != kVnniBuild) k.packed_gemm = nullptr;
-    return k;
+// matches the CPU (the header comment). A mask, not a modified copy of the kernels: kernels/dispatch.h.
+unsigned this_build_slots() {
+    unsigned slots = kernels::kAllSlots;
+    if (kVnniBuild) slots &= ~unsigned(kernels::kLayoutSlot);
+    if (cpu_features().avxvnni != kVnniBuild) slots &= ~unsigned(kernels::kPackedGemmSlot);
+    return slots;
 }
 
 template <class P>
@@ -294,13 +295,16 @@ constexpr kernels::CpuKernels nibble_kernels() {
             .pack_needs_sums = P::kOffset != 0};
 }
 
-const kernels::Registrar q4_0_registrar(Isa::Avx2, TypeId::Q4_0, for_this_build(nibble_kernels<PQ4_0>()));
-const kernels::Registrar q4_1_registrar(Isa::Avx2, TypeId::Q4_1, for_this_build(nibble_kernels<PQ4_1>()));
-const kernels::Registrar q5_0_registrar(Isa::Avx2, TypeId::Q5_0, for_this_build(nibble_kernels<PQ5_0>()));
-const kernels::Registrar q5_1_registrar(Isa::Avx2, TypeId::Q5_1, for_this_build(nibble_kernels<PQ5_1>()));
-const kernels::Registrar q8_0_registrar(
-    Isa::Avx2, TypeId::Q8_0,
-    for_this_build({.pack = pack_q8_0, .packed_gemm = packed_gemm_q8_0, .pack_block_bytes = kQ8Bytes}));
+constexpr kernels::CpuKernels kQ4_0 = nibble_kernels<PQ4_0>(), kQ4_1 = nibble_kernels<PQ4_1>(),
+                              kQ5_0 = nibble_kernels<PQ5_0>(), kQ5_1 = nibble_kernels<PQ5_1>();
+constexpr kernels::CpuKernels kQ8_0 = {
+    .pack = pack_q8_0, .packed_gemm = packed_gemm_q8_0, .pack_block_bytes = kQ8Bytes};
+
+const kernels::Registrar q4_0_registrar(Isa::Avx2, TypeId::Q4_0, kQ4_0, this_build_slots());
+const kernels::Registrar q4_1_registrar(Isa::Avx2, TypeId::Q4_1, kQ4_1, this_build_slots());
+const kernels::Registrar q5_0_registrar(Isa::Avx2, TypeId::Q5_0, kQ5_0, this_build_slots());
+const kernels::Registrar q5_1_registrar(Isa::Avx2, TypeId::Q5_1, kQ5_1, this_build_slots());
+const kernels::Registrar q8_0_registrar(Isa::Avx2, TypeId::Q8_0, kQ8_0, this_build_slots());
 
 }  // namespace
 }  // namespace qrt::avx2
