@@ -39,7 +39,7 @@ using namespace qrt;
 namespace {
 
 int g_passed = 0, g_failed = 0;
-// FNV-1a of every packed_gemm output test_packed checks: the AVX2 packed legacy kernels have two builds
+// FNV-1a of every packed_gemm output test_packed checks: the AVX2 packed kernels have two builds
 // (plain and AVX-VNNI, picked by cpu_features().avxvnni) that must agree bit for bit, so CI runs this binary
 // with and without QRT_AVXVNNI=0 on a CPU that has AVX-VNNI and compares the printed digests.
 uint64_t g_packed_digest = 0xcbf29ce484222325ull;
@@ -661,9 +661,9 @@ int main() {
 #endif
 #if defined(QRT_HAVE_AVX2)
     if (cpu_runs(Isa::Avx2))
-        std::printf("avx2 packed legacy int8 dot products: %s\n", cpu_features().avxvnni
-                                                                      ? "vpdpbusd (avxvnni build)"
-                                                                      : "vpmaddubsw+vpmaddwd (plain build)");
+        std::printf(
+            "avx2 packed int8 dot products (legacy and k-quants): %s\n",
+            cpu_features().avxvnni ? "vpdpbusd (avxvnni build)" : "vpmaddubsw+vpmaddwd (plain build)");
 #endif
     test_dispatch();
     std::mt19937_64 rng(20240531);

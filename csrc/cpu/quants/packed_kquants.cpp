@@ -16,12 +16,21 @@
 //
 // Per token the float operations are the same whatever the tile (n), so outputs do not depend on batching;
 // the integer sums are exactly the reference's (format/kquants.h vec_dot_block_*_q8_K).
+//
+// Two builds, one source (as packed_legacy.cpp, whose header comment says how they register): compiled again
+// with -mavxvnni and QRT_AVXVNNI_BUILD, where the quads of a sub-block go straight into one int32 per row and
+// token with vpdpbusd (no int16 stage), then the rows' sub-block scales apply: by one vpdpwssd where that sum
+// fits int16 (Q2_K, Q3_K, each half of a Q4_K sub-block; scale_add16 says how), else by vpmulld + vpaddd
+// (Q5_K, Q6_K). The min and offset terms take vpdpwssd too (vpmaddwd + vpaddd in one). The integer sums are
+// exact either way, so both builds give the same bits. Everything else (layout, unpacking, float steps) is
+// shared; the plain build's instructions are as before.
 #include "format/kquants.h"
 #include "kernels/dispatch.h"
 
 #if defined(__AVX2__)
 #include <immintrin.h>
 
+#include "cpu/isa.h"
 #include "cpu/quants/avx2_util.h"
 
 namespace qrt::avx2 {
@@ -29,6 +38,35 @@ namespace {
 
 constexpr int R = kernels::kPackRows;
 static_assert(R == 8, "one 32-bit lane per row of a 256-bit register");
+
+#if defined(QRT_AVXVNNI_BUILD)
+#if !defined(__AVXVNNI__)
+#error "QRT_AVXVNNI_BUILD needs -mavxvnni"
+#endif
+constexpr bool kVnniBuild = true;
+
+// acc + the sums of each 4 adjacent products of u (unsigned) and s (signed), per int32 lane (vpdpbusd):
+// exact, whatever the values.
+inline __m256i dot4(__m256i acc, __m256i u, __m256i s) {
+    return _mm256_dpbusd_avx_epi32(acc, u, s);
+}
+
+// acc + the sums of adjacent int16 products, per int32 lane (vpdpwssd).
+inline __m256i madd_acc(__m256i acc, __m256i a, __m256i b) {
+    return _mm256_dpwssd_avx_epi32(acc, a, b);
+}
+#else
+constexpr bool kVnniBuild = false;
+
+// Only named in `if constexpr (kVnniBuild)` branches here: the plain build keeps its int16 stage.
+inline __m256i dot4(__m256i acc, __m256i u, __m256i s) {
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+}
+
+inline __m256i madd_acc(__m256i acc, __m256i a, __m256i b) {
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b));
+}
+#endif
 
 // The Q8_K token block (format/kquants.h block_q8_K): d at 0, qs at 4, bsums at 260.
 constexpr size_t kYQs = offsetof(block_q8_K, qs), kYBsums = offsetof(block_q8_K, bsums);
@@ -57,6 +95,15 @@ inline __m256i scale_dup_ctrl(int e, bool high) {
     return _mm256_load_si256(reinterpret_cast<const __m256i*>(c));
 }
 
+// The same for one scale per row (the VNNI build): row r's byte at byte `at` of lane r, the others zero. At
+// 0: zero-extended, one int32 (vpmulld) or the low int16 with a zero high one (vpdpwssd). At 1 or 3 for
+// signed scales: then an arithmetic shift right by 8 (int16) or 24 (int32) sign-extends.
+inline __m256i scale_lane_ctrl(int e, int at) {
+    alignas(32) int8_t c[32];
+    for (int i = 0; i < 32; ++i) c[i] = i % 4 == at ? int8_t(2 * (i / 4) + e) : int8_t(-128);
+    return _mm256_load_si256(reinterpret_cast<const __m256i*>(c));
+}
+
 // An empty asm that "changes" x: the compiler must finish x here. Without it GCC 12 reassociates the
 // unrolled integer sums of all the tokens of a tile into one tree, computes every vpmaddubsw first and
 // spills them (Q4_K, 4 tokens, L2: 84 GMAC/s -> 101 with it; Q6_K, whose int16 chains are short, is faster
@@ -76,6 +123,27 @@ inline __attribute__((always_inline)) void quad_dot(__m256i w, const uint8_t* co
         s16[j] = first ? p : _mm256_add_epi16(s16[j], p);
         keep_in_order(s16[j]);
     }
+}
+
+// The VNNI build's quad_dot: the products go straight into each token's int32 sums d[j] (or start them).
+template <int RN>
+inline __attribute__((always_inline)) void quad_dot32(__m256i w, const uint8_t* const* y, size_t off,
+                                                      __m256i* d, bool first) {
+    for (int j = 0; j < RN; ++j) d[j] = dot4(first ? _mm256_setzero_si256() : d[j], w, bcast4(y[j] + off));
+}
+
+// sumi[j] += d[j] * sc per int32 lane (the VNNI build: a sub-block's sums times the rows' scales, exact).
+template <int RN>
+inline __attribute__((always_inline)) void scale_add32(__m256i* sumi, const __m256i* d, __m256i sc) {
+    for (int j = 0; j < RN; ++j) sumi[j] = _mm256_add_epi32(sumi[j], _mm256_mullo_epi32(d[j], sc));
+}
+
+// The same with vpdpwssd, where each d[j] fits int16 and sc has each row's scale in the low int16 of its
+// lane, zero in the high one: the high halves (d's sign bits) then add nothing. One instruction instead of
+// three.
+template <int RN>
+inline __attribute__((always_inline)) void scale_add16(__m256i* sumi, const __m256i* d, __m256i sc) {
+    for (int j = 0; j < RN; ++j) sumi[j] = madd_acc(sumi[j], d[j], sc);
 }
 
 inline void store_8(float* c, __m256 acc) {
@@ -159,6 +227,7 @@ template <int RN>
 void tile_q4_K(int64_t nb, const uint8_t* g, const uint8_t* b, size_t ldb, float* c, int64_t ldc) {
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     const __m256i ctrl0 = scale_dup_ctrl(0, false), ctrl1 = scale_dup_ctrl(1, false);
+    const __m256i ictrl0 = scale_lane_ctrl(0, 0), ictrl1 = scale_lane_ctrl(1, 0);
     __m256 acc[RN];
     for (int j = 0; j < RN; ++j) acc[j] = _mm256_setzero_ps();
     for (int64_t l = 0; l < nb; ++l, g += kQ4Bytes) {
@@ -167,23 +236,44 @@ void tile_q4_K(int64_t nb, const uint8_t* g, const uint8_t* b, size_t ldb, float
         __m256i sumi[RN];
         for (int j = 0; j < RN; ++j) sumi[j] = _mm256_setzero_si256();
         for (int u = 0; u < 8; ++u) {
-            const __m256i sc = _mm256_shuffle_epi8(load_128x2(g + 32 + 16 * (u / 2)), u % 2 ? ctrl1 : ctrl0);
-            __m256i s16[RN];
-            for (int v = 0; v < 4; ++v) {
-                const __m256i w = load_256(g + 160 + 128 * u + 32 * v);
-                const __m256i lo = _mm256_and_si256(w, m4),
-                              hi = _mm256_and_si256(_mm256_srli_epi16(w, 4), m4);
-                for (int j = 0; j < RN; ++j) {
-                    const uint8_t* yq = y[j] + kYQs + 32 * u + 4 * v;
-                    const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, bcast4(yq)),
-                                                       _mm256_maddubs_epi16(hi, bcast4(yq + 16)));
-                    s16[j] = v == 0 ? p : _mm256_add_epi16(s16[j], p);
-                    keep_in_order(s16[j]);
+            const __m256i sb = load_128x2(g + 32 + 16 * (u / 2));
+            if constexpr (kVnniBuild) {
+                // the sub-block's products per row in int32, its low and high halves (elements 32u + 0..15
+                // and + 16..31, at most 15*128*16 each: they fit int16) in two chains, then times its scale
+                // (scale_add16); two chains of 4 rather than one of 8 and vpmulld: n = 1 measured 3% faster
+                const __m256i sc = _mm256_shuffle_epi8(sb, u % 2 ? ictrl1 : ictrl0);
+                __m256i dl[RN], dh[RN];
+                for (int v = 0; v < 4; ++v) {
+                    const __m256i w = load_256(g + 160 + 128 * u + 32 * v);
+                    const __m256i lo = _mm256_and_si256(w, m4),
+                                  hi = _mm256_and_si256(_mm256_srli_epi16(w, 4), m4);
+                    for (int j = 0; j < RN; ++j) {
+                        const uint8_t* yq = y[j] + kYQs + 32 * u + 4 * v;
+                        dl[j] = dot4(v == 0 ? _mm256_setzero_si256() : dl[j], lo, bcast4(yq));
+                        dh[j] = dot4(v == 0 ? _mm256_setzero_si256() : dh[j], hi, bcast4(yq + 16));
+                    }
                 }
-            }
-            for (int j = 0; j < RN; ++j) {
-                const __m256i s = _mm256_madd_epi16(s16[j], sc);
-                sumi[j] = _mm256_add_epi32(sumi[j], s);
+                scale_add16<RN>(sumi, dl, sc);
+                scale_add16<RN>(sumi, dh, sc);
+            } else {
+                const __m256i sc = _mm256_shuffle_epi8(sb, u % 2 ? ctrl1 : ctrl0);
+                __m256i s16[RN];
+                for (int v = 0; v < 4; ++v) {
+                    const __m256i w = load_256(g + 160 + 128 * u + 32 * v);
+                    const __m256i lo = _mm256_and_si256(w, m4),
+                                  hi = _mm256_and_si256(_mm256_srli_epi16(w, 4), m4);
+                    for (int j = 0; j < RN; ++j) {
+                        const uint8_t* yq = y[j] + kYQs + 32 * u + 4 * v;
+                        const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, bcast4(yq)),
+                                                           _mm256_maddubs_epi16(hi, bcast4(yq + 16)));
+                        s16[j] = v == 0 ? p : _mm256_add_epi16(s16[j], p);
+                        keep_in_order(s16[j]);
+                    }
+                }
+                for (int j = 0; j < RN; ++j) {
+                    const __m256i s = _mm256_madd_epi16(s16[j], sc);
+                    sumi[j] = _mm256_add_epi32(sumi[j], s);
+                }
             }
         }
         const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g)));
@@ -198,7 +288,7 @@ void tile_q4_K(int64_t nb, const uint8_t* g, const uint8_t* b, size_t ldb, float
                 const __m256i pair = _mm256_permutevar8x32_epi32(bs16, _mm256_set1_epi32(p < 2 ? p : p + 2));
                 const __m256i mins =
                     _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + 96 + 16 * p)));
-                summ = _mm256_add_epi32(summ, _mm256_madd_epi16(pair, mins));
+                summ = madd_acc(summ, pair, mins);
             }
             float dy;
             __builtin_memcpy(&dy, y[j], 4);
@@ -294,6 +384,7 @@ inline __m256i q5_quad(const uint8_t* v) {
 template <int RN>
 void tile_q5_K(int64_t nb, const uint8_t* g, const uint8_t* b, size_t ldb, float* c, int64_t ldc) {
     const __m256i ctrl0 = scale_dup_ctrl(0, false), ctrl1 = scale_dup_ctrl(1, false);
+    const __m256i ictrl0 = scale_lane_ctrl(0, 0), ictrl1 = scale_lane_ctrl(1, 0);
     __m256 acc[RN];
     for (int j = 0; j < RN; ++j) acc[j] = _mm256_setzero_ps();
     for (int64_t l = 0; l < nb; ++l, g += kQ5Bytes) {
@@ -302,9 +393,23 @@ void tile_q5_K(int64_t nb, const uint8_t* g, const uint8_t* b, size_t ldb, float
         __m256i sumi[RN];
         for (int j = 0; j < RN; ++j) sumi[j] = _mm256_setzero_si256();
         for (int u = 0; u < 8; ++u) {
-            const __m256i sc = _mm256_shuffle_epi8(load_128x2(g + 32 + 16 * (u / 2)), u % 2 ? ctrl1 : ctrl0);
+            const __m256i sb = load_128x2(g + 32 + 16 * (u / 2));
             const uint8_t* v = g + 160 + 160 * u;
             const size_t o = kYQs + 32 * u;
+            if constexpr (kVnniBuild) {  // the sub-block in int32 (at most 31*128*32), then times its scale
+                __m256i d[RN];
+                quad_dot32<RN>(q5_quad<0>(v), y, o, d, true);
+                quad_dot32<RN>(q5_quad<1>(v), y, o + 4, d, false);
+                quad_dot32<RN>(q5_quad<2>(v), y, o + 8, d, false);
+                quad_dot32<RN>(q5_quad<3>(v), y, o + 12, d, false);
+                quad_dot32<RN>(q5_quad<4>(v), y, o + 16, d, false);
+                quad_dot32<RN>(q5_quad<5>(v), y, o + 20, d, false);
+                quad_dot32<RN>(q5_quad<6>(v), y, o + 24, d, false);
+                quad_dot32<RN>(q5_quad<7>(v), y, o + 28, d, false);
+                scale_add32<RN>(sumi, d, _mm256_shuffle_epi8(sb, u % 2 ? ictrl1 : ictrl0));
+                continue;
+            }
+            const __m256i sc = _mm256_shuffle_epi8(sb, u % 2 ? ctrl1 : ctrl0);
             __m256i s16[RN];
             quad_dot<RN>(q5_quad<0>(v), y, o, s16, true);
             quad_dot<RN>(q5_quad<1>(v), y, o + 4, s16, false);
@@ -328,7 +433,7 @@ void tile_q5_K(int64_t nb, const uint8_t* g, const uint8_t* b, size_t ldb, float
                 const __m256i pair = _mm256_permutevar8x32_epi32(bs16, _mm256_set1_epi32(p < 2 ? p : p + 2));
                 const __m256i mins =
                     _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + 96 + 16 * p)));
-                summ = _mm256_add_epi32(summ, _mm256_madd_epi16(pair, mins));
+                summ = madd_acc(summ, pair, mins);
             }
             float dy;
             __builtin_memcpy(&dy, y[j], 4);
@@ -394,6 +499,7 @@ template <int RN>
 void tile_q6_K(int64_t nb, const uint8_t* g, const uint8_t* b, size_t ldb, float* c, int64_t ldc) {
     const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x30), m6 = _mm256_set1_epi8(0x3F);
     const __m256i ctrl0 = scale_dup_ctrl(0, true), ctrl1 = scale_dup_ctrl(1, true);
+    const __m256i ictrl0 = scale_lane_ctrl(0, 3), ictrl1 = scale_lane_ctrl(1, 3);
     __m256 acc[RN];
     for (int j = 0; j < RN; ++j) acc[j] = _mm256_setzero_ps();
     for (int64_t l = 0; l < nb; ++l, g += kQ6Bytes) {
@@ -406,14 +512,22 @@ void tile_q6_K(int64_t nb, const uint8_t* g, const uint8_t* b, size_t ldb, float
             // the offset term of sub-blocks 2p, 2p+1: 32 sc (|32 sc| <= 4096) times the token's bsum pair
             const __m256i sc32 = _mm256_slli_epi16(
                 _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sp))), 5);
-            for (int j = 0; j < RN; ++j) {
-                const __m256i o = _mm256_madd_epi16(sc32, bcast4(y[j] + kYBsums + 4 * p));
-                sumi[j] = _mm256_sub_epi32(sumi[j], o);
+            if constexpr (kVnniBuild) {  // negated, for vpdpwssd
+                const __m256i nsc32 = _mm256_sub_epi16(_mm256_setzero_si256(), sc32);
+                for (int j = 0; j < RN; ++j)
+                    sumi[j] = madd_acc(sumi[j], nsc32, bcast4(y[j] + kYBsums + 4 * p));
+            } else {
+                for (int j = 0; j < RN; ++j) {
+                    const __m256i o = _mm256_madd_epi16(sc32, bcast4(y[j] + kYBsums + 4 * p));
+                    sumi[j] = _mm256_sub_epi32(sumi[j], o);
+                }
             }
             const __m256i sb = load_128x2(sp);
             for (int e = 0; e < 2; ++e) {
                 const int s = 2 * p + e;
-                const __m256i sc = _mm256_srai_epi16(_mm256_shuffle_epi8(sb, e ? ctrl1 : ctrl0), 8);
+                const __m256i sc = kVnniBuild
+                                       ? _mm256_srai_epi32(_mm256_shuffle_epi8(sb, e ? ictrl1 : ictrl0), 24)
+                                       : _mm256_srai_epi16(_mm256_shuffle_epi8(sb, e ? ctrl1 : ctrl0), 8);
                 const uint8_t* q = g + 144 + 96 * s;
                 const __m256i va = load_256(q), vb = load_256(q + 32), vc = load_256(q + 64);
                 // 16-bit shifts: the bits that cross into a byte from its neighbour are masked off
@@ -424,6 +538,14 @@ void tile_q6_K(int64_t nb, const uint8_t* g, const uint8_t* b, size_t ldb, float
                                                    _mm256_and_si256(_mm256_srli_epi16(vb, 2), m2));
                 for (int j = 0; j < RN; ++j) {
                     const uint8_t* yq = y[j] + kYQs + 16 * s;
+                    if constexpr (kVnniBuild) {  // in int32 (at most 63*128*16), then times the scale
+                        __m256i dd = dot4(_mm256_setzero_si256(), q0, bcast4(yq));
+                        dd = dot4(dd, q1, bcast4(yq + 4));
+                        dd = dot4(dd, q2, bcast4(yq + 8));
+                        dd = dot4(dd, q3, bcast4(yq + 12));
+                        sumi[j] = _mm256_add_epi32(sumi[j], _mm256_mullo_epi32(dd, sc));
+                        continue;
+                    }
                     const __m256i a = _mm256_add_epi16(_mm256_maddubs_epi16(q0, bcast4(yq)),
                                                        _mm256_maddubs_epi16(q1, bcast4(yq + 4)));
                     const __m256i bb = _mm256_add_epi16(_mm256_maddubs_epi16(q2, bcast4(yq + 8)),
@@ -493,6 +615,7 @@ template <int RN>
 void tile_q2_K(int64_t nb, const uint8_t* g, const uint8_t* b, size_t ldb, float* c, int64_t ldc) {
     const __m256i m2 = _mm256_set1_epi8(3), m4 = _mm256_set1_epi8(0x0F);
     const __m256i ctrl0 = scale_dup_ctrl(0, false), ctrl1 = scale_dup_ctrl(1, false);
+    const __m256i ictrl0 = scale_lane_ctrl(0, 0), ictrl1 = scale_lane_ctrl(1, 0);
     __m256 acc[RN];
     for (int j = 0; j < RN; ++j) acc[j] = _mm256_setzero_ps();
     for (int64_t l = 0; l < nb; ++l, g += kQ2Bytes) {
@@ -504,10 +627,21 @@ void tile_q2_K(int64_t nb, const uint8_t* g, const uint8_t* b, size_t ldb, float
             const __m256i sb = load_128x2(g + 32 + 16 * p);
             for (int e = 0; e < 2; ++e) {
                 const int s = 2 * p + e;
-                const __m256i sc = _mm256_and_si256(_mm256_shuffle_epi8(sb, e ? ctrl1 : ctrl0), m4);
                 // 16-bit shifts: what crosses from the neighbouring byte lands above the mask
                 const __m256i w = load_256(g + 160 + 32 * s);
                 const size_t o = kYQs + 16 * s;
+                // the VNNI build: the sub-block in int32 (at most 3*128*16: fits int16), times its scale
+                if constexpr (kVnniBuild) {
+                    __m256i d[RN];
+                    quad_dot32<RN>(_mm256_and_si256(w, m2), y, o, d, true);
+                    quad_dot32<RN>(_mm256_and_si256(_mm256_srli_epi16(w, 2), m2), y, o + 4, d, false);
+                    quad_dot32<RN>(_mm256_and_si256(_mm256_srli_epi16(w, 4), m2), y, o + 8, d, false);
+                    quad_dot32<RN>(_mm256_and_si256(_mm256_srli_epi16(w, 6), m2), y, o + 12, d, false);
+                    scale_add16<RN>(sumi, d,
+                                    _mm256_and_si256(_mm256_shuffle_epi8(sb, e ? ictrl1 : ictrl0), m4));
+                    continue;
+                }
+                const __m256i sc = _mm256_and_si256(_mm256_shuffle_epi8(sb, e ? ctrl1 : ctrl0), m4);
                 __m256i s16[RN];
                 quad_dot<RN>(_mm256_and_si256(w, m2), y, o, s16, true);
                 quad_dot<RN>(_mm256_and_si256(_mm256_srli_epi16(w, 2), m2), y, o + 4, s16, false);
@@ -526,7 +660,7 @@ void tile_q2_K(int64_t nb, const uint8_t* g, const uint8_t* b, size_t ldb, float
                 const __m256i mins = _mm256_srli_epi16(
                     _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + 32 + 16 * p))),
                     4);
-                summ = _mm256_add_epi32(summ, _mm256_madd_epi16(mins, bcast4(y[j] + kYBsums + 4 * p)));
+                summ = madd_acc(summ, mins, bcast4(y[j] + kYBsums + 4 * p));
             }
             float dy;
             __builtin_memcpy(&dy, y[j], 4);
@@ -627,6 +761,7 @@ inline __m256i q3_quad(const uint8_t* v) {
 template <int RN>
 void tile_q3_K(int64_t nb, const uint8_t* g, const uint8_t* b, size_t ldb, float* c, int64_t ldc) {
     const __m256i ctrl0 = scale_dup_ctrl(0, true), ctrl1 = scale_dup_ctrl(1, true);
+    const __m256i ictrl0 = scale_lane_ctrl(0, 1), ictrl1 = scale_lane_ctrl(1, 1);
     __m256 acc[RN];
     for (int j = 0; j < RN; ++j) acc[j] = _mm256_setzero_ps();
     for (int64_t l = 0; l < nb; ++l, g += kQ3Bytes) {
@@ -639,15 +774,36 @@ void tile_q3_K(int64_t nb, const uint8_t* g, const uint8_t* b, size_t ldb, float
             // the offset term of sub-blocks 2p, 2p+1: 4 sc (|4 sc| <= 128) times the token's bsum pair
             const __m256i sc4 = _mm256_slli_epi16(
                 _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sp))), 2);
-            for (int j = 0; j < RN; ++j) {
-                const __m256i o = _mm256_madd_epi16(sc4, bcast4(y[j] + kYBsums + 4 * p));
-                sumi[j] = _mm256_sub_epi32(sumi[j], o);
+            if constexpr (kVnniBuild) {  // negated, for vpdpwssd
+                const __m256i nsc4 = _mm256_sub_epi16(_mm256_setzero_si256(), sc4);
+                for (int j = 0; j < RN; ++j)
+                    sumi[j] = madd_acc(sumi[j], nsc4, bcast4(y[j] + kYBsums + 4 * p));
+            } else {
+                for (int j = 0; j < RN; ++j) {
+                    const __m256i o = _mm256_madd_epi16(sc4, bcast4(y[j] + kYBsums + 4 * p));
+                    sumi[j] = _mm256_sub_epi32(sumi[j], o);
+                }
             }
             const __m256i sb = load_128x2(sp);
-            const __m256i sc0 = _mm256_srai_epi16(_mm256_shuffle_epi8(sb, ctrl0), 8),
-                          sc1 = _mm256_srai_epi16(_mm256_shuffle_epi8(sb, ctrl1), 8);
             const uint8_t* v = g + 144 + 96 * p;
             const size_t o = kYQs + 32 * p;
+            // the VNNI build: each sub-block in int32 (at most 7*128*16: fits int16), times its scale
+            if constexpr (kVnniBuild) {
+                __m256i d[RN];
+                quad_dot32<RN>(q3_quad<0>(v), y, o, d, true);
+                quad_dot32<RN>(q3_quad<1>(v), y, o + 4, d, false);
+                quad_dot32<RN>(q3_quad<2>(v), y, o + 8, d, false);
+                quad_dot32<RN>(q3_quad<3>(v), y, o + 12, d, false);
+                scale_add16<RN>(sumi, d, _mm256_srai_epi16(_mm256_shuffle_epi8(sb, ictrl0), 8));
+                quad_dot32<RN>(q3_quad<4>(v), y, o + 16, d, true);
+                quad_dot32<RN>(q3_quad<5>(v), y, o + 20, d, false);
+                quad_dot32<RN>(q3_quad<6>(v), y, o + 24, d, false);
+                quad_dot32<RN>(q3_quad<7>(v), y, o + 28, d, false);
+                scale_add16<RN>(sumi, d, _mm256_srai_epi16(_mm256_shuffle_epi8(sb, ictrl1), 8));
+                continue;
+            }
+            const __m256i sc0 = _mm256_srai_epi16(_mm256_shuffle_epi8(sb, ctrl0), 8),
+                          sc1 = _mm256_srai_epi16(_mm256_shuffle_epi8(sb, ctrl1), 8);
             __m256i s16[RN];
             quad_dot<RN>(q3_quad<0>(v), y, o, s16, true);
             quad_dot<RN>(q3_quad<1>(v), y, o + 4, s16, false);
@@ -719,16 +875,30 @@ struct Q6Tile {
     }
 };
 
+// What this build registers: the layout from the plain build only, packed_gemm from the build that
+// matches the CPU (packed_legacy.cpp's header comment). A mask, not a modified copy: kernels/dispatch.h.
+unsigned this_build_slots() {
+    unsigned slots = kernels::kAllSlots;
+    if (kVnniBuild) slots &= ~unsigned(kernels::kLayoutSlot);
+    if (cpu_features().avxvnni != kVnniBuild) slots &= ~unsigned(kernels::kPackedGemmSlot);
+    return slots;
+}
+
 // constexpr objects: the static initializers pass their addresses only (kernels/dispatch.h Registrar).
 template <kernels::PackFn kPack, template <int> class Tile, size_t kBytes>
 constexpr kernels::CpuKernels kquant_kernels = {
     .pack = kPack, .packed_gemm = packed_gemm<Tile>, .pack_block_bytes = kBytes, .pack_needs_sums = false};
 
-const kernels::Registrar q2_K_packed(Isa::Avx2, TypeId::Q2_K, kquant_kernels<pack_q2_K, Q2Tile, kQ2Bytes>);
-const kernels::Registrar q3_K_packed(Isa::Avx2, TypeId::Q3_K, kquant_kernels<pack_q3_K, Q3Tile, kQ3Bytes>);
-const kernels::Registrar q4_K_packed(Isa::Avx2, TypeId::Q4_K, kquant_kernels<pack_q4_K, Q4Tile, kQ4Bytes>);
-const kernels::Registrar q5_K_packed(Isa::Avx2, TypeId::Q5_K, kquant_kernels<pack_q5_K, Q5Tile, kQ5Bytes>);
-const kernels::Registrar q6_K_packed(Isa::Avx2, TypeId::Q6_K, kquant_kernels<pack_q6_K, Q6Tile, kQ6Bytes>);
+const kernels::Registrar q2_K_packed(Isa::Avx2, TypeId::Q2_K, kquant_kernels<pack_q2_K, Q2Tile, kQ2Bytes>,
+                                     this_build_slots());
+const kernels::Registrar q3_K_packed(Isa::Avx2, TypeId::Q3_K, kquant_kernels<pack_q3_K, Q3Tile, kQ3Bytes>,
+                                     this_build_slots());
+const kernels::Registrar q4_K_packed(Isa::Avx2, TypeId::Q4_K, kquant_kernels<pack_q4_K, Q4Tile, kQ4Bytes>,
+                                     this_build_slots());
+const kernels::Registrar q5_K_packed(Isa::Avx2, TypeId::Q5_K, kquant_kernels<pack_q5_K, Q5Tile, kQ5Bytes>,
+                                     this_build_slots());
+const kernels::Registrar q6_K_packed(Isa::Avx2, TypeId::Q6_K, kquant_kernels<pack_q6_K, Q6Tile, kQ6Bytes>,
+                                     this_build_slots());
 
 }  // namespace
 }  // namespace qrt::avx2
