@@ -137,6 +137,21 @@ void attention_heads(float* out, const float* q, int n_q, const PagedKv& kv, int
                        scores);
 }
 
+void attention_tile(float* out, const float* q, int64_t stride, int n_tok, int n_q, const PagedKv& kv,
+                    int kv_head, int n_kv, float scale, float* scores) {
+#if defined(QRT_HAVE_AVX2)
+    if (active_isa() == Isa::Avx2 && kv.head_dim % 8 == 0 && kv.head_dim <= avx2::kMaxHeadDim) {
+        for (int i = 0; i < n_tok; i += kAttentionTile)
+            avx2::attention_tile(out + i * stride, q + i * stride, stride,
+                                 n_tok - i < kAttentionTile ? n_tok - i : kAttentionTile, n_q, kv, kv_head,
+                                 n_kv + i, scale, scores);
+        return;
+    }
+#endif
+    for (int i = 0; i < n_tok; ++i)
+        attention_heads(out + i * stride, q + i * stride, n_q, kv, kv_head, n_kv + i, scale, scores);
+}
+
 void attention_head_ref(float* out, const float* q, const PagedKv& kv, int kv_head, int n_kv, float scale,
                         float* scores) {
     const float* f16 = fp16_table();

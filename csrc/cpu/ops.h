@@ -63,6 +63,16 @@ constexpr int kAttentionMaxGroup = 4;
 void attention_heads(float* out, const float* q, int n_q, const PagedKv& kv, int kv_head, int n_kv,
                      float scale, float* scores);
 
+// Prefill: n_tok consecutive query tokens of one sequence, token i's n_q heads (one GQA group) at
+// q + i * stride and its output at out + i * stride, token i attending over the first n_kv + i keys. Each
+// token's output is exactly attention_heads' for it alone. The AVX2 version widens each K and V row once for
+// a tile of up to kAttentionTile tokens instead of once per token; elsewhere it is attention_heads per token.
+// scores is scratch of min(n_tok, kAttentionTile) * min(n_q, kAttentionMaxGroup) * (n_kv + n_tok - 1)
+// floats.
+constexpr int kAttentionTile = 16;
+void attention_tile(float* out, const float* q, int64_t stride, int n_tok, int n_q, const PagedKv& kv,
+                    int kv_head, int n_kv, float scale, float* scores);
+
 #if defined(QRT_HAVE_AVX2)
 // The AVX2 versions (ops_avx2.cpp): call only where cpu_features() has avx2, fma and f16c.
 namespace avx2 {
@@ -73,6 +83,9 @@ void attention_head(float* out, const float* q, const PagedKv& kv, int kv_head, 
                     float* scores);
 void attention_heads(float* out, const float* q, int n_q, const PagedKv& kv, int kv_head, int n_kv,
                      float scale, float* scores);
+// n_tok <= kAttentionTile.
+void attention_tile(float* out, const float* q, int64_t stride, int n_tok, int n_q, const PagedKv& kv,
+                    int kv_head, int n_kv, float scale, float* scores);
 }  // namespace avx2
 #endif
 

@@ -68,6 +68,23 @@ float exp1(float x) {
     return _mm256_cvtss_f32(exp8(_mm256_set1_ps(x)));
 }
 
+// The unnormalized softmax of one head's n scores, in place: sc[t] = e^(sc[t] - max), max the largest lane
+// of vmax; returns 1 / sum_t sc[t].
+float softmax_exp(float* sc, int n, __m128 vmax) {
+    const float max = hmax4(vmax);
+    __m256 vsum = _mm256_setzero_ps();
+    const __m256 m = _mm256_set1_ps(max);
+    int t = 0;
+    for (; t + 8 <= n; t += 8) {
+        const __m256 p = exp8(_mm256_sub_ps(_mm256_loadu_ps(sc + t), m));
+        _mm256_storeu_ps(sc + t, p);
+        vsum = _mm256_add_ps(vsum, p);
+    }
+    float sum = hsum8(vsum);
+    for (; t < n; ++t) sum += sc[t] = exp1(sc[t] - max);
+    return 1.0f / sum;
+}
+
 // G query heads that read the same KV head (GQA), each exactly as attention_head computes it alone:
 // scores[t] = scale * q.K[t], then p = e^(scores - max), out = (sum_t p[t] V[t]) / sum_t p[t]. Per token the
 // dot over head_dim runs in one 8-lane accumulator; V is accumulated in head_dim/8 vectors. Each K and V
@@ -113,21 +130,7 @@ void attention_group(float* out, const float* q, const PagedKv& kv, int kv_head,
     }
 
     float inv_sum[G];
-    for (int g = 0; g < G; ++g) {
-        float* sc = scores + g * n_kv;
-        const float max = hmax4(vmax[g]);
-        __m256 vsum = _mm256_setzero_ps();
-        const __m256 m = _mm256_set1_ps(max);
-        int t = 0;
-        for (; t + 8 <= n_kv; t += 8) {
-            const __m256 p = exp8(_mm256_sub_ps(_mm256_loadu_ps(sc + t), m));
-            _mm256_storeu_ps(sc + t, p);
-            vsum = _mm256_add_ps(vsum, p);
-        }
-        float sum = hsum8(vsum);
-        for (; t < n_kv; ++t) sum += sc[t] = exp1(sc[t] - max);
-        inv_sum[g] = 1.0f / sum;
-    }
+    for (int g = 0; g < G; ++g) inv_sum[g] = softmax_exp(scores + g * n_kv, n_kv, vmax[g]);
 
     for (int v0 = 0; v0 < nv; v0 += 4) {  // 4 vectors of V at a time
         const int nw = nv - v0 < 4 ? nv - v0 : 4;
@@ -164,6 +167,145 @@ void attention_group(float* out, const float* q, const PagedKv& kv, int kv_head,
     }
 }
 
+// The tile's K or V rows are widened a chunk of keys at a time into 16 KiB of floats: whole blocks, or a
+// block in pieces where one does not fit.
+constexpr int kChunkFloats = 4096;
+
+// The end of the chunk of keys that starts at c (at most n_max): as many whole blocks as fit, or where a
+// block does not fit, its next `keys` (a multiple of 4, so that no step of attention_group straddles two
+// chunks).
+int chunk_end(int c, int n_max, int bs, int hd) {
+    const int keys = kChunkFloats / hd / 4 * 4;  // >= 16
+    const int end =
+        bs <= keys ? c + keys / bs * bs : (c + keys < (c / bs + 1) * bs ? c + keys : (c / bs + 1) * bs);
+    return end < n_max ? end : n_max;
+}
+
+// Widens keys [c, e) of kv_head's K or V (pool: kv.k or kv.v) to rows [e - c][hd].
+void widen(float* rows, const half_bits* pool, const PagedKv& kv, int kv_head, int c, int e) {
+    const int hd = kv.head_dim, bs = kv.block_size;
+    const int64_t block_stride = int64_t(kv.n_kv_head) * bs * hd;  // halves per physical block
+    for (int t = c; t < e;) {
+        const int n = (t / bs + 1) * bs < e ? (t / bs + 1) * bs - t : e - t;  // keys left in t's block
+        const half_bits* src =
+            pool + kv.block_table[t / bs] * block_stride + (int64_t(kv_head) * bs + t % bs) * hd;
+        float* dst = rows + int64_t(t - c) * hd;
+        for (int j = 0; j < n * hd; j += 8) _mm256_store_ps(dst + j, load_half8(src + j));
+        t += n;
+    }
+}
+
+// attention_group for n_tok <= kAttentionTile consecutive query tokens, token i's G heads at q + i * stride
+// attending over the first n_kv + i keys. Each chunk of K and V rows is widened once for the tile and then
+// read by every token from L1, instead of every token loading and widening its whole prefix. Per token and
+// head the arithmetic is attention_group's, in its order: the same key steps (KB keys from each block's
+// start, a short step repeating its first key), the same softmax_exp, and V summed in key order, the sums
+// kept in acc between chunks. scores: [n_tok][G][n_kv + n_tok - 1].
+template <int G>
+void attention_group_tile(float* out, const float* q, int64_t stride, int n_tok, const PagedKv& kv,
+                          int kv_head, int n_kv, float scale, float* scores) {
+    const int hd = kv.head_dim, bs = kv.block_size, nv = hd / 8;
+    const int n_max = n_kv + n_tok - 1;  // keys of the last token
+    const int64_t ld = n_max;            // floats between score rows
+    alignas(32) float rows[kChunkFloats];
+
+    constexpr int KB = G >= 4 ? 2 : 4;  // as attention_group
+    __m128 vmax[kAttentionTile][G];
+    for (int i = 0; i < n_tok; ++i)
+        for (int g = 0; g < G; ++g) vmax[i][g] = _mm_set1_ps(-__builtin_inff());
+    for (int c = 0; c < n_max;) {
+        const int ce = chunk_end(c, n_max, bs, hd);
+        widen(rows, kv.k, kv, kv_head, c, ce);
+        for (int i = 0; i < n_tok; ++i) {
+            const int n_i = n_kv + i;  // token i's keys
+            const float* qi = q + i * stride;
+            float* sc = scores + i * G * ld;
+            // Steps of KB keys from each block's start, the last of a block (or of the token) short, as
+            // there.
+            for (int t = c, nk; t < ce && t < n_i; t += nk) {
+                const int lim = (t / bs + 1) * bs < n_i ? (t / bs + 1) * bs : n_i;
+                nk = lim - t < KB ? lim - t : KB;
+                const float* kr = rows + (t - c) * hd;
+                __m256 a[G][KB];
+                for (int g = 0; g < G; ++g)
+                    for (int j = 0; j < KB; ++j) a[g][j] = _mm256_setzero_ps();
+                for (int v = 0; v < nv; ++v)
+                    for (int j = 0; j < KB; ++j) {
+                        const __m256 k = _mm256_load_ps(kr + (j < nk ? j : 0) * hd + 8 * v);
+                        for (int g = 0; g < G; ++g)
+                            a[g][j] = _mm256_fmadd_ps(_mm256_loadu_ps(qi + g * hd + 8 * v), k, a[g][j]);
+                    }
+                for (int g = 0; g < G; ++g) {
+                    const __m128 s4 =
+                        _mm_mul_ps(KB == 4 ? reduce4(a[g][0], a[g][1], a[g][2 % KB], a[g][3 % KB])
+                                           : reduce4(a[g][0], a[g][1], a[g][0], a[g][1]),
+                                   _mm_set1_ps(scale));
+                    vmax[i][g] = _mm_max_ps(vmax[i][g], s4);
+                    float* dst = sc + g * ld + t;
+                    if (nk == 4) {
+                        _mm_storeu_ps(dst, s4);
+                    } else {
+                        alignas(16) float out4[4];
+                        _mm_store_ps(out4, s4);
+                        for (int j = 0; j < nk; ++j) dst[j] = out4[j];
+                    }
+                }
+            }
+        }
+        c = ce;
+    }
+
+    float inv_sum[kAttentionTile][G];
+    for (int i = 0; i < n_tok; ++i)
+        for (int g = 0; g < G; ++g)
+            inv_sum[i][g] = softmax_exp(scores + (i * G + g) * ld, n_kv + i, vmax[i][g]);
+
+    alignas(32) float acc[kAttentionTile * G * kMaxHeadDim];  // [n_tok][G][hd]: V sums so far
+    for (int e = 0; e < n_tok * G * hd; e += 8) _mm256_store_ps(acc + e, _mm256_setzero_ps());
+    for (int c = 0; c < n_max;) {
+        const int ce = chunk_end(c, n_max, bs, hd);
+        widen(rows, kv.v, kv, kv_head, c, ce);
+        for (int i = 0; i < n_tok; ++i) {
+            const int end = ce < n_kv + i ? ce : n_kv + i;  // token i's keys in this chunk: [c, end)
+            const float* p = scores + i * G * ld;           // head g's weight of key t: p[g * ld + t]
+            float* ai = acc + i * G * hd;
+            int v0 = 0;
+            for (; v0 + 4 <= nv; v0 += 4) {  // 4 vectors of V at a time
+                __m256 o[G][4];
+                for (int g = 0; g < G; ++g)
+                    for (int w = 0; w < 4; ++w) o[g][w] = _mm256_load_ps(ai + g * hd + 8 * (v0 + w));
+                for (int t = c; t < end; ++t) {
+                    const float* vr = rows + (t - c) * hd + 8 * v0;
+                    __m256 vv[4];
+                    for (int w = 0; w < 4; ++w) vv[w] = _mm256_load_ps(vr + 8 * w);
+                    for (int g = 0; g < G; ++g) {
+                        const __m256 pg = _mm256_set1_ps(p[g * ld + t]);
+                        for (int w = 0; w < 4; ++w) o[g][w] = _mm256_fmadd_ps(pg, vv[w], o[g][w]);
+                    }
+                }
+                for (int g = 0; g < G; ++g)
+                    for (int w = 0; w < 4; ++w) _mm256_store_ps(ai + g * hd + 8 * (v0 + w), o[g][w]);
+            }
+            for (; v0 < nv; ++v0)  // the last head_dim % 32 dimensions, a vector at a time
+                for (int g = 0; g < G; ++g) {
+                    __m256 o = _mm256_load_ps(ai + g * hd + 8 * v0);
+                    for (int t = c; t < end; ++t)
+                        o = _mm256_fmadd_ps(_mm256_set1_ps(p[g * ld + t]),
+                                            _mm256_load_ps(rows + (t - c) * hd + 8 * v0), o);
+                    _mm256_store_ps(ai + g * hd + 8 * v0, o);
+                }
+        }
+        c = ce;
+    }
+    for (int i = 0; i < n_tok; ++i)
+        for (int g = 0; g < G; ++g) {
+            const __m256 inv = _mm256_set1_ps(inv_sum[i][g]);
+            for (int v = 0; v < nv; ++v)
+                _mm256_storeu_ps(out + i * stride + g * hd + 8 * v,
+                                 _mm256_mul_ps(_mm256_load_ps(acc + (i * G + g) * hd + 8 * v), inv));
+        }
+}
+
 }  // namespace
 
 void silu_mul(float* gate, const float* up, int64_t n) {
@@ -190,6 +332,17 @@ void attention_heads(float* out, const float* q, int n_q, const PagedKv& kv, int
     if (n_q == 3) attention_group<3>(out, q, kv, kv_head, n_kv, scale, scores);
     if (n_q == 2) attention_group<2>(out, q, kv, kv_head, n_kv, scale, scores);
     if (n_q == 1) attention_group<1>(out, q, kv, kv_head, n_kv, scale, scores);
+}
+
+void attention_tile(float* out, const float* q, int64_t stride, int n_tok, int n_q, const PagedKv& kv,
+                    int kv_head, int n_kv, float scale, float* scores) {
+    if (n_tok == 1) return avx2::attention_heads(out, q, n_q, kv, kv_head, n_kv, scale, scores);  // decode
+    const int hd = kv.head_dim;
+    for (; n_q >= 4; n_q -= 4, q += 4 * hd, out += 4 * hd)
+        attention_group_tile<4>(out, q, stride, n_tok, kv, kv_head, n_kv, scale, scores);
+    if (n_q == 3) attention_group_tile<3>(out, q, stride, n_tok, kv, kv_head, n_kv, scale, scores);
+    if (n_q == 2) attention_group_tile<2>(out, q, stride, n_tok, kv, kv_head, n_kv, scale, scores);
+    if (n_q == 1) attention_group_tile<1>(out, q, stride, n_tok, kv, kv_head, n_kv, scale, scores);
 }
 
 }  // namespace qrt::avx2

@@ -26,6 +26,13 @@
 
 namespace qrt::model {
 
+namespace {
+
+// Floats of attention scores per thread that tiles may use beyond one token's (512 KiB).
+constexpr int64_t kScoresBudget = int64_t(1) << 17;
+
+}  // namespace
+
 ForwardBuffers::ForwardBuffers(const Model& model, int n_batch_, int n_ctx, int n_threads, int n_seq_max)
     : n_batch(n_batch_) {
     const HParams& hp = model.hp;
@@ -39,10 +46,14 @@ ForwardBuffers::ForwardBuffers(const Model& model, int n_batch_, int n_ctx, int 
     att.resize(nb * size_t(hp.n_embd_q()));
     hb.resize(nb * size_t(hp.n_ff));
     hb2.resize(nb * size_t(hp.n_ff));
-    scores.resize(size_t(n_threads) *
-                  size_t(std::min(hp.n_head / hp.n_head_kv, int64_t(kAttentionMaxGroup))) * size_t(n_ctx));
+    // Room for a tile of kAttentionTile tokens' scores up to a budget, for one token over the whole context
+    // at least: late in a long context tiles get fewer tokens (forward_layers).
+    const int64_t heads = std::min(hp.n_head / hp.n_head_kv, int64_t(kAttentionMaxGroup));
+    scores_stride = std::max(heads * n_ctx, std::min(kAttentionTile * heads * n_ctx, kScoresBudget));
+    scores.resize(size_t(n_threads) * size_t(scores_stride));
     row.resize(size_t(n_threads) * size_t(row_stride));
     slot.resize(nb);
+    tile.resize(nb + 1);
     seq_n.resize(size_t(n_seq_max));
     seq1.resize(nb);
     want1.resize(nb);
@@ -128,6 +139,21 @@ void forward_layers(const HParams& hp, const LayerWeights* layers, int64_t first
     auto mm = [&](const Matrix& m, const float* in, int n_tok, float* out) {
         matmul(pool, m, in, n_tok, out, buf.row.data(), buf.row_stride);
     };
+    // Attention tiles: runs of up to kAttentionTile consecutive tokens of one sequence in consecutive slots
+    // (a prompt), whose scores fit a thread's scratch; each tile reads its K and V rows once
+    // (cpu/ops.h attention_tile). A token's output does not depend on its tile.
+    int32_t* tile = buf.tile.data();  // [n_tiles + 1]
+    int n_tiles = 0;
+    const int64_t heads = std::min(group, kAttentionMaxGroup);
+    for (int t = 0; t < n;) {
+        tile[n_tiles++] = t;
+        int e = t + 1;
+        while (e < n && e - t < kAttentionTile && seq[e] == seq[t] && slot[e] == slot[t] + (e - t) &&
+               (e - t + 1) * heads * (slot[e] + 1) <= buf.scores_stride)
+            ++e;
+        t = e;
+    }
+    tile[n_tiles] = n;
     auto per_token = [&](auto&& fn) {  // fn(t) for t in [0, n), over the pool
         pool.parallel_for(n, [&](int64_t b, int64_t e, int) {
             for (int64_t t = b; t < e; ++t) fn(t);
@@ -154,12 +180,17 @@ void forward_layers(const HParams& hp, const LayerWeights* layers, int64_t first
             rope(k + t * n_kv, n_head_kv, hd, pos[t], buf.inv_freq.data(), hp.rope_freq_scale, neox);
             kv.store(int(l), seq[t], slot[t], k + t * n_kv, v + t * n_kv);
         });
-        pool.parallel_for(int64_t(n) * n_head_kv, [&](int64_t b, int64_t e, int thread) {
-            float* scores = buf.scores.data() + size_t(thread) * buf.scores.size() / size_t(pool.n_threads());
-            for (int64_t j = b; j < e; ++j) {  // token t, KV head h: query heads [h * group, (h + 1) * group)
-                const int64_t t = j / n_head_kv, h = j % n_head_kv, o = t * n_q + h * group * hd;
-                attention_heads(att + o, q + o, group, kv.view(int(l), seq[t]), int(h), slot[t] + 1, scale,
-                                scores);  // att: [n][n_head*hd]
+        const int64_t n_jobs = int64_t(n_tiles) * n_head_kv;
+        pool.parallel_for(n_jobs, [&](int64_t b, int64_t e, int thread) {
+            float* scores = buf.scores.data() + thread * buf.scores_stride;
+            for (int64_t j = b; j < e; ++j) {
+                // Tile i, KV head h: query heads [h * group, (h + 1) * group). The last tiles, which read the
+                // most keys, go first so that the threads finish together.
+                const int64_t i = (n_jobs - 1 - j) / n_head_kv, h = (n_jobs - 1 - j) % n_head_kv;
+                const int t = tile[i], n_tok = tile[i + 1] - t;
+                const int64_t o = t * n_q + h * group * hd;
+                attention_tile(att + o, q + o, n_q, n_tok, group, kv.view(int(l), seq[t]), int(h),
+                               slot[t] + 1, scale, scores);  // att: [n][n_head*hd]
             }
         });
         mm(L.attn_output, att, n, xb);  // xb: [n][n_embd]

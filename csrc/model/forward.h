@@ -25,10 +25,12 @@ struct ForwardBuffers {
     std::vector<float> k, v;      // [n_batch][n_head_kv * head_dim]
     std::vector<float> att;       // [n_batch][n_head * head_dim]  attention output, heads concatenated
     std::vector<float> hb, hb2;   // [n_batch][n_ff]  FFN gate and up
-    std::vector<float> scores;    // [n_threads][min(group, 4)][n_ctx]  attention scores of a few heads
+    int64_t scores_stride = 0;    // floats per thread in `scores`
+    std::vector<float> scores;    // [n_threads][scores_stride]  attention scores (cpu/ops.h attention_tile)
     std::vector<float> row;       // [n_threads][row_stride]  one dequantized weight row
     std::vector<float> inv_freq;  // [head_dim / 2]  RoPE: base^(-2i/head_dim) / rope_freqs[i]
     std::vector<int32_t> slot;    // [n_batch]  each token's index in its sequence's cache
+    std::vector<int32_t> tile;    // [n_batch + 1]  first token of each attention tile, then n
     std::vector<int32_t> seq_n;   // [n_seq_max]  tokens of each sequence in the batch
     std::vector<int32_t> seq1;    // [n_batch]  the one-sequence forward's sequence ids
     std::vector<uint8_t> want1;   // [n_batch]  the one-sequence forward's logit flags

@@ -400,10 +400,11 @@ void test_packed(Isa isa, const TypeTraits& t, const kernels::CpuKernels& k, std
     }
 }
 
+using AttentionHeadsFn = void (*)(float*, const float*, int, const PagedKv&, int, int, float, float*);
+
 #if defined(QRT_HAVE_AVX2) || defined(QRT_HAVE_NEON)
 using SiluMulFn = void (*)(float*, const float*, int64_t);
 using AttentionHeadFn = void (*)(float*, const float*, const PagedKv&, int, int, float, float*);
-using AttentionHeadsFn = void (*)(float*, const float*, int, const PagedKv&, int, int, float, float*);
 
 // silu_mul and attention_head: an ISA's versions against the scalar references (vector exp, lane sums);
 // attention_head takes head_dim in multiples of `lanes`. attention_heads (a GQA group at once, where the ISA
@@ -466,6 +467,60 @@ void test_ops(const std::string& isa, SiluMulFn silu_mul, AttentionHeadFn attent
     }
 }
 #endif
+
+using AttentionTileFn = void (*)(float*, const float*, int64_t, int, int, const PagedKv&, int, int, float,
+                                 float*);
+
+// attention_tile (consecutive query tokens of one sequence sharing K/V rows) against attention_heads per
+// token, bit for bit: every token's heads, with its own causal length n_kv + i, over random caches with
+// scattered block tables of several block sizes, tiles starting on and around block and chunk edges, head
+// groups split into fours, and rows of q and out strided like a batch's (nothing outside a token's heads
+// written). max_tok bounds n_tok (the AVX2 kernel takes at most kAttentionTile). Large queries push some
+// scores into exp's clamps.
+void test_attention_tile(const std::string& isa, AttentionTileFn attention_tile,
+                         AttentionHeadsFn attention_heads, int lanes, int max_tok, std::mt19937_64& rng) {
+    std::normal_distribution<float> normal;
+    int cases = 0, bad = 0;
+    std::string first_bad;
+    for (int hd : {8, 12, 16, 24, 64, 72, 128, 256}) {
+        if (hd % lanes) continue;
+        for (int bs : {1, 3, 16, 20, 40}) {
+            for (int n_kv : {1, 2, 3, 15, 16, 17, 31, 33, 47, 100, 301}) {
+                const int n_tok = 1 + int(rng() % unsigned(max_tok)), n_q = 1 + int(rng() % 9);
+                const int n_head = 2, n_max = n_kv + n_tok - 1, n_blocks = (n_max + bs - 1) / bs + 2;
+                std::vector<half_bits> k(size_t(n_blocks) * n_head * bs * hd), v(k.size());
+                for (auto& h : k) h = fp32_to_fp16(normal(rng));
+                for (auto& h : v) h = fp32_to_fp16(normal(rng));
+                std::vector<int32_t> table(static_cast<size_t>(n_blocks));
+                for (int b = 0; b < n_blocks; ++b) table[size_t(b)] = (b * 5 + 1) % n_blocks;  // scattered
+                const PagedKv kv{k.data(), v.data(), table.data(), n_head, hd, bs};
+                const int head = int(rng() % n_head);
+                const float qscale = rng() % 4 == 0 ? 40.0f : 2.0f;
+                // A batch row holds 2 * n_q heads, the group at head offset 1 of it.
+                const int64_t stride = int64_t(2 * n_q) * hd, off = hd;
+                std::vector<float> q(size_t(n_tok * stride)), out(q.size(), -7.0f), ref(q.size(), -7.0f);
+                for (auto& x : q) x = normal(rng) * qscale;
+                const int tile = std::min(n_tok, kAttentionTile);
+                std::vector<float> st(size_t(tile * std::min(n_q, kAttentionMaxGroup) * n_max)),
+                    sh(size_t(std::min(n_q, kAttentionMaxGroup) * n_max));
+                attention_tile(out.data() + off, q.data() + off, stride, n_tok, n_q, kv, head, n_kv, 0.125f,
+                               st.data());
+                for (int i = 0; i < n_tok; ++i)
+                    attention_heads(ref.data() + off + i * stride, q.data() + off + i * stride, n_q, kv, head,
+                                    n_kv + i, 0.125f, sh.data());
+                ++cases;
+                if (std::memcmp(out.data(), ref.data(), sizeof(float) * out.size()) != 0) {
+                    if (bad++ == 0)
+                        first_bad = " hd=" + std::to_string(hd) + " bs=" + std::to_string(bs) +
+                                    " n_kv=" + std::to_string(n_kv) + " n_tok=" + std::to_string(n_tok) +
+                                    " n_q=" + std::to_string(n_q);
+                }
+            }
+        }
+    }
+    check(bad == 0, isa + " attention_tile equals attention_heads per token: " + std::to_string(bad) +
+                        " of " + std::to_string(cases) + " cases differ, first" + first_bad);
+}
 
 // model::matmul on the active ISA: every output equals the dispatched vec_dot of the row with the token's
 // quantized activations (Int8: one pass; Int8x2: the two passes added), or for the rows of a packed matrix
@@ -667,6 +722,9 @@ int main() {
 #endif
     test_dispatch();
     std::mt19937_64 rng(20240531);
+    // the dispatched tile (the AVX2 kernel in sub-tiles, elsewhere attention_heads per token), longer tiles
+    // too
+    test_attention_tile(isa_name(active_isa()), attention_tile, attention_heads, 1, 3 * kAttentionTile, rng);
     test_matmul(rng);
     for (Isa isa : {Isa::Avx2, Isa::Neon}) {
         if (!cpu_runs(isa)) {
@@ -674,8 +732,10 @@ int main() {
             continue;
         }
 #if defined(QRT_HAVE_AVX2)
-        if (isa == Isa::Avx2)
+        if (isa == Isa::Avx2) {
             test_ops("avx2", avx2::silu_mul, avx2::attention_head, avx2::attention_heads, 8, rng);
+            test_attention_tile("avx2", avx2::attention_tile, avx2::attention_heads, 8, kAttentionTile, rng);
+        }
 #endif
 #if defined(QRT_HAVE_NEON)
         if (isa == Isa::Neon) test_ops("neon", neon::silu_mul, neon::attention_head, nullptr, 4, rng);
