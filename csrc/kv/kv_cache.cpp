@@ -2,6 +2,8 @@
 
 #include <stdexcept>
 
+#include "kernels/dispatch.h"
+
 #if defined(__unix__) || defined(__APPLE__)
 #include <unistd.h>
 #endif
@@ -40,7 +42,7 @@ uint64_t KvCache::bytes_needed(const KvCacheShape& s) {
     return total;
 }
 
-KvCache::KvCache(const KvCacheShape& shape) : shape_(shape) {
+KvCache::KvCache(const KvCacheShape& shape) : shape_(shape), to_fp16_(kernels::quantize_row(TypeId::F16)) {
     if (shape.n_layer < 0 || shape.n_kv_head <= 0 || shape.head_dim <= 0 || shape.n_ctx <= 0 ||
         shape.n_seq_max <= 0)
         throw std::invalid_argument("KV cache: every dimension must be positive (n_layer may be 0)");
@@ -116,10 +118,8 @@ void KvCache::store(const KvPools& pools, int seq, int t, const float* k, const 
     half_bits* vb = pools.v + size_t(block) * block_elems_;
     for (int h = 0; h < shape_.n_kv_head; ++h) {
         const size_t dst = (size_t(h) * kKvBlockSize + size_t(slot)) * size_t(hd);
-        for (int d = 0; d < hd; ++d) {
-            kb[dst + size_t(d)] = fp32_to_fp16(k[h * hd + d]);
-            vb[dst + size_t(d)] = fp32_to_fp16(v[h * hd + d]);
-        }
+        to_fp16_(k + h * hd, kb + dst, hd);
+        to_fp16_(v + h * hd, vb + dst, hd);
     }
 }
 

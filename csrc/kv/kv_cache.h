@@ -31,6 +31,7 @@
 
 #include "cpu/ops.h"
 #include "format/common.h"
+#include "format/types.h"
 
 namespace qrt {
 
@@ -112,6 +113,7 @@ class KvCache {
     int n_blocks_ = 0;
     size_t block_elems_ = 0;  // halves of K (or V) per block per layer: n_kv_head * 16 * head_dim
     uint64_t bytes_ = 0;
+    QuantizeRowFn to_fp16_ = nullptr;  // the active ISA's F16 row converter (F16C on AVX2), as the reference
     std::unique_ptr<half_bits[]> k_, v_;        // [n_layer][n_blocks][n_kv_head][16][head_dim]
     std::vector<KvPools> pools_;                // [n_layer] into k_, v_
     std::vector<int32_t> free_;                 // free physical blocks (a stack)
