@@ -184,9 +184,12 @@ def test_closed_model(smollm2_path) -> None:
 
 def test_ctrl_c_stops_generation_and_the_model_stays_usable(smollm2_path) -> None:
     # SIGINT as a terminal sends it, 0.3 s into generating; generations repeat until it lands, so a fast
-    # machine cannot finish before the signal (a fixed-length run raced the timer).
+    # machine cannot finish before the signal (a fixed-length run raced the timer). Python's own SIGINT
+    # handler is installed explicitly: a child of a shell's background job inherits SIGINT ignored, and
+    # Python then leaves it ignored.
     code = f"""
 import os, signal, qrt
+signal.signal(signal.SIGINT, signal.default_int_handler)
 m = qrt.load({str(smollm2_path)!r}, n_ctx=512)
 signal.signal(signal.SIGALRM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
 signal.setitimer(signal.ITIMER_REAL, 0.3)
