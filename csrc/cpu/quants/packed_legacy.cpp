@@ -147,6 +147,14 @@ __m256i bcast4(const int8_t* p) {
     return _mm256_set1_epi32(v);
 }
 
+// A Q8_0 activation block's d in all 8 lanes: the fp16 broadcast, then converted (two operations; a scalar
+// conversion and a float broadcast take three).
+__m256 act_d8(const block_q8_0& y) {
+    uint16_t d;
+    std::memcpy(&d, &y.d, 2);
+    return _mm256_cvtph_ps(_mm_set1_epi16(short(d)));
+}
+
 // The activation block's d (and s, for Q8_1) as floats.
 template <typename Y>
 void act_scales(const Y& y, float* d, float* s) {
@@ -174,8 +182,15 @@ void tile_nibbles(int64_t nb, const uint8_t* g, const uint8_t* b, size_t ldb, co
         const Y* y[RN];
         for (int j = 0; j < RN; ++j) y[j] = reinterpret_cast<const Y*>(b + size_t(j) * ldb) + l;
         // 4-bit: int16 over the whole block; 5-bit: int16 over two chunks, then int32
+        // Where the sums are int32 from the start (VNNI, 5-bit), they start at -offset * sum(y) instead of
+        // having it subtracted at the end: the same integer, one operation fewer per block and token.
+        constexpr bool kOffsetFirst = P::kOffset != 0 && (kVnniBuild || P::kHigh);
         __m256i s16[RN], s32[RN];
-        for (int j = 0; j < RN; ++j) s16[j] = s32[j] = _mm256_setzero_si256();
+        for (int j = 0; j < RN; ++j) {
+            s16[j] = _mm256_setzero_si256();
+            s32[j] =
+                kOffsetFirst ? _mm256_set1_epi32(-P::kOffset * sums[j * ss + l]) : _mm256_setzero_si256();
+        }
         [[maybe_unused]] __m256i qh;
         if constexpr (P::kHigh) qh = load_256(g + P::kHighAt);
         for_units<4>([&]<int C>() {
@@ -208,12 +223,17 @@ void tile_nibbles(int64_t nb, const uint8_t* g, const uint8_t* b, size_t ldb, co
             mw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + 16)));
         for (int j = 0; j < RN; ++j) {
             __m256i isum = kVnniBuild || P::kHigh ? s32[j] : _mm256_madd_epi16(s16[j], ones);
-            if constexpr (P::kOffset != 0)
+            if constexpr (P::kOffset != 0 && !kOffsetFirst)
                 isum = _mm256_sub_epi32(isum, _mm256_set1_epi32(P::kOffset * sums[j * ss + l]));
-            float dy, sy;
-            act_scales(*y[j], &dy, &sy);
-            acc[j] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(dy)), _mm256_cvtepi32_ps(isum), acc[j]);
-            if constexpr (P::kMin) acc[j] = _mm256_fmadd_ps(mw, _mm256_set1_ps(sy), acc[j]);
+            if constexpr (P::kMin) {
+                float dy, sy;
+                act_scales(*y[j], &dy, &sy);
+                acc[j] =
+                    _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(dy)), _mm256_cvtepi32_ps(isum), acc[j]);
+                acc[j] = _mm256_fmadd_ps(mw, _mm256_set1_ps(sy), acc[j]);
+            } else {
+                acc[j] = _mm256_fmadd_ps(_mm256_mul_ps(dw, act_d8(*y[j])), _mm256_cvtepi32_ps(isum), acc[j]);
+            }
         }
     }
     for (int j = 0; j < RN; ++j) _mm256_storeu_ps(c + j * ldc, acc[j]);
@@ -238,8 +258,7 @@ void tile_q8_0(int64_t nb, const uint8_t* g, const uint8_t* b, size_t ldb, float
         }
         const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g)));
         for (int j = 0; j < RN; ++j)
-            acc[j] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(_cvtsh_ss(y[j]->d))),
-                                     _mm256_cvtepi32_ps(s32[j]), acc[j]);
+            acc[j] = _mm256_fmadd_ps(_mm256_mul_ps(dw, act_d8(*y[j])), _mm256_cvtepi32_ps(s32[j]), acc[j]);
     }
     for (int j = 0; j < RN; ++j) _mm256_storeu_ps(c + j * ldc, acc[j]);
 }
