@@ -80,8 +80,10 @@ struct Nibbles {
 
 using PQ4_0 = Nibbles<block_q4_0, block_q8_0, 8, false, false, 4>;
 using PQ4_1 = Nibbles<block_q4_1, block_q8_1, 0, true, false, 4>;
-using PQ5_0 = Nibbles<block_q5_0, block_q8_0, 16, false, true, 3>;
-using PQ5_1 = Nibbles<block_q5_1, block_q8_1, 0, true, true, 3>;
+// The 5-bit types' plain tiles keep int16 and int32 sums per token, so 3 tokens fit; with VNNI only int32.
+constexpr int kRN5 = kVnniBuild ? 4 : 3;
+using PQ5_0 = Nibbles<block_q5_0, block_q8_0, 16, false, true, kRN5>;
+using PQ5_1 = Nibbles<block_q5_1, block_q8_1, 0, true, true, kRN5>;
 static_assert(PQ4_0::kBytes == R * sizeof(block_q4_0) && PQ4_1::kBytes == R * sizeof(block_q4_1) &&
               PQ5_0::kBytes == R * sizeof(block_q5_0) && PQ5_1::kBytes == R * sizeof(block_q5_1));
 
