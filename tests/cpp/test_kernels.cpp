@@ -402,6 +402,23 @@ void test_packed(Isa isa, const TypeTraits& t, const kernels::CpuKernels& k, std
 
 using AttentionHeadsFn = void (*)(float*, const float*, int, const PagedKv&, int, int, float, float*);
 
+// A paged K/V cache of n_blocks blocks with random fp16 rows and a scattered block table.
+struct RandomPagedKv {
+    std::vector<half_bits> k, v;
+    std::vector<int32_t> table;
+    PagedKv view;
+    RandomPagedKv(int n_blocks, int n_head, int bs, int hd, std::mt19937_64& rng)
+        : k(size_t(n_blocks) * size_t(n_head) * size_t(bs) * size_t(hd)),
+          v(k.size()),
+          table(size_t(n_blocks)) {
+        std::normal_distribution<float> normal;
+        for (auto& h : k) h = fp32_to_fp16(normal(rng));
+        for (auto& h : v) h = fp32_to_fp16(normal(rng));
+        for (int b = 0; b < n_blocks; ++b) table[size_t(b)] = (b * 5 + 1) % n_blocks;
+        view = PagedKv{k.data(), v.data(), table.data(), n_head, hd, bs};
+    }
+};
+
 #if defined(QRT_HAVE_AVX2) || defined(QRT_HAVE_NEON)
 using SiluMulFn = void (*)(float*, const float*, int64_t);
 using AttentionHeadFn = void (*)(float*, const float*, const PagedKv&, int, int, float, float*);
@@ -430,12 +447,8 @@ void test_ops(const std::string& isa, SiluMulFn silu_mul, AttentionHeadFn attent
         if (hd % lanes) continue;
         for (int n_kv : {1, 5, 16, 17, 100, 1000}) {
             const int bs = 16, n_head = 3, n_blocks = (n_kv + bs - 1) / bs + 2;
-            std::vector<half_bits> k(size_t(n_blocks) * n_head * bs * hd), v(k.size());
-            for (auto& h : k) h = fp32_to_fp16(normal(rng));
-            for (auto& h : v) h = fp32_to_fp16(normal(rng));
-            std::vector<int32_t> table(static_cast<size_t>(n_blocks));
-            for (int b = 0; b < n_blocks; ++b) table[size_t(b)] = (b * 5 + 1) % n_blocks;  // scattered
-            const PagedKv kv{k.data(), v.data(), table.data(), n_head, hd, bs};
+            const RandomPagedKv cache(n_blocks, n_head, bs, hd, rng);
+            const PagedKv& kv = cache.view;
             std::vector<float> q(static_cast<size_t>(hd)), ref(q.size()), out(q.size()),
                 s1(static_cast<size_t>(n_kv)), s2(s1.size());
             for (auto& x : q) x = normal(rng) * 2.0f;
@@ -488,12 +501,8 @@ void test_attention_tile(const std::string& isa, AttentionTileFn attention_tile,
             for (int n_kv : {1, 2, 3, 15, 16, 17, 31, 33, 47, 100, 301}) {
                 const int n_tok = 1 + int(rng() % unsigned(max_tok)), n_q = 1 + int(rng() % 9);
                 const int n_head = 2, n_max = n_kv + n_tok - 1, n_blocks = (n_max + bs - 1) / bs + 2;
-                std::vector<half_bits> k(size_t(n_blocks) * n_head * bs * hd), v(k.size());
-                for (auto& h : k) h = fp32_to_fp16(normal(rng));
-                for (auto& h : v) h = fp32_to_fp16(normal(rng));
-                std::vector<int32_t> table(static_cast<size_t>(n_blocks));
-                for (int b = 0; b < n_blocks; ++b) table[size_t(b)] = (b * 5 + 1) % n_blocks;  // scattered
-                const PagedKv kv{k.data(), v.data(), table.data(), n_head, hd, bs};
+                const RandomPagedKv cache(n_blocks, n_head, bs, hd, rng);
+                const PagedKv& kv = cache.view;
                 const int head = int(rng() % n_head);
                 const float qscale = rng() % 4 == 0 ? 40.0f : 2.0f;
                 // A batch row holds 2 * n_q heads, the group at head offset 1 of it.

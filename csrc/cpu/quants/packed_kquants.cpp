@@ -17,21 +17,21 @@
 // Per token the float operations are the same whatever the tile (n), so outputs do not depend on batching;
 // the integer sums are exactly the reference's (format/kquants.h vec_dot_block_*_q8_K).
 //
-// Two builds, one source (as packed_legacy.cpp, whose header comment says how they register): compiled again
-// with -mavxvnni and QRT_AVXVNNI_BUILD, where the quads of a sub-block go straight into one int32 per row and
-// token with vpdpbusd (no int16 stage), then the rows' sub-block scales apply: by one vpdpwssd where that sum
-// fits int16 (Q2_K, Q3_K, each half of a Q4_K sub-block; scale_add16 says how), else by vpmulld + vpaddd
-// (Q5_K, Q6_K). The min and offset terms take vpdpwssd too (vpmaddwd + vpaddd in one). The integer sums are
-// exact either way, so both builds give the same bits. Everything else (layout, unpacking, float steps) is
-// shared; the plain build's instructions are as before.
+// Two builds, one source (as packed_legacy.cpp; cpu/quants/packed_build.h says how they register): compiled
+// again with -mavxvnni and QRT_AVXVNNI_BUILD, where the quads of a sub-block go straight into one int32 per
+// row and token with vpdpbusd (no int16 stage), then the rows' sub-block scales apply: by one vpdpwssd where
+// that sum fits int16 (Q2_K, Q3_K, each half of a Q4_K sub-block; scale_add16 says how), else by vpmulld +
+// vpaddd (Q5_K, Q6_K). The min and offset terms take vpdpwssd too (vpmaddwd + vpaddd in one). The integer
+// sums are exact either way, so both builds give the same bits. Everything else (layout, unpacking, float
+// steps) is shared; the plain build's instructions are as before.
 #include "format/kquants.h"
 #include "kernels/dispatch.h"
 
 #if defined(__AVX2__)
 #include <immintrin.h>
 
-#include "cpu/isa.h"
 #include "cpu/quants/avx2_util.h"
+#include "cpu/quants/packed_build.h"
 
 namespace qrt::avx2 {
 namespace {
@@ -39,43 +39,8 @@ namespace {
 constexpr int R = kernels::kPackRows;
 static_assert(R == 8, "one 32-bit lane per row of a 256-bit register");
 
-#if defined(QRT_AVXVNNI_BUILD)
-#if !defined(__AVXVNNI__)
-#error "QRT_AVXVNNI_BUILD needs -mavxvnni"
-#endif
-constexpr bool kVnniBuild = true;
-
-// acc + the sums of each 4 adjacent products of u (unsigned) and s (signed), per int32 lane (vpdpbusd):
-// exact, whatever the values.
-inline __m256i dot4(__m256i acc, __m256i u, __m256i s) {
-    return _mm256_dpbusd_avx_epi32(acc, u, s);
-}
-
-// acc + the sums of adjacent int16 products, per int32 lane (vpdpwssd).
-inline __m256i madd_acc(__m256i acc, __m256i a, __m256i b) {
-    return _mm256_dpwssd_avx_epi32(acc, a, b);
-}
-#else
-constexpr bool kVnniBuild = false;
-
-// Only named in `if constexpr (kVnniBuild)` branches here: the plain build keeps its int16 stage.
-inline __m256i dot4(__m256i acc, __m256i u, __m256i s) {
-    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
-}
-
-inline __m256i madd_acc(__m256i acc, __m256i a, __m256i b) {
-    return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b));
-}
-#endif
-
 // The Q8_K token block (format/kquants.h block_q8_K): d at 0, qs at 4, bsums at 260.
 constexpr size_t kYQs = offsetof(block_q8_K, qs), kYBsums = offsetof(block_q8_K, bsums);
-
-inline __m256i bcast4(const uint8_t* p) {
-    int32_t v;
-    __builtin_memcpy(&v, p, 4);
-    return _mm256_set1_epi32(v);
-}
 
 inline __m256i load_128x2(const uint8_t* p) {
     return _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
@@ -122,6 +87,22 @@ inline __attribute__((always_inline)) void quad_dot(__m256i w, const uint8_t* co
         const __m256i p = _mm256_maddubs_epi16(w, bcast4(y[j] + off));
         s16[j] = first ? p : _mm256_add_epi16(s16[j], p);
         keep_in_order(s16[j]);
+    }
+}
+
+// sumi[j] -= (sc << kShift) . the token's bsums of sub-blocks 2p, 2p + 1, per int32 lane: the offset term of
+// the signed-quant types (Q3_K: 4 sc, Q6_K: 32 sc), sc the 16 int8 scales at sp (row r's pair at 2r).
+template <int RN, int kShift>
+inline __attribute__((always_inline)) void sub_scaled_bsums(__m256i* sumi, const uint8_t* sp,
+                                                            const uint8_t* const* y, int p) {
+    const __m256i sc = _mm256_slli_epi16(
+        _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sp))), kShift);
+    if constexpr (kVnniBuild) {  // negated, for vpdpwssd
+        const __m256i nsc = _mm256_sub_epi16(_mm256_setzero_si256(), sc);
+        for (int j = 0; j < RN; ++j) sumi[j] = madd_acc(sumi[j], nsc, bcast4(y[j] + kYBsums + 4 * p));
+    } else {
+        for (int j = 0; j < RN; ++j)
+            sumi[j] = _mm256_sub_epi32(sumi[j], _mm256_madd_epi16(sc, bcast4(y[j] + kYBsums + 4 * p)));
     }
 }
 
@@ -509,19 +490,7 @@ void tile_q6_K(int64_t nb, const uint8_t* g, const uint8_t* b, size_t ldb, float
         for (int j = 0; j < RN; ++j) sumi[j] = _mm256_setzero_si256();
         for (int p = 0; p < 8; ++p) {
             const uint8_t* sp = g + 16 + 16 * p;
-            // the offset term of sub-blocks 2p, 2p+1: 32 sc (|32 sc| <= 4096) times the token's bsum pair
-            const __m256i sc32 = _mm256_slli_epi16(
-                _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sp))), 5);
-            if constexpr (kVnniBuild) {  // negated, for vpdpwssd
-                const __m256i nsc32 = _mm256_sub_epi16(_mm256_setzero_si256(), sc32);
-                for (int j = 0; j < RN; ++j)
-                    sumi[j] = madd_acc(sumi[j], nsc32, bcast4(y[j] + kYBsums + 4 * p));
-            } else {
-                for (int j = 0; j < RN; ++j) {
-                    const __m256i o = _mm256_madd_epi16(sc32, bcast4(y[j] + kYBsums + 4 * p));
-                    sumi[j] = _mm256_sub_epi32(sumi[j], o);
-                }
-            }
+            sub_scaled_bsums<RN, 5>(sumi, sp, y, p);  // 32 sc: |32 sc| <= 4096
             const __m256i sb = load_128x2(sp);
             for (int e = 0; e < 2; ++e) {
                 const int s = 2 * p + e;
@@ -771,19 +740,7 @@ void tile_q3_K(int64_t nb, const uint8_t* g, const uint8_t* b, size_t ldb, float
         for (int j = 0; j < RN; ++j) sumi[j] = _mm256_setzero_si256();
         for (int p = 0; p < 8; ++p) {
             const uint8_t* sp = g + 16 + 16 * p;
-            // the offset term of sub-blocks 2p, 2p+1: 4 sc (|4 sc| <= 128) times the token's bsum pair
-            const __m256i sc4 = _mm256_slli_epi16(
-                _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sp))), 2);
-            if constexpr (kVnniBuild) {  // negated, for vpdpwssd
-                const __m256i nsc4 = _mm256_sub_epi16(_mm256_setzero_si256(), sc4);
-                for (int j = 0; j < RN; ++j)
-                    sumi[j] = madd_acc(sumi[j], nsc4, bcast4(y[j] + kYBsums + 4 * p));
-            } else {
-                for (int j = 0; j < RN; ++j) {
-                    const __m256i o = _mm256_madd_epi16(sc4, bcast4(y[j] + kYBsums + 4 * p));
-                    sumi[j] = _mm256_sub_epi32(sumi[j], o);
-                }
-            }
+            sub_scaled_bsums<RN, 2>(sumi, sp, y, p);  // 4 sc: |4 sc| <= 128
             const __m256i sb = load_128x2(sp);
             const uint8_t* v = g + 144 + 96 * p;
             const size_t o = kYQs + 32 * p;
@@ -874,15 +831,6 @@ struct Q6Tile {
         tile_q6_K<RN>(nb, g, b, ldb, c, ldc);
     }
 };
-
-// What this build registers: the layout from the plain build only, packed_gemm from the build that
-// matches the CPU (packed_legacy.cpp's header comment). A mask, not a modified copy: kernels/dispatch.h.
-unsigned this_build_slots() {
-    unsigned slots = kernels::kAllSlots;
-    if (kVnniBuild) slots &= ~unsigned(kernels::kLayoutSlot);
-    if (cpu_features().avxvnni != kVnniBuild) slots &= ~unsigned(kernels::kPackedGemmSlot);
-    return slots;
-}
 
 // constexpr objects: the static initializers pass their addresses only (kernels/dispatch.h Registrar).
 template <kernels::PackFn kPack, template <int> class Tile, size_t kBytes>

@@ -27,9 +27,7 @@
 // four adjacent products summed into each int32 lane and added to it) takes the place of vpmaddubsw +
 // vpmaddwd and the nibble types' int16 stage. Only the dot (dot4, and the one `if constexpr` in
 // tile_nibbles) differs. The integer sums are exact either way, so both builds give the same bits.
-// Registration (for_this_build) keeps the two builds in disjoint parts of the slots: the layout (pack,
-// pack_block_bytes, pack_needs_sums) from the plain build only, packed_gemm from the build that matches
-// cpu_features().avxvnni, so the order of static initialization does not matter.
+// What differs between the builds, and which slots each registers, is in cpu/quants/packed_build.h.
 #include "format/legacy.h"
 #include "kernels/dispatch.h"
 
@@ -38,33 +36,13 @@
 
 #include <cstring>
 
-#include "cpu/isa.h"
 #include "cpu/quants/avx2_util.h"
+#include "cpu/quants/packed_build.h"
 
 namespace qrt::avx2 {
 namespace {
 
 constexpr int R = kernels::kPackRows;
-
-#if defined(QRT_AVXVNNI_BUILD)
-#if !defined(__AVXVNNI__)
-#error "QRT_AVXVNNI_BUILD needs -mavxvnni"
-#endif
-constexpr bool kVnniBuild = true;
-
-// acc + the sums of each 4 adjacent products of u (unsigned) and s (signed), per int32 lane (VEX vpdpbusd).
-inline __m256i dot4(__m256i acc, __m256i u, __m256i s) {
-    return _mm256_dpbusd_avx_epi32(acc, u, s);
-}
-#else
-constexpr bool kVnniBuild = false;
-
-// The same via int16 pairs (vpmaddubsw saturates: exact only where each pair sum fits int16, as for every
-// caller here), then vpmaddwd with ones.
-inline __m256i dot4(__m256i acc, __m256i u, __m256i s) {
-    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
-}
-#endif
 
 // Per type: the source block, its activation partner, and which parts of the layout it has.
 template <typename X, typename Y, int kOff, bool kMinV, bool kHighV, int kRNV>
@@ -141,12 +119,6 @@ void pack_q8_0(int64_t k, const void* rows, size_t lda, void* vgroup) {
             for (int c = 0; c < 8; ++c) std::memcpy(out + 16 + 32 * c + 4 * r, x.qs + 4 * c, 4);
         }
     }
-}
-
-__m256i bcast4(const int8_t* p) {
-    int32_t v;
-    std::memcpy(&v, p, 4);
-    return _mm256_set1_epi32(v);
 }
 
 // A Q8_0 activation block's d in all 8 lanes: the fp16 broadcast, then converted (two operations; a scalar
@@ -297,15 +269,6 @@ void packed_gemm_q8_0(int64_t k, const void* group, const void* vb, size_t ldb, 
     over_tokens<4>(n, ldb, ldc, ss, b, c, sums, [&]<int RN>(const uint8_t* bj, const int32_t*, float* cj) {
         tile_q8_0<RN>(k / 32, g, bj, ldb, cj, ldc);
     });
-}
-
-// What this build registers: the layout from the plain build only, packed_gemm from the build that
-// matches the CPU (the header comment). A mask, not a modified copy of the kernels: kernels/dispatch.h.
-unsigned this_build_slots() {
-    unsigned slots = kernels::kAllSlots;
-    if (kVnniBuild) slots &= ~unsigned(kernels::kLayoutSlot);
-    if (cpu_features().avxvnni != kVnniBuild) slots &= ~unsigned(kernels::kPackedGemmSlot);
-    return slots;
 }
 
 template <class P>
