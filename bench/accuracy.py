@@ -31,7 +31,7 @@ def log_softmax(x: np.ndarray) -> np.ndarray:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-m", "--model", default=None, help="GGUF file (default: the SmolLM2 test fixture)")
-    ap.add_argument("-f", "--file", default=str(REPO.parent / "shared" / "testdata" / "gpl-3.0.txt"))
+    ap.add_argument("-f", "--file", default=str(REPO / "tests" / "data" / "gpl-3.0.txt"))
     ap.add_argument("-c", "--ctx", type=int, default=512)
     ap.add_argument("--chunks", type=int, default=0, help="limit the number of chunks (0 = all)")
     args = ap.parse_args()

@@ -156,7 +156,7 @@ LLAMA_LOAD = r"load time =\s*([0-9.]+) ms"
 
 
 def ttft_table(models: list[pathlib.Path], threads: list[int], completion: pathlib.Path, args) -> list[str]:
-    prompt = (REPO.parent / "shared" / "testdata" / "gpl-3.0.txt").read_text()[: args.prompt_chars]
+    prompt = (REPO / "tests" / "data" / "gpl-3.0.txt").read_text()[: args.prompt_chars]
     lines = [
         "| model | threads | prompt tokens | qrt TTFT s | llama.cpp TTFT s | qrt / llama.cpp | qrt peak RSS MiB "
         "| llama.cpp peak RSS MiB | qrt / llama.cpp | qrt load s | llama.cpp load s |",

@@ -6,7 +6,7 @@ Shape (TinyLlama-1.1B): hidden 2048, intermediate 5632, 22 layers, 32 heads, 4 K
 transformers' LlamaConfig (checked by building one). Weights are N(0, 0.05) in bf16 (the test fixtures'
 random_llama), written straight to safetensors with numpy (a torch model of 1.1B float32 parameters would take
 4.4 GB for nothing); the tokenizer is llama.cpp's llama-spm vocabulary (32000 pieces, from
-../shared/testdata/vocab, as the qrt-convert test fixture builds it). qrt-convert turns it into the GGUF with
+llama.cpp's models/ in its sdist, as the qrt-convert test fixture builds it). qrt-convert turns it into the GGUF with
 llama-quantize's Q4_K_M mix (byte-identical to llama.cpp's convert + llama-quantize), cached as
 ``<test cache>/bench/tinyllama-1.1B-random.<TYPE>.gguf``; the checkpoint itself is deleted afterwards.
 Only speed is measured with this file: its text is noise.
@@ -50,10 +50,9 @@ def make(qtype: str = "Q4_K_M", force: bool = False) -> pathlib.Path:
         return out
     cfg = LlamaConfig(**SHAPE)  # what transformers would build; its head_dim is 64
     assert cfg.hidden_size // cfg.num_attention_heads == 64
-    vocab_dir = REPO.parent / "shared" / "testdata" / "vocab"
-    if not vocab_dir.is_dir():
-        vocab_dir = pathlib.Path("/work/shared/testdata/vocab")
-    spm = spm_llama_hf(vocab_dir)  # tokenizer.model with the 32000 llama pieces
+    from tests.support.llamacpp import vocab_dir
+
+    spm = spm_llama_hf(vocab_dir())  # tokenizer.model with the 32000 llama pieces
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".tinyllama-") as tmp:
         ckpt = pathlib.Path(tmp) / "hf"

@@ -36,8 +36,8 @@ from tests.support import hf_fixture
 from tests.support import llamacpp as _llamacpp
 from tests.support.cache import cache_dir
 
-VOCAB_DIR = pathlib.Path(__file__).resolve().parent.parent.parent / "shared" / "testdata" / "vocab"
-GPL = VOCAB_DIR.parent / "gpl-3.0.txt"
+VOCAB_DIR = _llamacpp.vocab_dir()
+GPL = pathlib.Path(__file__).parent / "data" / "gpl-3.0.txt"
 
 
 def _unavailable(what: str, err: BaseException) -> None:

@@ -41,8 +41,9 @@ from tests.gguf_bytes import (
     u32,
     u64,
 )
+from tests.support import llamacpp as _llamacpp
 
-VOCAB_DIR = pathlib.Path(__file__).resolve().parent.parent.parent / "shared" / "testdata" / "vocab"
+VOCAB_DIR = _llamacpp.vocab_dir()
 
 
 # ---------------------------------------------------------------- helpers

@@ -71,7 +71,7 @@ def _skip_or_fail(msg: str) -> None:
 
 @pytest.fixture(scope="session")
 def gpl_text(repo_root: pathlib.Path) -> pathlib.Path:
-    path = repo_root.parent / "shared" / "testdata" / "gpl-3.0.txt"
+    path = repo_root / "tests" / "data" / "gpl-3.0.txt"
     if not path.is_file():
         _skip_or_fail(f"{path} not found")
     return path

@@ -1,4 +1,4 @@
-"""Perplexity by llama.cpp's method on ../shared/testdata/gpl-3.0.txt with the SmolLM2 Q4_1 file.
+"""Perplexity by llama.cpp's method on tests/data/gpl-3.0.txt with the SmolLM2 Q4_1 file.
 
 References on exactly this (ctx 512, 14 chunks): llama.cpp's llama-perplexity 18.346, HF transformers fp32
 18.300. qrt must land in [18.21, 18.53]: no more than 1% above llama.cpp, and not so far below HF fp32 that
@@ -20,7 +20,7 @@ from qrt.perplexity import chunk_nll, perplexity
 
 @pytest.fixture(scope="module")
 def gpl_text(repo_root) -> str:
-    return (repo_root.parent / "shared" / "testdata" / "gpl-3.0.txt").read_text(encoding="utf-8")
+    return (repo_root / "tests" / "data" / "gpl-3.0.txt").read_text(encoding="utf-8")
 
 
 def test_chunk_nll_is_the_log_softmax_loss() -> None:

@@ -1,6 +1,6 @@
 """qrt.Tokenizer: token for token what llama.cpp produces.
 
-* llama.cpp's own vocabulary tests (``../shared/testdata/vocab/*.inp`` -> ``*.out``, add_special false).
+* llama.cpp's own vocabulary tests (``ggml-vocab-*.gguf.inp`` from the llama.cpp sdist -> ``*.out``, add_special false).
 * ``llama-tokenize`` (the llama.cpp oracle) on SmolLM2 and the test vocabularies: digits, code, whitespace
   runs, scripts, emoji, control characters, NUL, long words, special tokens with special=True/False, BOS.
 * Every supported ``tokenizer.ggml.pre``: the gpt-2 vocabulary relabelled, against llama-tokenize on
@@ -32,8 +32,8 @@ from qrt.tokenizer import Detokenizer, Tokenizer
 from tests.gguf_bytes import ARRAY, INT8, INT32, STRING, GGUFBytes, string, u32
 from tests.support import llamacpp as _llamacpp
 
-VOCAB_DIR = pathlib.Path(__file__).resolve().parent.parent.parent / "shared" / "testdata" / "vocab"
-GPL = VOCAB_DIR.parent / "gpl-3.0.txt"
+VOCAB_DIR = _llamacpp.vocab_dir()
+GPL = pathlib.Path(__file__).parent / "data" / "gpl-3.0.txt"
 VOCABS = ("gpt-2", "llama-bpe", "llama-spm", "qwen2")
 
 TEXTS = [

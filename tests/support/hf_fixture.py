@@ -8,7 +8,7 @@ Sequence[Digits(individual_digits=true), ByteLevel(add_prefix_space=false, trim_
 use_regex=true)].
 
 ``spm_llama_hf()``: a small random-weight llama (2 layers, hidden 64) whose tokenizer.model is assembled with
-sentencepiece's model proto from ../shared/testdata/vocab/ggml-vocab-llama-spm.gguf (pieces, scores, types),
+sentencepiece's model proto from llama.cpp's models/ggml-vocab-llama-spm.gguf (the sdist) (pieces, scores, types),
 with Llama-2's tokenizer_config.json settings: converting it must give that vocabulary file's tokenizer.
 
 ``write_safetensors(path, tensors)``: a plain safetensors writer (name -> (dtype, shape, raw bytes)), for the

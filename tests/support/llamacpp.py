@@ -182,6 +182,36 @@ def _run_logged(cmd: list[str], log, verbose: bool, cwd: pathlib.Path | None = N
         return proc.wait()
 
 
+def source_tree(verbose: bool = False) -> pathlib.Path:
+    """The llama.cpp tree of the sdist (``models/`` holds the vocabulary test files and chat templates,
+    ``convert_hf_to_gguf.py`` and ``gguf-py`` the converter), fetched and extracted without building.
+    Raises :class:`BuildError` when the sdist cannot be fetched."""
+    p = _paths()
+    if (p.root / "ggml" / "include" / "ggml.h").is_file():
+        return p.root
+    base = base_dir()
+    base.mkdir(parents=True, exist_ok=True)
+    with file_lock(base / ".src.lock"):  # not ".lock": ensure_built holds that one while it calls this
+        try:
+            sdist = pip_download(
+                f"llama-cpp-python=={VERSION}", SDIST, SDIST_SHA256, "--no-binary", "llama-cpp-python"
+            )
+        except DownloadError as e:
+            raise BuildError(f"cannot fetch the llama-cpp-python {VERSION} sdist: {e}") from e
+        _extract(sdist, p.root, verbose)
+    return p.root
+
+
+def vocab_dir() -> pathlib.Path:
+    """llama.cpp's vocabulary test files: ``ggml-vocab-<name>.gguf`` with ``.inp`` / ``.out`` vectors.
+    Never raises (tests call it at collection): without the sdist the directory is missing, and the tests
+    that need it skip, or fail under QRT_TEST_REQUIRE_ORACLE=1."""
+    try:
+        return source_tree() / "models"
+    except BuildError:
+        return _paths().root / "models"
+
+
 def ensure_built(verbose: bool = False, jobs: int = 2) -> LlamaCpp:
     """Return the built llama.cpp, building it first (under a file lock) if needed.
 
@@ -195,13 +225,7 @@ def ensure_built(verbose: bool = False, jobs: int = 2) -> LlamaCpp:
     with file_lock(base / ".lock"):
         if _is_built(p):
             return p
-        try:
-            sdist = pip_download(
-                f"llama-cpp-python=={VERSION}", SDIST, SDIST_SHA256, "--no-binary", "llama-cpp-python"
-            )
-        except DownloadError as e:
-            raise BuildError(f"cannot fetch the llama-cpp-python {VERSION} sdist: {e}") from e
-        _extract(sdist, p.root, verbose)
+        source_tree(verbose)
         if shutil.which("cmake") is None:
             raise BuildError("cmake not found on PATH")
         log_path = base / "build.log"
