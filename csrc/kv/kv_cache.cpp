@@ -1,5 +1,6 @@
 #include "kv/kv_cache.h"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "kernels/dispatch.h"
@@ -26,9 +27,24 @@ uint64_t physical_memory() {
     return 0;
 }
 
+namespace {
+
+// Blocks one sequence can hold at once: its whole context, or in a window cache what a window and one batch
+// span (a block may be partly before the window and the last one partly filled).
+uint64_t blocks_held_per_seq(const KvCacheShape& s) {
+    const uint64_t all = (uint64_t(s.n_ctx) + kKvBlockSize - 1) / kKvBlockSize;
+    if (s.window <= 0) return all;
+    const uint64_t span =
+        (uint64_t(s.window) - 1 + uint64_t(s.n_batch) + kKvBlockSize - 1) / kKvBlockSize + 1;
+    return span < all ? span : all;
+}
+
+}  // namespace
+
 uint64_t KvCache::bytes_needed(const KvCacheShape& s) {
     if (s.n_layer < 0 || s.n_kv_head <= 0 || s.head_dim <= 0 || s.n_ctx <= 0 || s.n_seq_max <= 0) return 0;
-    const uint64_t blocks = uint64_t(s.n_seq_max) * ((uint64_t(s.n_ctx) + kKvBlockSize - 1) / kKvBlockSize);
+    if (s.window < 0 || (s.window > 0 && s.n_batch <= 0)) return 0;
+    const uint64_t blocks = uint64_t(s.n_seq_max) * blocks_held_per_seq(s);
     // 2 (K and V) x 2 bytes (f16) x layers x blocks x heads x 16 x head_dim; every factor < 2^31, so
     // check each multiplication against overflow.
     const uint64_t factors[] = {blocks, uint64_t(s.n_layer), uint64_t(s.n_kv_head), uint64_t(s.head_dim),
@@ -44,11 +60,11 @@ uint64_t KvCache::bytes_needed(const KvCacheShape& s) {
 
 KvCache::KvCache(const KvCacheShape& shape) : shape_(shape), to_fp16_(kernels::quantize_row(TypeId::F16)) {
     if (shape.n_layer < 0 || shape.n_kv_head <= 0 || shape.head_dim <= 0 || shape.n_ctx <= 0 ||
-        shape.n_seq_max <= 0)
+        shape.n_seq_max <= 0 || shape.window < 0 || (shape.window > 0 && shape.n_batch <= 0))
         throw std::invalid_argument("KV cache: every dimension must be positive (n_layer may be 0)");
     bytes_ = bytes_needed(shape);
     const uint64_t blocks_per_seq = (uint64_t(shape.n_ctx) + kKvBlockSize - 1) / kKvBlockSize;
-    const uint64_t n_blocks = uint64_t(shape.n_seq_max) * blocks_per_seq;
+    const uint64_t n_blocks = uint64_t(shape.n_seq_max) * blocks_held_per_seq(shape);
     const std::string what =
         "KV cache of " + std::to_string(shape.n_seq_max) + " x " + std::to_string(shape.n_ctx) + " tokens";
     if (bytes_ == 0 && shape.n_layer > 0)
@@ -80,6 +96,7 @@ KvCache::KvCache(const KvCacheShape& shape) : shape_(shape), to_fp16_(kernels::q
         tables_.resize(size_t(shape.n_seq_max));
         for (auto& t : tables_) t.reserve(size_t(blocks_per_seq_));
         len_.assign(size_t(shape.n_seq_max), 0);
+        released_.assign(size_t(shape.n_seq_max), 0);
         pools_.resize(size_t(shape.n_layer));
         for (size_t l = 0; l < pools_.size(); ++l)
             pools_[l] = KvPools{k_.get() + l * pool_halves(), v_.get() + l * pool_halves()};
@@ -104,10 +121,24 @@ void KvCache::reserve(int seq, int n) {
                                 std::to_string(shape_.n_ctx));
     auto& table = tables_[size_t(seq)];
     const size_t need_blocks = size_t((need_tokens + kKvBlockSize - 1) / kKvBlockSize);
+    if (need_blocks - std::min(need_blocks, table.size()) > free_.size())  // window caches only
+        throw std::length_error("sequence " + std::to_string(seq) + ": " + std::to_string(n) +
+                                " more tokens exceed the sliding-window cache's room");
     while (table.size() < need_blocks) {
-        // Cannot be empty: each sequence's share of the pool is blocks_per_seq.
+        // Cannot be empty: each sequence's share of the pool is blocks_per_seq (window: checked above).
         table.push_back(free_.back());
         free_.pop_back();
+    }
+}
+
+void KvCache::release_before(int seq, int pos) {
+    check_seq(seq);
+    auto& table = tables_[size_t(seq)];
+    int& released = released_[size_t(seq)];
+    const int end = std::min(pos < 0 ? 0 : pos / kKvBlockSize, int(table.size()));
+    for (; released < end; ++released) {
+        free_.push_back(table[size_t(released)]);
+        table[size_t(released)] = kReleased;
     }
 }
 
@@ -135,6 +166,7 @@ PagedKv KvCache::view(const KvPools& pools, int seq) const {
     kv.n_kv_head = shape_.n_kv_head;
     kv.head_dim = shape_.head_dim;
     kv.block_size = kKvBlockSize;
+    kv.window = shape_.window;
     return kv;
 }
 
@@ -144,11 +176,16 @@ void KvCache::seq_keep(int seq, int n) {
     int& len = len_[size_t(seq)];
     if (n < len) len = n;
     auto& table = tables_[size_t(seq)];
+    int& released = released_[size_t(seq)];
+    // A window cache keeps a sequence only while the next token's window is still held: keys from
+    // len + 1 - window on.
+    if (released > 0 && (len + 1 - shape_.window) / kKvBlockSize < released) len = 0;
     const size_t keep_blocks = size_t((int64_t(len) + kKvBlockSize - 1) / kKvBlockSize);
     while (table.size() > keep_blocks) {
-        free_.push_back(table.back());
+        if (table.back() != kReleased) free_.push_back(table.back());
         table.pop_back();
     }
+    if (table.empty()) released = 0;
 }
 
 }  // namespace qrt

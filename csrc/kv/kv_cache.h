@@ -19,8 +19,15 @@
 // the one record of which blocks a sequence holds, and store()/view() take a KvPools for those layers. A
 // cache whose n_layer is 0 keeps only the tables (every layer is elsewhere).
 //
+// Sliding-window caches (shape.window > 0, for the sliding-window layers of gemma3): a token attends only
+// to the last `window` tokens, so blocks whose tokens all lie before every window still to come are given
+// back (release_before; their table entries become kReleased), and the pool holds only what one window plus
+// one batch can span per sequence: ceil((window - 1 + n_batch) / 16) + 1 blocks, however long n_ctx is.
+// Views carry the window (PagedKv::window), and the forward starts them at the first block still held.
+// Truncating such a sequence behind its window (seq_keep) forgets it entirely: its length becomes 0.
+//
 // Invariants (tests/cpp/test_kv.cpp): every physical block is either free or in exactly one table; a
-// table holds at least ceil(len / 16) blocks and at most ceil(n_ctx / 16).
+// table holds at least ceil(len / 16) entries and at most ceil(n_ctx / 16).
 #pragma once
 
 #include <cstdint>
@@ -57,6 +64,8 @@ struct KvCacheShape {
     int n_kv_head = 0, head_dim = 0;
     int n_ctx = 0;      // tokens per sequence
     int n_seq_max = 1;  // sequences
+    int window = 0;     // > 0: a sliding-window cache of that many tokens
+    int n_batch = 0;    // window caches: the most tokens one forward appends to a sequence (>= 1)
 };
 
 // One layer's K and V pools, each [n_blocks][n_kv_head][16][head_dim] f16.
@@ -85,8 +94,14 @@ class KvCache {
     // The pools of the layers stored here, [shape().n_layer].
     const KvPools* pools() const { return pools_.data(); }
 
-    // Gives `seq` blocks for n more tokens. Throws std::length_error when it would exceed n_ctx.
+    // Gives `seq` blocks for n more tokens. Throws std::length_error when it would exceed n_ctx (or, in a
+    // window cache, n_batch tokens beyond what release_before left).
     void reserve(int seq, int n);
+    // Window caches: gives back the blocks of `seq` all of whose tokens lie before position `pos`.
+    void release_before(int seq, int pos);
+    // Window caches: the first logical block of `seq` still held.
+    int first_held_block(int seq) const { return released_.at(size_t(check_seq(seq))); }
+    static constexpr int32_t kReleased = -1;
     // Writes token t's K and V ([n_kv_head * head_dim] floats each, head-major) for `layer`; t must be
     // below the reserved capacity.
     void store(int layer, int seq, int t, const float* k, const float* v) {
@@ -119,6 +134,7 @@ class KvCache {
     std::vector<int32_t> free_;                 // free physical blocks (a stack)
     std::vector<std::vector<int32_t>> tables_;  // [n_seq_max] block tables, capacity blocks_per_seq
     std::vector<int> len_;                      // [n_seq_max] tokens committed
+    std::vector<int> released_;                 // [n_seq_max] leading table entries given back (window)
 };
 
 }  // namespace qrt
