@@ -200,6 +200,8 @@ void register_model(py::module_& m) {
         .def_property_readonly("n_threads", &Session::n_threads)
         .def_property_readonly("n_batch", [](const Session& s) { return s.params().n_batch; })
         .def_property_readonly("kv_bytes", &Session::kv_bytes)
+        .def_property_readonly("sliding_window", [](const Session& s) { return s.hparams().n_swa; },
+                               "Tokens a sliding-window layer sees (gemma3), 0 when the model has none.")
         .def_property_readonly(
             "offload", &offload,
             "None when every layer runs on the CPU; else a dict: backend, gpu_layers (N as\n"
