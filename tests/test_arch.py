@@ -226,3 +226,20 @@ def test_gemma3_270m_window_cache_bytes(gemma3_270m: pathlib.Path) -> None:
     with qrt.load(gemma3_270m, n_ctx=n_ctx, n_threads=2) as model:
         assert model.kv_bytes == full + windowed
         assert model.kv_bytes < 0.3 * 18 * (n_ctx // block) * per_block
+
+
+def test_phi3_long_rope_factors_past_the_original_context() -> None:
+    """LongRoPE: a context beyond the original 4k takes rope_factors_long (and the attention factor), as
+    llama.cpp chooses them by n_ctx."""
+    pytest.importorskip("transformers")
+    try:
+        path = hf_arch.llamacpp_gguf("phi3", "f32")
+    except Exception as e:
+        _unavailable(f"phi3 fixture unavailable: {e}")
+    with qrt.load(path, n_ctx=256, n_threads=2) as short, qrt.load(path, n_ctx=8192, n_threads=2) as long:
+        assert long.metadata["phi3.rope.scaling.original_context_length"] == 4096
+        ids = prompt_ids(short)
+        ours_short, ours_long = short.logits(ids), long.logits(ids)
+    ref_long, _ = llama_logits.run(path, ids, len(ours_long[0]), n_ctx=8192)
+    assert mean_kl(ref_long, ours_long) < 1e-5
+    assert mean_kl(ours_short, ours_long) > 100 * mean_kl(ref_long, ours_long)
