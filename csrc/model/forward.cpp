@@ -16,7 +16,7 @@
 // and the optional steps absent unless hparams.h says otherwise for the architecture. Shapes below are per
 // batch of n tokens, which may belong to different sequences: token t is seq[t]'s token slot[t] in the
 // cache, and attends to that sequence's slots [0, slot[t]] (sliding-window layers: the last n_swa of them).
-// A mixture-of-experts FFN would be one more function beside ffn() below.
+// A mixture-of-experts FFN would be one more function beside ffn() below, chosen per layer.
 //
 // With a device part (model/offload.h) the layers from its placement's first on, and the head when it
 // holds it, run there: forward() hands it x once and gets back x or the logits.
@@ -116,6 +116,25 @@ struct LayerKv {
     }
 };
 
+// The dense gated FFN, in place on buf.xb [n][n_embd]: xb = (act(xb Wgate) * (xb Wup)) Wdown. An
+// expert-routed FFN (mixture of experts) would be a function beside this one, chosen per layer.
+void ffn(const HParams& hp, const LayerWeights& L, ThreadPool& pool, ForwardBuffers& buf, int n) {
+    const int64_t n_ff = hp.n_ff;
+    float* xb = buf.xb.data();    // [n][n_embd]
+    float* hb = buf.hb.data();    // [n][n_ff]
+    float* hb2 = buf.hb2.data();  // [n][n_ff]
+    {
+        const Matrix* ws[2] = {&L.ffn_gate, &L.ffn_up};
+        float* ys[2] = {hb, hb2};
+        matmul(pool, ws, xb, n, ys, buf.row.data(), buf.row_stride);
+    }
+    const bool gelu = hp.ffn_act == FfnActivation::GeluTanh;
+    pool.parallel_for(n, [&](int64_t b, int64_t e, int) {
+        for (int64_t t = b; t < e; ++t) (gelu ? gelu_mul : silu_mul)(hb + t * n_ff, hb2 + t * n_ff, n_ff);
+    });
+    matmul(pool, L.ffn_down, hb, n, xb, buf.row.data(), buf.row_stride);
+}
+
 }  // namespace
 
 void forward(const Model& model, KvCache& kv, ThreadPool& pool, ForwardBuffers& buf, const int32_t* tokens,
@@ -172,7 +191,7 @@ void forward(const Model& model, KvCache& kv, ThreadPool& pool, ForwardBuffers& 
 void forward_layers(const HParams& hp, const LayerWeights* layers, int64_t first, int64_t last,
                     const KvCache& kv_cache, const KvPools* pools, ThreadPool& pool, ForwardBuffers& buf,
                     const int32_t* seq, const int32_t* pos, int n, const KvCache* kv_swa) {
-    const int64_t n_embd = hp.n_embd, n_q = hp.n_embd_q(), n_kv = hp.n_embd_kv(), n_ff = hp.n_ff;
+    const int64_t n_embd = hp.n_embd, n_q = hp.n_embd_q(), n_kv = hp.n_embd_kv();
     const int n_head = int(hp.n_head), n_head_kv = int(hp.n_head_kv), hd = int(hp.head_dim);
     const int group = n_head / n_head_kv;  // query heads per KV head
     const bool neox = hp.rope_type == RopeType::Neox;
@@ -184,8 +203,6 @@ void forward_layers(const HParams& hp, const LayerWeights* layers, int64_t first
     float* k = buf.k.data();                // [n][n_head_kv*hd]
     float* v = buf.v.data();                // [n][n_head_kv*hd]
     float* att = buf.att.data();            // [n][n_head*hd]
-    float* hb = buf.hb.data();              // [n][n_ff]
-    float* hb2 = buf.hb2.data();            // [n][n_ff]
     auto mm = [&](const Matrix& m, const float* in, int n_tok, float* out) {
         matmul(pool, m, in, n_tok, out, buf.row.data(), buf.row_stride);
     };
@@ -277,16 +294,7 @@ void forward_layers(const HParams& hp, const LayerWeights* layers, int64_t first
         per_token([&](int64_t t) {
             rmsnorm(xb + t * n_embd, x + t * n_embd, L.ffn_norm.data(), n_embd, hp.rms_eps);
         });
-        {
-            const Matrix* ws[2] = {&L.ffn_gate, &L.ffn_up};
-            float* ys[2] = {hb, hb2};  // hb, hb2: [n][n_ff]
-            matmul(pool, ws, xb, n, ys, buf.row.data(), buf.row_stride);
-        }
-        if (hp.ffn_act == FfnActivation::GeluTanh)
-            per_token([&](int64_t t) { gelu_mul(hb + t * n_ff, hb2 + t * n_ff, n_ff); });
-        else
-            per_token([&](int64_t t) { silu_mul(hb + t * n_ff, hb2 + t * n_ff, n_ff); });
-        mm(L.ffn_down, hb, n, xb);  // xb: [n][n_embd]
+        ffn(hp, L, pool, buf, n);  // xb: [n][n_embd]
         residual_add(L.post_ffw_norm, xb);
     }
 }
