@@ -24,6 +24,11 @@ _RE_QWEN2 = (
     "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}"
     "| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 )
+_RE_QWEN35 = (
+    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?[\\p{L}\\p{M}]+|\\p{N}"
+    "| ?[^\\s\\p{L}\\p{M}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+)
+_RE_NEWLINES = "[^\\n]+|[\\n]+"
 _EXPRS = {
     "default": ("[\\p{P}\\$\\+<=>\\^~\\|]+", _RE_GPT2, "\\p{N}+", "[0-9][0-9][0-9]"),
     "llama3": (_RE_LLAMA3,),
@@ -52,12 +57,16 @@ _EXPRS = {
     "starcoder": ("\\p{N}", _RE_GPT2),
     "gpt2": (_RE_GPT2,),
     "qwen2": (_RE_QWEN2,),
+    "qwen35": (_RE_QWEN35,),
+    "gemma4": (_RE_NEWLINES,),
     "poro": (" ?[^(\\s|.,!?…。，、।۔،)]+",),
     "viking": (" ?[^(\\s|.,!?…。，、।۔،)]+", "\\p{N}"),
 }
 
 # tokenizer.ggml.pre -> (expressions, ignore_merges, add_bos default), as llama_vocab::impl::load sets them
-# (its clean_spaces only changes llama_detokenize, which qrt does not imitate)
+# (its clean_spaces only changes llama_detokenize, which qrt does not imitate). "gemma4" is SentencePiece-
+# style BPE: spaces become "▁", words are lines, symbols are characters (not GPT-2's byte alphabet) and
+# what no token covers falls back to <0xHH> tokens; llama.cpp forces add_bos on for it.
 _PRE: dict[str, tuple[str, bool, bool]] = {}
 for _names, _setting in (
     (("llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2"),
@@ -69,6 +78,8 @@ for _names, _setting in (
      ("starcoder", False, False)),
     (("qwen2", "deepseek-r1-qwen", "kormo", "f2llmv2", "hunyuan", "solar-open", "stablelm2", "megrez"),
      ("qwen2", False, False)),
+    (("qwen35",), ("qwen35", False, False)),
+    (("gemma4", "granite-embed-multi-311m"), ("gemma4", False, True)),
     (("poro-chat", "bloom", "gpt3-finnish"), ("poro", False, False)),
     *(((name,), (name, False, False)) for name in ("default", "deepseek-llm", "deepseek-coder", "falcon", "viking")),
 ):  # fmt: skip
@@ -160,6 +171,7 @@ _WIDE_WS = {cp: 0x0B for cp in _WHITESPACE if cp >= 0x80}  # std::wregex sees no
 _L, _N, _W = "A-Za-z\xd2", "0-9\xd1", "\t\n\x0b\x0c\r "
 _WS_TAIL = f"|[{_W}]+(?![^{_W}])|[{_W}]|(?s:.)"
 _O = f"[^{_L}{_N}{_W}]"
+_LM = _L + "\xd4"  # qwen35: letters and combining marks run together
 _CUSTOM = {
     _RE_GPT2: f"'(?:[stmd]|re|ve|ll)| ?[{_L}]+| ?[{_N}]+| ?{_O}+{_WS_TAIL}",
     _RE_LLAMA3: (
@@ -170,6 +182,11 @@ _CUSTOM = {
         f"'(?:[sStTmMdD]|[rR][eE]|[vV][eE]|[lL][lL])|[^\r\n{_N}]?[{_L}]+|[{_N}]| ?{_O}+[\r\n]*"
         f"|[{_W}]*[\r\n]+{_WS_TAIL}"
     ),
+    _RE_QWEN35: (
+        f"'(?:[sStTmMdD]|[rR][eE]|[vV][eE]|[lL][lL])|[^\r\n{_N}]?[{_LM}]+|[{_N}]| ?[^{_LM}{_N}{_W}]+[\r\n]*"
+        f"|[{_W}]*[\r\n]+{_WS_TAIL}"
+    ),
+    _RE_NEWLINES: "[^\n]+|\n+",
 }
 
 # unicode_regex_split: \p{X} -> the collapsed class character plus its ASCII members

@@ -17,6 +17,8 @@ Two vocabulary kinds are read from ``tokenizer.ggml.*`` (``../shared/FORMATS.md`
 * ``model == "gpt2"``, byte-level BPE: the text is cut into words by the pre-tokenizer that
   ``tokenizer.ggml.pre`` names (the regular expressions of llama.cpp's ``llm_tokenizer_bpe``), each word's
   bytes are spelled with GPT-2's byte alphabet and merged by ``tokenizer.ggml.merges`` rank.
+* ``model == "gemma4"``, SentencePiece-style BPE: spaces become ``▁``, each line is merged by rank as
+  characters (no byte alphabet), and what no token covers falls back to the ``<0xHH>`` byte tokens.
 
 Both follow ``src/llama-vocab.cpp`` and ``src/unicode.cpp`` of llama.cpp (the version vendored in
 llama-cpp-python 0.3.36), including its quirks: control/user-defined tokens are cut out of the text
@@ -129,6 +131,7 @@ _BYTE_CHARS = _byte_alphabet()
 _BYTES_TO_CHARS = {b: c for b, c in enumerate(_BYTE_CHARS)}  # latin-1 decoded bytes -> alphabet
 _CHARS_TO_BYTE = {c: b for b, c in enumerate(_BYTE_CHARS)}
 
+_MODELS = {"llama": "SentencePiece", "gpt2": "byte-level BPE", "gemma4": "SentencePiece-style BPE"}
 _SPM_SPACE = "▁"
 _LONG_WORD = 48  # longer words are merged with a heap (O(n log n)), and split where no token spans
 _CACHE_LIMIT = 1 << 18
@@ -251,9 +254,10 @@ class _Meta:
 
 
 class Tokenizer:
-    """A GGUF file's tokenizer (SPM or byte-level BPE), built by :meth:`from_gguf`.
+    """A GGUF file's tokenizer (SPM or BPE), built by :meth:`from_gguf`.
 
-    Attributes: ``n_vocab``; ``model`` (``"llama"`` or ``"gpt2"``) and ``pre`` (the pre-tokenizer name);
+    Attributes: ``n_vocab``; ``model`` (``tokenizer.ggml.model``: ``"llama"``, ``"gpt2"`` or
+    ``"gemma4"``) and ``pre`` (the pre-tokenizer name);
     ``bos_id``, ``eos_id``, ``eot_id``, ``eom_id``, ``unk_id``, ``pad_id`` (``None`` when the vocabulary
     has none); ``add_bos``, ``add_eos``, ``add_space_prefix`` (what the file asks for). Immutable, and safe
     to share between threads.
@@ -293,9 +297,10 @@ class Tokenizer:
         model = meta.string(P + "model")
         if model is None:
             raise FormatError(f"missing key {P}model")
-        if model not in ("llama", "gpt2"):
+        if model not in _MODELS:
             raise UnsupportedError(
-                f"{P}model {model!r} is not supported; qrt reads 'llama' (SentencePiece) and 'gpt2' (BPE)"
+                f"{P}model {model!r} is not supported; qrt reads "
+                + ", ".join(f"{k!r} ({v})" for k, v in _MODELS.items())
             )
         self.model = model
         spm = model == "llama"
@@ -335,8 +340,10 @@ class Tokenizer:
             self._ignore_merges, add_bos = False, True
             self._splitter = None
             self.add_space_prefix = True
+            self._spm_bpe = False
         else:
-            self.pre = pre if pre else "default"
+            # llama.cpp reads a "gemma4" vocabulary with the gemma4 pre-tokenizer whatever the file says
+            self.pre = "gemma4" if model == "gemma4" else pre if pre else "default"
             if self.pre not in _PRE:
                 raise UnsupportedError(
                     f"{P}pre {self.pre!r} is not supported; qrt knows {', '.join(sorted(_PRE))}"
@@ -344,6 +351,9 @@ class Tokenizer:
             exprs, self._ignore_merges, add_bos = _PRE[self.pre]
             self._splitter = _Splitter(_EXPRS[exprs])
             self.add_space_prefix = False
+            # SentencePiece-style BPE (gemma4): "▁" for spaces, characters (not GPT-2's byte alphabet) as
+            # symbols, <0xHH> tokens for what no token covers
+            self._spm_bpe = exprs == "gemma4"
         self.add_bos = add_bos
         self.add_eos = False
         v = meta.boolean(P + "add_space_prefix")
@@ -367,7 +377,7 @@ class Tokenizer:
         )
         if spm:
             ids.update(bos=1, eos=2, unk=0)
-        else:
+        elif model == "gpt2":
             ids.update(bos=11, eos=11)
         for name, v in ids.items():
             if v is not None and v >= n:
@@ -383,6 +393,8 @@ class Tokenizer:
             v = meta.boolean(P + key)
             if v is not None:
                 setattr(self, key[:-6], v)
+        if self._spm_bpe:
+            self.add_bos = True  # llama.cpp overrides the file for Gemma 4 (its PR 21500)
 
         # special tokens recognised by their text; they become control tokens
         def find(texts: tuple[str, ...]) -> int | None:
@@ -541,10 +553,16 @@ class Tokenizer:
     def _encode_bpe(self, text: str, out: list[int]) -> None:
         cache = self._cache
         assert self._splitter is not None
+        spm_bpe = self._spm_bpe
+        if spm_bpe:
+            text = text.replace(" ", _SPM_SPACE)
         for word in self._splitter.split(text):
             ids = cache.get(word)
             if ids is None:
-                ids = self._bpe_word(word.encode("utf-8").decode("latin-1").translate(_BYTES_TO_CHARS))
+                if spm_bpe:
+                    ids = self._bpe_word(word)
+                else:
+                    ids = self._bpe_word(word.encode("utf-8").decode("latin-1").translate(_BYTES_TO_CHARS))
                 if len(word) <= _LONG_WORD:
                     self._remember(word, ids)
             out.extend(ids)
@@ -553,6 +571,8 @@ class Tokenizer:
         vocab = self._id
         if self._ignore_merges and word in vocab:
             return [vocab[word]]
+        if self._spm_bpe and word[0] == "\n" and word in vocab and not word.strip("\n"):
+            return [vocab[word]]  # llama.cpp's fix for Gemma 4 (its PR 21343): a run of newlines is one token
         if len(word) > _LONG_WORD:
             symbols = []
             for piece in self._cut(word):
@@ -564,6 +584,11 @@ class Tokenizer:
             i = vocab.get(s)
             if i is not None:
                 ids.append(i)
+            elif self._spm_bpe:  # each byte of the symbol as its <0xHH> token; llama.cpp drops misses
+                for b in s.encode("utf-8"):
+                    i = vocab.get(f"<0x{b:02X}>")
+                    if i is not None:
+                        ids.append(i)
             else:  # llama.cpp looks each byte of the symbol up as a one-byte token, and drops misses
                 ids.extend(vocab[c] for c in s if c < "\x80" and c in vocab)
         return ids
@@ -704,7 +729,7 @@ class Tokenizer:
         if attr & (_ATTR_SPECIAL | ATTR_USER_DEFINED):
             return text.encode("utf-8")
         if attr & ATTR_NORMAL:
-            if self.model == "llama":
+            if self.model == "llama" or self._spm_bpe:
                 return text.replace(_SPM_SPACE, " ").encode("utf-8")
             out = bytearray()
             for c in text:  # llama_decode_text
