@@ -27,7 +27,7 @@ import pytest
 import qrt
 import qrt.gguf
 from qrt import FormatError, UnsupportedError
-from qrt.pretokenize import _EXPRS, _UNICODE_CLASSES
+from qrt.pretokenize import _EXPRS
 from qrt.tokenizer import _BYTE_CHARS, Detokenizer, Tokenizer
 from tests.gguf_bytes import ARRAY, INT8, INT32, STRING, GGUFBytes, string, u32
 from tests.support import llamacpp as _llamacpp
@@ -338,36 +338,76 @@ def llamacpp_source(rel: str) -> str:
     return p.read_text(encoding="utf-8")
 
 
-def test_unicode_table_is_llamacpps() -> None:
-    """The embedded class table is unicode-data.cpp's unicode_ranges_flags, regenerated here."""
-    import base64
-    import zlib
-
-    src = llamacpp_source("src/unicode-data.cpp")
-    body = re.search(r"unicode_ranges_flags = \{(.*?)\};", src, re.S)
-    assert body is not None
-    ranges = [
-        (int(a, 16), int(f, 16)) for a, f in re.findall(r"\{0x([0-9A-F]+), 0x([0-9A-F]+)\}", body.group(1))
-    ]
-    runs: list[tuple[int, int]] = []
-    for start, flags in ranges[:-1]:
-        cls = next((c for bit, c in ((2, 1), (4, 2), (0x20, 3), (0x10, 4), (0x40, 5)) if flags & bit), 0)
-        if not runs or runs[-1][1] != cls:
-            runs.append((start, cls))
-    data, prev = bytearray(), 0
-    for start, cls in runs:
-        v = (start - prev) * 8 + cls
-        prev = start
+def _varint_blob(values: list[int]) -> bytes:
+    data = bytearray()
+    for v in values:
         while v >= 0x80:
             data.append(v & 0x7F | 0x80)
             v >>= 7
         data.append(v)
-    assert zlib.decompress(base64.b85decode(_UNICODE_CLASSES)) == bytes(data)
+    return bytes(data)
+
+
+def _zigzag(z: int) -> int:
+    return z << 1 if z >= 0 else ((-z) << 1) - 1
+
+
+def test_unicode_tables_are_llamacpps() -> None:
+    """The embedded tables are unicode-data.cpp's, regenerated here: unicode_ranges_flags (one class per
+    run), unicode_set_whitespace, unicode_map_lowercase and unicode_ranges_nfd."""
+    import base64
+    import zlib
+
+    from qrt import unicode_tables as ut
+
+    def blob(name: str) -> bytes:
+        return zlib.decompress(base64.b85decode(getattr(ut, name)))
+
+    src = llamacpp_source("src/unicode-data.cpp")
+
+    def table(name: str) -> list[tuple[int, ...]]:
+        body = re.search(name + r" = \{(.*?)\};", src, re.S)
+        assert body is not None, name
+        return [
+            tuple(int(x, 16) for x in re.findall(r"0x([0-9A-F]+)", t))
+            for t in re.findall(r"\{0x[^}]*\}", body.group(1))
+        ]
+
+    bits = ((2, ut.NUMBER), (4, ut.LETTER), (0x20, ut.PUNCTUATION), (0x10, ut.MARK), (0x40, ut.SYMBOL),
+            (0x80, ut.CONTROL), (0x08, ut.SEPARATOR))  # fmt: skip
+    runs: list[tuple[int, int]] = []
+    for start, flags in table("unicode_ranges_flags")[:-1]:
+        cls = next((c for bit, c in bits if flags & bit), ut.OTHER)
+        if not runs or runs[-1][1] != cls:
+            runs.append((start, cls))
+
+    def encode(
+        rows: list[tuple[int, ...]], fields: Callable[[int, tuple[int, ...]], tuple[int, ...]]
+    ) -> bytes:
+        values, prev = [], 0
+        for row in rows:
+            values += fields(row[0] - prev, row)
+            prev = row[0]
+        return _varint_blob(values)
+
+    assert blob("_CATEGORIES") == encode(runs, lambda d, r: (d * 8 + r[1],))
+    lower = table("unicode_map_lowercase")
+    assert blob("_LOWERCASE") == encode(lower, lambda d, r: (d, _zigzag(r[1] - r[0])))
+    nfd = table("unicode_ranges_nfd")
+    assert blob("_NFD") == encode(nfd, lambda d, r: (d, r[1] - r[0], _zigzag(r[2] - r[0])))
     ws = re.search(r"unicode_set_whitespace = \{(.*?)\};", src, re.S)
     assert ws is not None
-    from qrt.pretokenize import _WHITESPACE
-
-    assert {int(x, 16) for x in re.findall(r"0x([0-9A-F]+)", ws.group(1))} == _WHITESPACE
+    assert {int(x, 16) for x in re.findall(r"0x([0-9A-F]+)", ws.group(1))} == ut.WHITESPACE
+    # spot checks of the lookups
+    assert [ut.category(c) for c in (ord("a"), 0x301, 0x1F, 0x200D)] == [ut.LETTER, ut.MARK] + [
+        ut.CONTROL
+    ] * 2
+    assert [ut.to_lower(ord("A")), ut.to_lower(0x130), ut.nfd(0xE9), ut.nfd(ord("e"))] == [
+        97,
+        0x69,
+        0x65,
+        0x65,
+    ]
 
 
 def test_pre_tokenizer_expressions_are_llamacpps() -> None:
