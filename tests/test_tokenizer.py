@@ -399,15 +399,10 @@ def test_unicode_tables_are_llamacpps() -> None:
     assert ws is not None
     assert {int(x, 16) for x in re.findall(r"0x([0-9A-F]+)", ws.group(1))} == ut.WHITESPACE
     # spot checks of the lookups
-    assert [ut.category(c) for c in (ord("a"), 0x301, 0x1F, 0x200D)] == [ut.LETTER, ut.MARK] + [
-        ut.CONTROL
-    ] * 2
-    assert [ut.to_lower(ord("A")), ut.to_lower(0x130), ut.nfd(0xE9), ut.nfd(ord("e"))] == [
-        97,
-        0x69,
-        0x65,
-        0x65,
-    ]
+    classes = [ut.category(c) for c in (ord("a"), 0x301, 0x1F, 0x200D)]
+    assert classes == [ut.LETTER, ut.MARK, ut.CONTROL, ut.CONTROL]
+    mapped = [ut.to_lower(ord("A")), ut.to_lower(0x130), ut.nfd(0xE9), ut.nfd(ord("e"))]
+    assert mapped == [ord("a"), ord("i"), ord("e"), ord("e")]
 
 
 def test_pre_tokenizer_expressions_are_llamacpps() -> None:
