@@ -1,11 +1,14 @@
 """qrt.Tokenizer: token for token what llama.cpp produces.
 
-* llama.cpp's own vocabulary tests (``ggml-vocab-*.gguf.inp`` from the llama.cpp sdist -> ``*.out``, add_special false).
-* ``llama-tokenize`` (the llama.cpp oracle) on SmolLM2 and the test vocabularies: digits, code, whitespace
-  runs, scripts, emoji, control characters, NUL, long words, special tokens with special=True/False, BOS.
+* llama.cpp's own vocabulary tests, all 15 in the sdist (``ggml-vocab-*.gguf.inp`` -> ``*.out``,
+  add_special false): SPM (llama-spm, phi-3), byte-level BPE (ten pre-tokenizers), Gemma 4's
+  SentencePiece-style BPE and WordPiece (bert-bge).
+* ``llama-tokenize`` (the llama.cpp oracle) on SmolLM2, gemma-3-270m (262k SPM vocabulary with
+  user-defined whitespace tokens; gpl-3.0.txt) and the test vocabularies: digits, code, whitespace runs,
+  scripts, emoji, control characters, NUL, long words, special tokens with special=True/False, BOS.
 * Every supported ``tokenizer.ggml.pre``: the gpt-2 vocabulary relabelled, against llama-tokenize on
   fixed and seeded random texts.
-* The embedded Unicode table and pre-tokenizer expressions are llama.cpp's (when its source is present).
+* The embedded Unicode tables and pre-tokenizer expressions are llama.cpp's (when its source is present).
 * Decoding: round trips, pieces as llama.cpp prints them, streaming never splits a character.
 * BAD_INPUTS.md items 21, 28, 29, 33.
 """
@@ -28,15 +31,16 @@ import qrt
 import qrt.gguf
 from qrt import FormatError, UnsupportedError
 from qrt.pretokenize import _EXPRS
-from qrt.tokenizer import _BYTE_CHARS, Detokenizer, Tokenizer
+from qrt.tokenizer import _BYTE_CHARS, ATTR_USER_DEFINED, Detokenizer, Tokenizer
 from tests.gguf_bytes import ARRAY, INT8, INT32, STRING, GGUFBytes, string, u32
 from tests.support import llamacpp as _llamacpp
+from tests.support.gemma3 import gemma3_270m
 
 VOCAB_DIR = _llamacpp.vocab_dir()
 GPL = pathlib.Path(__file__).parent / "data" / "gpl-3.0.txt"
 # every llama.cpp vocabulary test file in the sdist (models/ggml-vocab-NAME.gguf + .inp/.out)
-VOCABS = ("command-r", "deepseek-coder", "deepseek-llm", "falcon", "gemma-4", "gpt-2", "llama-bpe",
-          "llama-spm", "mpt", "phi-3", "qwen2", "qwen35", "refact", "starcoder")  # fmt: skip
+VOCABS = ("bert-bge", "command-r", "deepseek-coder", "deepseek-llm", "falcon", "gemma-4", "gpt-2",
+          "llama-bpe", "llama-spm", "mpt", "phi-3", "qwen2", "qwen35", "refact", "starcoder")  # fmt: skip
 
 TEXTS = [
     "", " ", "  ", "   ", "\t", "\n", "\n\n\n", " \n \n", "\t\n", "\r\n", "Hello world", " Hello World!",
@@ -178,6 +182,11 @@ def llama_tokenize() -> LlamaTokenize:
         raise
 
 
+def bos_only(tok: Tokenizer) -> list[int]:
+    """encode("", add_bos=True): BOS alone, or CLS SEP for a WordPiece (BERT) vocabulary."""
+    return [tok.bos_id] if tok.model != "bert" else [tok.bos_id, tok.sep_id]
+
+
 def assert_same(tok: Tokenizer, texts: list[str], expected: list[list[int]], **kw) -> None:
     got = [tok.encode(t, **kw) for t in texts]
     bad = [(t, g, e) for t, g, e in zip(texts, got, expected, strict=True) if g != e]
@@ -230,6 +239,7 @@ def test_vocab_properties_match_llamacpp() -> None:
         "qwen35": (151936, 151643, 151643, 151645, False, {128247, 151643, 151645}),
         "refact": (49216, 0, 0, 0, False, {0, 4, 18}),
         "starcoder": (49152, 0, 0, 0, False, {0, 4}),
+        "bert-bge": (30522, 101, None, None, True, {0}),  # "[PAD]" is taken for a FIM pad token
     }
     for name, (n, bos, eos, eot, add_bos, eog) in expect.items():
         tok = Tokenizer.from_gguf(vocab_path(name))
@@ -291,7 +301,77 @@ def test_vocabs_match_llama_tokenize(name: str, llama_tokenize) -> None:
         assert tok.encode(text, add_bos=False) == llama_tokenize(path, text, special=False), text
     # add_bos=None follows the file (llama-tokenize adds BOS when the vocabulary asks for it)
     assert tok.encode("Hello world") == llama_tokenize(path, "Hello world", bos=True)
-    assert tok.encode("", add_bos=True) == [tok.bos_id] and tok.encode("", add_bos=False) == []
+    assert tok.encode("", add_bos=True) == bos_only(tok) and tok.encode("", add_bos=False) == []
+
+
+# ---------------------------------------------------------------- Gemma 3: a real 262k SPM vocabulary
+
+WHITESPACE_TEXTS = [" " * n + "x" for n in (1, 2, 3, 30, 31, 32, 33, 64)] + [
+    "\t" * 40,
+    "\n" * 33,
+    "a \t\n \n\n\t\t  b",
+    "  \n  \n\n    x\ty\t\tz",
+    "\r\n\r\n\t \t",
+    "x\u3000\u3000 y",
+]
+
+
+@pytest.fixture(scope="module")
+def gemma3() -> tuple[pathlib.Path, Tokenizer]:
+    """gemma-3-270m (from the test cache): SPM, 262144 tokens, add_space_prefix false, and 165
+    user-defined tokens (runs of spaces, tabs and newlines) that are cut out before SentencePiece runs."""
+    try:
+        path = gemma3_270m()
+    except Exception as e:
+        if os.environ.get("QRT_TEST_REQUIRE_ORACLE") == "1":
+            pytest.fail(f"gemma-3-270m unavailable: {e}", pytrace=False)
+        pytest.skip(f"gemma-3-270m unavailable: {e}")
+    return path, Tokenizer.from_gguf(path)
+
+
+def test_gemma3_properties(gemma3) -> None:
+    path, tok = gemma3
+    t0 = time.perf_counter()
+    Tokenizer.from_gguf(path)
+    load = time.perf_counter() - t0
+    assert load < 3, f"loading the 262k vocabulary took {load:.2f} s"
+    assert (tok.model, tok.pre, tok.n_vocab, tok.add_space_prefix) == ("llama", "default", 262144, False)
+    # as llama.cpp 0.3.36 reports them (print_info)
+    assert (tok.bos_id, tok.eos_id, tok.eot_id, tok.unk_id, tok.pad_id, tok.add_bos) == (
+        2,
+        1,
+        106,
+        3,
+        0,
+        True,
+    )
+    assert tok.eog_ids == {1, 106, 212}
+    user = [tok.token_text(i) for i in range(tok.n_vocab) if tok._attr[i] & ATTR_USER_DEFINED]
+    assert len(user) == 165 and "\t\t" in user and " " * 31 in user
+
+
+def test_gemma3_gpl(gemma3, llama_tokenize) -> None:
+    path, tok = gemma3
+    text = GPL.read_text(encoding="utf-8")
+    fresh = Tokenizer.from_gguf(path)  # no cached words
+    ids, dt = encode_timed(fresh, text, add_bos=False)
+    assert ids == llama_tokenize(path, text, special=False)
+    assert len(ids) == 7562 and dt < 3, f"{dt:.2f} s"
+    assert fresh.decode(ids) == text
+    assert tok.encode(text) == [tok.bos_id, *ids]
+
+
+def test_gemma3_matches_llama_tokenize(gemma3, llama_tokenize) -> None:
+    path, tok = gemma3
+    texts = TEXTS + WHITESPACE_TEXTS + random_texts(6, 150)
+    assert_same(tok, texts, llama_tokenize.many(path, tok, texts), add_bos=False)
+    texts = [*SPECIAL_TEXTS, "<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n"]
+    assert_same(tok, texts, llama_tokenize.many(path, tok, texts), add_bos=False, special=True)
+    for text in texts[::3]:
+        assert tok.encode(text, add_bos=False) == llama_tokenize(path, text, special=False), text
+    assert tok.encode("Hello world") == llama_tokenize(path, "Hello world", bos=True)
+    for text in TEXTS + WHITESPACE_TEXTS:
+        assert tok.decode(tok.encode(text), skip_special=True) == text
 
 
 def write_with_pre(src: pathlib.Path, pre: str, dst: pathlib.Path) -> None:
@@ -441,6 +521,12 @@ def kept_text(tok: Tokenizer, text: str) -> str:
 
 def test_decode_round_trip(vocab) -> None:
     _, tok = vocab
+    if tok.model == "bert":  # WordPiece normalizes: the known words come back, one space apart
+        for text in TEXTS + random_texts(4, 100):
+            words = tok._wordpiece.words(text)  # type: ignore[union-attr]
+            known = [w for w in words if tok.encode(w, add_bos=False) != [tok.unk_id]]
+            assert tok.decode(tok.encode(text), skip_special=True) == " ".join(known)
+        return
     for text in TEXTS + random_texts(4, 100):
         if tok.model in ("llama", "gemma4") and "▁" in text:  # "▁" spells a space: it comes back as " "
             continue
@@ -451,6 +537,19 @@ def test_decode_round_trip(vocab) -> None:
         assert tok.decode(tok.encode(text, add_bos=False)) == expected
     for text in SPECIAL_TEXTS:  # special=False: the special texts are plain text
         assert tok.decode(tok.encode(text, add_bos=False)) == text
+
+
+def test_wordpiece_decode() -> None:
+    """WordPiece: decoding gives the normalized words, one space apart (pieces after the first of a word
+    have no "▁"); words no token covers are [UNK], left out by skip_special."""
+    tok = Tokenizer.from_gguf(vocab_path("bert-bge"))
+    assert (tok.model, tok.bos_id, tok.sep_id, tok.unk_id, tok.add_bos) == ("bert", 101, 102, 100, True)
+    ids = tok.encode("Hello, Wörld!  Unaffable 我想\tcafé\x00")
+    assert ids[0] == 101 and ids[-1] == 102
+    # 想 has no token: [UNK], an unknown token, which skip_special leaves out
+    assert tok.decode(ids, skip_special=True) == "hello , world ! unaffable 我 cafe"
+    assert tok.decode(ids) == "[CLS]hello , world ! unaffable 我[UNK] cafe[SEP]"
+    assert tok.token_to_piece(ids[1]) == b" hello" and tok.token_to_piece(101) == b"[CLS]"
 
 
 def test_decode_special_tokens(smollm2: Tokenizer, spm: Tokenizer) -> None:
@@ -549,7 +648,7 @@ def test_add_bos_add_eos(spm: Tokenizer, smollm2: Tokenizer) -> None:
 def test_empty_prompt(vocab) -> None:
     _, tok = vocab
     assert tok.encode("", add_bos=False) == []
-    assert tok.encode("", add_bos=True) == [tok.bos_id]
+    assert tok.encode("", add_bos=True) == bos_only(tok)
     assert tok.decode([]) == ""
 
 
@@ -616,8 +715,12 @@ def test_missing_keys_and_unsupported(gpt2_meta: dict) -> None:
     for key in ("tokenizer.ggml.model", "tokenizer.ggml.tokens", "tokenizer.ggml.merges"):
         with pytest.raises(FormatError, match=f"missing key {re.escape(key)}"):
             Tokenizer.from_gguf({k: v for k, v in gpt2_meta.items() if k != key})
-    with pytest.raises(UnsupportedError, match="'bert'"):
-        Tokenizer.from_gguf({**gpt2_meta, "tokenizer.ggml.model": "bert"})
+    # UGM (T5), RWKV, PLaMo-2: refused, naming the model and what qrt reads
+    for model in ("t5", "rwkv", "plamo2"):
+        with pytest.raises(
+            UnsupportedError, match=f"'{model}' is not supported.*'llama'.*'gpt2'.*'gemma4'.*'bert'"
+        ):
+            Tokenizer.from_gguf({**gpt2_meta, "tokenizer.ggml.model": model})
     with pytest.raises(UnsupportedError, match=r"'kimi-k2'.*smollm"):
         Tokenizer.from_gguf({**gpt2_meta, "tokenizer.ggml.pre": "kimi-k2"})
     with pytest.raises(FormatError, match="empty"):
@@ -625,6 +728,48 @@ def test_missing_keys_and_unsupported(gpt2_meta: dict) -> None:
     # no pre-tokenizer: llama.cpp's "default"
     tok = Tokenizer.from_gguf({k: v for k, v in gpt2_meta.items() if k != "tokenizer.ggml.pre"})
     assert tok.pre == "default"
+
+
+def test_new_vocabulary_types_bad_metadata(gpt2_meta: dict) -> None:
+    """BAD_INPUTS 21 for the Gemma 4 and WordPiece readers."""
+    with qrt.gguf.open(vocab_path("bert-bge")) as f:
+        bert = dict(f.metadata)
+    with pytest.raises(FormatError, match=r"missing key tokenizer\.ggml\.merges.*'gemma4'"):
+        Tokenizer.from_gguf({**bert, "tokenizer.ggml.model": "gemma4"})
+    for key in ("tokenizer.ggml.normalizer.lowercase", "tokenizer.ggml.normalizer.strip_accents"):
+        with pytest.raises(FormatError, match=re.escape(key)):
+            Tokenizer.from_gguf({**bert, key: 1})
+    with pytest.raises(FormatError, match=r"seperator_token_id = 30522 is outside"):
+        Tokenizer.from_gguf({**bert, "tokenizer.ggml.seperator_token_id": 30522})
+    # the normalizer switches (strip_accents follows lowercase unless given); bge's vocabulary is uncased
+    lower, strip = "tokenizer.ggml.normalizer.lowercase", "tokenizer.ggml.normalizer.strip_accents"
+    for meta, expected in (
+        ({lower: False}, "[UNK][UNK]"),
+        ({lower: False, strip: True}, "[UNK]cafe"),
+        ({strip: False}, "hello[UNK]"),
+    ):
+        tok = Tokenizer.from_gguf({**bert, **meta})
+        assert tok.decode(tok.encode("Hello café", add_bos=False)) == expected, meta
+    # without an unknown token, a word no token covers is an error, not a silent drop
+    for key in ("unknown", "seperator", "mask"):
+        del bert[f"tokenizer.ggml.{key}_token_id"]
+    small = {key: bert[key][:100] for key in ("tokenizer.ggml.tokens", "tokenizer.ggml.token_type")}
+    tok = Tokenizer.from_gguf({**bert, **small})
+    with pytest.raises(ValueError, match="no token covers 'hello'"):
+        tok.encode("hello", add_bos=False)
+
+
+def test_gemma4_byte_fallback() -> None:
+    """A character Gemma 4 has no token for: its UTF-8 bytes as <0xHH> tokens, which a stream puts
+    back together into the one character."""
+    tok = Tokenizer.from_gguf(vocab_path("gemma-4"))
+    text = "a\U000e0001b"
+    ids = tok.encode(text, add_bos=False)
+    assert [tok.token_text(i) for i in ids[1:5]] == ["<0xF3>", "<0xA0>", "<0x80>", "<0x81>"]
+    stream = tok.detokenizer()
+    assert [stream.feed(i) for i in ids] == ["a", "", "", "", "\U000e0001", "b"]
+    assert tok.decode(ids) == text and tok.token_to_piece(ids[1]) == b"\xf3"
+    assert tok.decode(tok.encode("  two  spaces ")) == "<bos>  two  spaces "
 
 
 def test_bad_text(smollm2: Tokenizer) -> None:
@@ -660,9 +805,9 @@ def test_ids_not_integers(smollm2: Tokenizer) -> None:
     assert smollm2.decode(np.array([19556, 905])) == "Hello world"
 
 
-def encode_timed(tok: Tokenizer, text: str) -> tuple[list[int], float]:
+def encode_timed(tok: Tokenizer, text: str, **kw) -> tuple[list[int], float]:
     t0 = time.perf_counter()
-    ids = tok.encode(text)
+    ids = tok.encode(text, **kw)
     return ids, time.perf_counter() - t0
 
 

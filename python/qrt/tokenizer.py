@@ -9,7 +9,7 @@
         print(stream.feed(i), end="")
     print(stream.flush())
 
-Two vocabulary kinds are read from ``tokenizer.ggml.*`` (``../shared/FORMATS.md`` §1.3):
+Four vocabulary kinds are read from ``tokenizer.ggml.*`` (``../shared/FORMATS.md`` §1.3):
 
 * ``model == "llama"``, SentencePiece (SPM): spaces become ``▁``, one is put in front of the text
   (``add_space_prefix``), adjacent pieces are merged highest score first, and what no token covers falls
@@ -19,11 +19,16 @@ Two vocabulary kinds are read from ``tokenizer.ggml.*`` (``../shared/FORMATS.md`
   bytes are spelled with GPT-2's byte alphabet and merged by ``tokenizer.ggml.merges`` rank.
 * ``model == "gemma4"``, SentencePiece-style BPE: spaces become ``▁``, each line is merged by rank as
   characters (no byte alphabet), and what no token covers falls back to the ``<0xHH>`` byte tokens.
+* ``model == "bert"``, WordPiece (WPM): the text is normalized and cut into words as BERT does, and each
+  word is covered by the longest tokens first (:mod:`qrt.wordpiece`).
 
-Both follow ``src/llama-vocab.cpp`` and ``src/unicode.cpp`` of llama.cpp (the version vendored in
+Other kinds (``t5``/UGM, ``rwkv``, ``plamo2``) and pre-tokenizers qrt does not implement are refused with
+:class:`qrt.UnsupportedError` naming what is missing.
+
+All follow ``src/llama-vocab.cpp`` and ``src/unicode.cpp`` of llama.cpp (the version vendored in
 llama-cpp-python 0.3.36), including its quirks: control/user-defined tokens are cut out of the text
 before tokenizing (user-defined ones even with ``special=False``), Unicode categories come from
-llama.cpp's own table (Unicode 15, embedded below) rather than from this Python's ``unicodedata``, the
+llama.cpp's own tables (Unicode 15, :mod:`qrt.unicode_tables`) rather than from this Python's ``unicodedata``, the
 pre-tokenizer's hand-written splitters are reproduced rather than the regular expressions they stand
 for, and the special tokens llama.cpp recognises by their text (``<|im_end|>``, ``<|eot_id|>``, ...)
 become control tokens. ``tests/test_tokenizer.py`` checks every llama.cpp vocabulary test file and
@@ -50,6 +55,7 @@ from typing import Any
 
 from ._C import FormatError, UnsupportedError
 from .pretokenize import _EXPRS, _PRE, _Splitter
+from .wordpiece import WordPiece
 
 __all__ = ["Detokenizer", "Tokenizer"]
 
@@ -131,7 +137,12 @@ _BYTE_CHARS = _byte_alphabet()
 _BYTES_TO_CHARS = {b: c for b, c in enumerate(_BYTE_CHARS)}  # latin-1 decoded bytes -> alphabet
 _CHARS_TO_BYTE = {c: b for b, c in enumerate(_BYTE_CHARS)}
 
-_MODELS = {"llama": "SentencePiece", "gpt2": "byte-level BPE", "gemma4": "SentencePiece-style BPE"}
+_MODELS = {
+    "llama": "SentencePiece",
+    "gpt2": "byte-level BPE",
+    "gemma4": "SentencePiece-style BPE",
+    "bert": "WordPiece",
+}
 _SPM_SPACE = "▁"
 _LONG_WORD = 48  # longer words are merged with a heap (O(n log n)), and split where no token spans
 _CACHE_LIMIT = 1 << 18
@@ -254,13 +265,12 @@ class _Meta:
 
 
 class Tokenizer:
-    """A GGUF file's tokenizer (SPM or BPE), built by :meth:`from_gguf`.
+    """A GGUF file's tokenizer (SPM, BPE or WordPiece), built by :meth:`from_gguf`.
 
-    Attributes: ``n_vocab``; ``model`` (``tokenizer.ggml.model``: ``"llama"``, ``"gpt2"`` or
-    ``"gemma4"``) and ``pre`` (the pre-tokenizer name);
-    ``bos_id``, ``eos_id``, ``eot_id``, ``eom_id``, ``unk_id``, ``pad_id`` (``None`` when the vocabulary
-    has none); ``add_bos``, ``add_eos``, ``add_space_prefix`` (what the file asks for). Immutable, and safe
-    to share between threads.
+    Attributes: ``n_vocab``; ``model`` (``tokenizer.ggml.model``: ``"llama"``, ``"gpt2"``, ``"gemma4"``
+    or ``"bert"``) and ``pre`` (the pre-tokenizer name); ``bos_id``, ``eos_id``, ``eot_id``, ``eom_id``,
+    ``unk_id``, ``pad_id``, ``sep_id`` (``None`` when the vocabulary has none); ``add_bos``, ``add_eos``,
+    ``add_space_prefix`` (what the file asks for). Immutable, and safe to share between threads.
     """
 
     n_vocab: int
@@ -272,6 +282,7 @@ class Tokenizer:
     eom_id: int | None
     unk_id: int | None
     pad_id: int | None
+    sep_id: int | None
     add_bos: bool
     add_eos: bool
     add_space_prefix: bool
@@ -304,6 +315,7 @@ class Tokenizer:
             )
         self.model = model
         spm = model == "llama"
+        bpe = model in ("gpt2", "gemma4")
 
         tokens = meta.array(P + "tokens", ("STRING",), (str,))
         if tokens is None:
@@ -335,12 +347,13 @@ class Tokenizer:
 
         # pre-tokenizer and flags
         pre = meta.string(P + "pre")
-        if spm:
+        self._splitter: _Splitter | None = None
+        self._wordpiece: WordPiece | None = None
+        self._spm_bpe = False
+        self._ignore_merges, add_bos = False, True
+        self.add_space_prefix = spm
+        if not bpe:  # SPM and WPM have no pre-tokenizer (llama.cpp treats them all as "default")
             self.pre = pre or "default"
-            self._ignore_merges, add_bos = False, True
-            self._splitter = None
-            self.add_space_prefix = True
-            self._spm_bpe = False
         else:
             # llama.cpp reads a "gemma4" vocabulary with the gemma4 pre-tokenizer whatever the file says
             self.pre = "gemma4" if model == "gemma4" else pre if pre else "default"
@@ -350,10 +363,10 @@ class Tokenizer:
                 )
             exprs, self._ignore_merges, add_bos = _PRE[self.pre]
             self._splitter = _Splitter(_EXPRS[exprs])
-            self.add_space_prefix = False
             # SentencePiece-style BPE (gemma4): "▁" for spaces, characters (not GPT-2's byte alphabet) as
             # symbols, <0xHH> tokens for what no token covers
             self._spm_bpe = exprs == "gemma4"
+        self._byte_level = bpe and not self._spm_bpe  # GPT-2's byte alphabet
         self.add_bos = add_bos
         self.add_eos = False
         v = meta.boolean(P + "add_space_prefix")
@@ -362,10 +375,10 @@ class Tokenizer:
 
         # BPE merges: "left right" -> rank (the first of duplicates wins)
         self._rank: dict[str, int] = {}
-        if not spm:
+        if bpe:
             merges = meta.array(P + "merges", ("STRING",), (str,))
             if merges is None:
-                raise FormatError(f"missing key {P}merges (needed by the 'gpt2' tokenizer)")
+                raise FormatError(f"missing key {P}merges (needed by the {model!r} tokenizer)")
             rank = self._rank
             for i, m in enumerate(merges):
                 if m not in rank:
@@ -379,6 +392,8 @@ class Tokenizer:
             ids.update(bos=1, eos=2, unk=0)
         elif model == "gpt2":
             ids.update(bos=11, eos=11)
+        elif model == "bert":
+            ids.update(bos=101, unk=100, sep=102, pad=0, mask=103)
         for name, v in ids.items():
             if v is not None and v >= n:
                 ids[name] = None
@@ -435,6 +450,13 @@ class Tokenizer:
         self._eog = frozenset(eog)
         self.bos_id, self.eos_id, self.eot_id = ids["bos"], ids["eos"], ids["eot"]
         self.eom_id, self.unk_id, self.pad_id = ids["eom"], ids["unk"], ids["pad"]
+        self.sep_id = ids["sep"]
+        if model == "bert":
+            lowercase = meta.boolean(P + "normalizer.lowercase")
+            lowercase = True if lowercase is None else lowercase
+            strip_accents = meta.boolean(P + "normalizer.strip_accents")
+            strip_accents = lowercase if strip_accents is None else strip_accents
+            self._wordpiece = WordPiece(self._id, self.unk_id, lowercase, strip_accents)
 
         # tokens cut out of the text before tokenizing: longest first
         specials = [i for i in range(n) if attr[i] & (ATTR_CONTROL | ATTR_USER_DEFINED | ATTR_UNKNOWN)]
@@ -469,7 +491,9 @@ class Tokenizer:
         (``tokenizer.ggml.add_bos_token``/``add_eos_token``, else llama.cpp's default for the vocabulary).
         ``special=True`` turns the text of control tokens (``<|im_start|>``, ``<s>``, ...) into those
         tokens; with ``False`` they are tokenized as ordinary text. User-defined tokens are always
-        recognised, as in llama.cpp. An empty text gives just the BOS/EOS tokens asked for.
+        recognised, as in llama.cpp. An empty text gives just the BOS/EOS tokens asked for. A WordPiece
+        (BERT) vocabulary's BOS is its CLS token, and ``add_bos`` also puts its SEP token last, as
+        llama.cpp does.
         Raises ``TypeError`` for a non-``str``, ``UnicodeEncodeError`` for lone surrogates and
         ``ValueError`` when BOS/EOS is asked for but the vocabulary has none.
         """
@@ -484,7 +508,13 @@ class Tokenizer:
                 raise ValueError("this vocabulary has no BOS token (add_bos=True)")
             out.append(self.bos_id)
         fragments: list[str | int] = self._partition(text, special) if text else []
-        if self._splitter is None:
+        if self._wordpiece is not None:
+            self._encode_wpm(fragments, out)
+            if add_bos:  # llama.cpp's add_special closes a WordPiece text with SEP
+                if self.sep_id is None:
+                    raise ValueError("this vocabulary has no SEP token to close the text (add_bos=True)")
+                out.append(self.sep_id)
+        elif self._splitter is None:
             prev_special = True
             for frag in fragments:
                 if isinstance(frag, int):
@@ -544,6 +574,22 @@ class Tokenizer:
                     out.append(frag[start:])
             frags = out
         return frags
+
+    def _encode_wpm(self, fragments: list[str | int], out: list[int]) -> None:
+        wp = self._wordpiece
+        assert wp is not None
+        cache = self._cache
+        for frag in fragments:
+            if isinstance(frag, int):
+                out.append(frag)
+                continue
+            for word in wp.words(frag):
+                ids = cache.get(word)
+                if ids is None:
+                    ids = wp.word_ids(word)
+                    if len(word) <= _LONG_WORD:
+                        self._remember(word, ids)
+                out.extend(ids)
 
     def _remember(self, key: str, ids: list[int]) -> None:
         if len(self._cache) >= _CACHE_LIMIT:
@@ -729,7 +775,7 @@ class Tokenizer:
         if attr & (_ATTR_SPECIAL | ATTR_USER_DEFINED):
             return text.encode("utf-8")
         if attr & ATTR_NORMAL:
-            if self.model == "llama" or self._spm_bpe:
+            if not self._byte_level:  # "▁" spells a space
                 return text.replace(_SPM_SPACE, " ").encode("utf-8")
             out = bytearray()
             for c in text:  # llama_decode_text
@@ -750,14 +796,16 @@ class Tokenizer:
         puts a space in front of the text (SPM, ``add_space_prefix``) the first text token loses that one
         space again, so ``decode(encode(t), skip_special=True) == t``. (llama.cpp's ``llama_detokenize``
         also strips spaces before punctuation for some vocabularies; qrt never changes the text.)
+        WordPiece (BERT) encoding normalizes the text: decoding gives its words (lowercased, punctuation
+        apart) joined by single spaces, the first word's space removed likewise.
         ``ValueError`` for ids outside ``[0, n_vocab)``.
         """
         pieces = []
-        strip = self.add_space_prefix
+        strip = self.add_space_prefix or self._wordpiece is not None
         for tid in ids:
             i = self._check(tid)
             piece = self.token_to_piece(i, special=not skip_special)
-            if strip and not self._attr[i] & ATTR_CONTROL:
+            if strip and piece and not self._attr[i] & ATTR_CONTROL:
                 strip = False
                 if piece[:1] == b" ":
                     piece = piece[1:]
