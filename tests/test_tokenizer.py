@@ -750,6 +750,11 @@ def test_new_vocabulary_types_bad_metadata(gpt2_meta: dict) -> None:
     ):
         tok = Tokenizer.from_gguf({**bert, **meta})
         assert tok.decode(tok.encode("Hello café", add_bos=False)) == expected, meta
+    # llama.cpp's WordPiece ignores add_bos_token/add_eos_token: CLS ... SEP whenever special tokens are added
+    tok = Tokenizer.from_gguf(
+        {**bert, "tokenizer.ggml.add_bos_token": False, "tokenizer.ggml.add_eos_token": True}
+    )
+    assert tok.encode("hi") == [101, 7632, 102]
     # without an unknown token, a word no token covers is an error, not a silent drop
     for key in ("unknown", "seperator", "mask"):
         del bert[f"tokenizer.ggml.{key}_token_id"]
@@ -812,13 +817,23 @@ def encode_timed(tok: Tokenizer, text: str, **kw) -> tuple[list[int], float]:
 
 
 @pytest.mark.slow
-def test_ten_megabyte_prompt(smollm2_path: pathlib.Path, spm: Tokenizer) -> None:
+def test_ten_megabyte_prompt(smollm2_path: pathlib.Path, spm: Tokenizer, gemma3) -> None:
     base = GPL.read_text(encoding="utf-8") if GPL.is_file() else " ".join(TEXTS)
     big = (base * (10_000_000 // len(base) + 1))[:10_000_000]
-    for tok in (Tokenizer.from_gguf(smollm2_path), spm):
+    gemma4 = Tokenizer.from_gguf(vocab_path("gemma-4"))
+    for tok in (Tokenizer.from_gguf(smollm2_path), spm, gemma3[1], gemma4):
         ids, dt = encode_timed(tok, big)
-        assert dt < 30, f"{dt:.1f} s"
+        assert dt < 30, f"{tok}: {dt:.1f} s"
         assert tok.decode(ids, skip_special=True) == big
+    bert = Tokenizer.from_gguf(vocab_path("bert-bge"))
+    ids, dt = encode_timed(bert, big)
+    assert dt < 30 and len(ids) > 1_000_000, f"{dt:.1f} s"
+    # gemma-4 and gemma-3 merge a whole line at once: one long line costs more than many short ones
+    line = " ".join(base.split())
+    line = (line * (2_000_000 // len(line) + 1))[:2_000_000]
+    for tok in (gemma3[1], gemma4):
+        ids, dt = encode_timed(tok, line, add_bos=False)
+        assert dt < 30 and tok.decode(ids) == line, f"{tok}: {dt:.1f} s"
 
 
 def test_long_words_match_llama_tokenize(

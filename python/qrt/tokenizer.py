@@ -336,6 +336,8 @@ class Tokenizer:
                 setattr(self, key[:-6], v)
         if self._spm_bpe:
             self.add_bos = True  # llama.cpp overrides the file for Gemma 4 (its PR 21500)
+        if model == "bert":  # llama.cpp's WordPiece adds CLS ... SEP for add_special, whatever the keys say
+            self.add_bos, self.add_eos = True, False
 
         # special tokens recognised by their text; they become control tokens
         def find(texts: tuple[str, ...]) -> int | None:
