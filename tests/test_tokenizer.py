@@ -70,7 +70,10 @@ SPECIAL_TEXTS = [
 _ALPHABET = [*" \t\n\r\x0b\x0c'sStTdDmMlLrReEvV", *"abcXYZ0123456789.,!?-_()[]{}$+<=>^~|`#%&*/\\\"@:;",
              "\u00a0", "\u2003", "\u3000", "\u0085", "é", "ß", "Ж", "λ", "中", "文", "가", "\u0301", "\u0308", "٣",
              "½", "²", "Ⅻ", "€", "©", "…", "。", "，", "🦙", "😀", "\u200d", "\ufe0f", "\U0001e030", "\u0378", "\x00",
-             "\x1c", "\x7f", "ǅ", "ﬁ", "ʰ"]  # fmt: skip
+             "\x1c", "\x7f", "ǅ", "ﬁ", "ʰ",
+             # case and accents (WordPiece lowercases and strips them), Hangul, full-width, CJK extensions
+             "É", "Ñ", "İ", "ı", "Σ", "ς", "Ω", "K", "Å", "ẞ", "각", "ㄱ", "Ａ", "！", "𠀀", "豈", "\u0327", "\ufeff",
+             "\xad", "\u2028", "\ue000", "\ufffd"]  # fmt: skip
 
 
 def random_texts(seed: int, n: int) -> list[str]:
