@@ -257,15 +257,19 @@ class Tokenizer:
         self.n_vocab = n
 
         # token texts (llama.cpp renames empty ones), text -> id (the last of duplicates wins), attributes
-        self._text = [t if t else f"[EMPTY_{i}]" for i, t in enumerate(tokens)]
-        self._id = {t: i for i, t in enumerate(self._text)}
-        self._score = [float(s) for s in scores] if scores is not None else None
+        self._text = list(tokens)
+        if "" in self._text:
+            self._text = [t if t else f"[EMPTY_{i}]" for i, t in enumerate(tokens)]
+        self._id = dict(zip(self._text, range(n), strict=True))
+        self._score = list(map(float, scores)) if scores is not None else None
         if types is None:
             attr = [ATTR_NORMAL] * n
         else:
-            attr = [_TYPE_TO_ATTR.get(t, ATTR_UNDEFINED) for t in types]
-            for i, t in enumerate(types):
-                if t == TYPE_BYTE and not re.fullmatch("<0x[0-9A-Fa-f]{2}>", self._text[i]):
+            attr = list(map(_TYPE_TO_ATTR.get, types))
+            if None in attr:
+                attr = [ATTR_UNDEFINED if a is None else a for a in attr]
+            for i in itertools.compress(range(n), map(TYPE_BYTE.__eq__, types)):
+                if not re.fullmatch("<0x[0-9A-Fa-f]{2}>", self._text[i]):
                     raise FormatError(
                         f"{P}tokens[{i}]: byte token {self._text[i]!r} is not of the form <0xHH>"
                     )
@@ -387,7 +391,8 @@ class Tokenizer:
             self._wordpiece = WordPiece(self._id, self.unk_id, lowercase, strip_accents)
 
         # tokens cut out of the text before tokenizing: longest first
-        specials = [i for i in range(n) if attr[i] & (ATTR_CONTROL | ATTR_USER_DEFINED | ATTR_UNKNOWN)]
+        special_attr = ATTR_CONTROL | ATTR_USER_DEFINED | ATTR_UNKNOWN
+        specials = list(itertools.compress(range(n), map(special_attr.__and__, attr)))
         specials.sort(key=lambda i: -len(self._text[i].encode("utf-8")))
         name = meta.string("general.name", "") or ""
         if "phi-3" in name.lower() or "phi3" in name.lower():
