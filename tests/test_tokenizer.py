@@ -719,9 +719,13 @@ def test_missing_keys_and_unsupported(gpt2_meta: dict) -> None:
         with pytest.raises(FormatError, match=f"missing key {re.escape(key)}"):
             Tokenizer.from_gguf({k: v for k, v in gpt2_meta.items() if k != key})
     # UGM (T5), RWKV, PLaMo-2: refused, naming the model and what qrt reads
-    for model in ("t5", "rwkv", "plamo2"):
+    with pytest.raises(
+        UnsupportedError, match=r"'t5' \(Unigram \(UGM\), as T5 and XLM-R use\) is not supported"
+    ):
+        Tokenizer.from_gguf({**gpt2_meta, "tokenizer.ggml.model": "t5"})
+    for model in ("t5", "rwkv", "plamo2", "sentencepiece"):
         with pytest.raises(
-            UnsupportedError, match=f"'{model}' is not supported.*'llama'.*'gpt2'.*'gemma4'.*'bert'"
+            UnsupportedError, match=f"'{model}'.* is not supported; .*'llama'.*'gpt2'.*'gemma4'.*'bert'"
         ):
             Tokenizer.from_gguf({**gpt2_meta, "tokenizer.ggml.model": model})
     with pytest.raises(UnsupportedError, match=r"'kimi-k2'.*smollm"):

@@ -144,6 +144,15 @@ _MODELS = {
     "gemma4": "SentencePiece-style BPE",
     "bert": "WordPiece",
 }
+_REFUSED_MODELS = {  # what llama.cpp reads and qrt does not
+    "t5": "Unigram (UGM), as T5 and XLM-R use",
+    "rwkv": "RWKV's trie tokenizer",
+    "plamo2": "PLaMo-2's Aho-Corasick tokenizer",
+    "hybriddna": "HybriDNA's k-mer BPE",
+    "whitespace": "whitespace-split BPE",
+    "no_vocab": "no vocabulary",
+    "none": "no vocabulary",
+}
 _SPM_SPACE = "▁"
 _LONG_WORD = 48  # longer words are merged with a heap (O(n log n)), and split where no token spans
 _CACHE_LIMIT = 1 << 18
@@ -235,8 +244,9 @@ class Tokenizer:
         if model is None:
             raise FormatError(f"missing key {P}model")
         if model not in _MODELS:
+            what = f" ({_REFUSED_MODELS[model]})" if model in _REFUSED_MODELS else ""
             raise UnsupportedError(
-                f"{P}model {model!r} is not supported; qrt reads "
+                f"{P}model {model!r}{what} is not supported; qrt reads "
                 + ", ".join(f"{k!r} ({v})" for k, v in _MODELS.items())
             )
         self.model = model
