@@ -375,6 +375,7 @@ def test_gemma3_matches_llama_tokenize(gemma3, llama_tokenize) -> None:
     assert tok.encode("Hello world") == llama_tokenize(path, "Hello world", bos=True)
     for text in TEXTS + WHITESPACE_TEXTS:
         assert tok.decode(tok.encode(text), skip_special=True) == text
+    assert_pieces(path, tok, llama_tokenize)
 
 
 def write_with_pre(src: pathlib.Path, pre: str, dst: pathlib.Path) -> None:
@@ -403,9 +404,13 @@ def test_pre_tokenizers_match_llama_tokenize(pre: str, tmp_path_factory, llama_t
 
 
 def test_pieces_match_llama_tokenize(vocab, llama_tokenize) -> None:
+    assert_pieces(*vocab, llama_tokenize)
+
+
+def assert_pieces(path: pathlib.Path, tok: Tokenizer, llama_tokenize: LlamaTokenize) -> None:
     """Without --ids llama-tokenize prints "%6d -> '<piece>'" per token (common_token_to_piece)."""
-    path, tok = vocab
-    text = "".join(t for t in TEXTS + SPECIAL_TEXTS if "\x00" not in t)  # printf stops at NUL
+    texts = TEXTS + SPECIAL_TEXTS + WHITESPACE_TEXTS
+    text = "".join(t for t in texts if "\x00" not in t)  # printf stops at NUL
     ids = tok.encode(text, add_bos=False, special=True)
     expected = b"".join(b"%6d -> '" % i + tok.token_to_piece(i) + b"'\n" for i in ids)
     assert llama_tokenize.run(path, text, ids=False) == expected
