@@ -390,7 +390,8 @@ def write_with_pre(src: pathlib.Path, pre: str, dst: pathlib.Path) -> None:
 
 # one name per distinct (expressions, ignore_merges) of llama.cpp's llm_tokenizer_bpe
 PRES = ("default", "gpt-2", "phi-2", "mpt", "llama-bpe", "dbrx", "deepseek-llm", "deepseek-coder", "falcon",
-        "starcoder", "refact", "smollm", "qwen2", "stablelm2", "poro-chat", "viking", "qwen35", "gemma4")  # fmt: skip
+        "starcoder", "refact", "smollm", "qwen2", "stablelm2", "poro-chat", "viking", "qwen35", "gemma4", "tekken",
+        "gpt-4o", "deepseek-v3", "chatglm-bpe", "glm4")  # fmt: skip
 
 
 @pytest.mark.parametrize("pre", PRES)
@@ -401,6 +402,8 @@ def test_pre_tokenizers_match_llama_tokenize(pre: str, tmp_path_factory, llama_t
     assert tok.pre == pre
     texts = TEXTS + random_texts(3, 150)
     assert_same(tok, texts, llama_tokenize.many(path, tok, texts), add_bos=False)
+    # add_bos=None: the pre-tokenizer's default (the file has no add_bos_token key)
+    assert tok.encode("Hello world") == llama_tokenize(path, "Hello world", bos=True)
 
 
 def test_pieces_match_llama_tokenize(vocab, llama_tokenize) -> None:
@@ -502,10 +505,13 @@ def test_pre_tokenizer_expressions_are_llamacpps() -> None:
 
     cases = {"llama3": "LLAMA3", "deepseek-llm": "DEEPSEEK_LLM", "deepseek-coder": "DEEPSEEK_CODER",
              "falcon": "FALCON", "starcoder": "STARCODER", "gpt2": "GPT2", "qwen2": "QWEN2", "poro": "PORO",
-             "viking": "VIKING", "qwen35": "QWEN35", "gemma4": "GEMMA4"}  # fmt: skip
+             "viking": "VIKING", "qwen35": "QWEN35", "gemma4": "GEMMA4", "tekken": "TEKKEN", "gpt4o": "GPT4O",
+             "deepseek-v3": "DEEPSEEK3_LLM"}  # fmt: skip
     for name, case in cases.items():
         at = src.index(f"case LLAMA_VOCAB_PRE_TYPE_{case}:")
         assert literals(src[at : src.index("break;", at)]) == _EXPRS[name], name
+    at = src.index("case LLAMA_VOCAB_PRE_TYPE_CHATGLM4:")
+    assert literals(src[at : src.index("break;", at)]) == _EXPRS["llama3"]
     at = src.index("// default regex for BPE tokenization pre-processing")
     assert literals(src[at : src.index("break;", at)]) == _EXPRS["default"]
     # the texts by which llama.cpp recognises end-of-turn, FIM and end-of-generation tokens

@@ -28,6 +28,17 @@ _RE_QWEN35 = (
     "| ?[^\\s\\p{L}\\p{M}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 )
 _RE_NEWLINES = "[^\\n]+|[\\n]+"
+# words start with at most one upper-case run and go on lower-case: (?=[\p{L}])[^a-z] is "a letter, not a-z"
+_RE_TEKKEN = (
+    "[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))*((?=[\\p{L}])([^A-Z]))+|[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))+"
+    "((?=[\\p{L}])([^A-Z]))*|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+)
+_CONTRACTION = "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?"
+_RE_GPT4O = (
+    f"[^\\r\\n\\p{{L}}\\p{{N}}]?((?=[\\p{{L}}])([^a-z]))*((?=[\\p{{L}}])([^A-Z]))+{_CONTRACTION}"
+    f"|[^\\r\\n\\p{{L}}\\p{{N}}]?((?=[\\p{{L}}])([^a-z]))+((?=[\\p{{L}}])([^A-Z]))*{_CONTRACTION}"
+    "|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+)
 _EXPRS = {
     "default": ("[\\p{P}\\$\\+<=>\\^~\\|]+", _RE_GPT2, "\\p{N}+", "[0-9][0-9][0-9]"),
     "llama3": (_RE_LLAMA3,),
@@ -58,6 +69,14 @@ _EXPRS = {
     "qwen2": (_RE_QWEN2,),
     "qwen35": (_RE_QWEN35,),
     "gemma4": (_RE_NEWLINES,),
+    "tekken": (_RE_TEKKEN,),
+    "gpt4o": (_RE_GPT4O,),
+    "deepseek-v3": (
+        "\\p{N}{1,3}",
+        "[一-龥\u3040-ゟ゠-ヿ]+",
+        "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+"
+        "| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+",
+    ),
     "poro": (" ?[^(\\s|.,!?…。，、।۔،)]+",),
     "viking": (" ?[^(\\s|.,!?…。，、।۔،)]+", "\\p{N}"),
 }
@@ -65,7 +84,8 @@ _EXPRS = {
 # tokenizer.ggml.pre -> (expressions, ignore_merges, add_bos default), as llama_vocab::impl::load sets them
 # (its clean_spaces only changes llama_detokenize, which qrt does not imitate). "gemma4" is SentencePiece-
 # style BPE: spaces become "▁", words are lines, symbols are characters (not GPT-2's byte alphabet) and
-# what no token covers falls back to <0xHH> tokens; llama.cpp forces add_bos on for it.
+# what no token covers falls back to <0xHH> tokens; llama.cpp forces add_bos on for it. The ChatGLM/GLM
+# pre-tokenizers (_NO_BOS) also take away the default BOS id.
 _PRE: dict[str, tuple[str, bool, bool]] = {}
 for _names, _setting in (
     (("llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2"),
@@ -78,12 +98,18 @@ for _names, _setting in (
     (("qwen2", "deepseek-r1-qwen", "kormo", "f2llmv2", "hunyuan", "solar-open", "stablelm2", "megrez"),
      ("qwen2", False, False)),
     (("qwen35",), ("qwen35", False, False)),
+    (("tekken",), ("tekken", True, True)),
+    (("gpt-4o", "llama4", "kanana2", "talkie", "minimax-m2"), ("gpt4o", False, False)),
+    (("deepseek-v3", "hunyuan-dense", "joyai-llm", "hy_v4"), ("deepseek-v3", False, False)),
+    (("chatglm-bpe",), ("llama3", False, False)),
+    (("glm4", "glm5"), ("llama3", True, False)),
     (("gemma4", "granite-embed-multi-311m"), ("gemma4", False, True)),
     (("poro-chat", "bloom", "gpt3-finnish"), ("poro", False, False)),
     *(((name,), (name, False, False)) for name in ("default", "deepseek-llm", "deepseek-coder", "falcon", "viking")),
 ):  # fmt: skip
     for _name in _names:
         _PRE[_name] = _setting
+_NO_BOS = frozenset(("chatglm-bpe", "glm4", "glm5"))
 
 
 class _CollapseTable(dict):

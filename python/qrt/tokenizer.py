@@ -54,7 +54,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ._C import FormatError, UnsupportedError
-from .pretokenize import _EXPRS, _PRE, _Splitter
+from .pretokenize import _EXPRS, _NO_BOS, _PRE, _Splitter
 from .tokenizer_meta import _Meta
 from .wordpiece import WordPiece
 
@@ -331,7 +331,7 @@ class Tokenizer:
         if spm:
             ids.update(bos=1, eos=2, unk=0)
         elif model == "gpt2":
-            ids.update(bos=11, eos=11)
+            ids.update(bos=None if self.pre in _NO_BOS else 11, eos=11)
         elif model == "bert":
             ids.update(bos=101, unk=100, sep=102, pad=0, mask=103)
         for name, v in ids.items():
