@@ -28,11 +28,11 @@ Other kinds (``t5``/UGM, ``rwkv``, ``plamo2``) and pre-tokenizers qrt does not i
 All follow ``src/llama-vocab.cpp`` and ``src/unicode.cpp`` of llama.cpp (the version vendored in
 llama-cpp-python 0.3.36), including its quirks: control/user-defined tokens are cut out of the text
 before tokenizing (user-defined ones even with ``special=False``), Unicode categories come from
-llama.cpp's own tables (Unicode 15, :mod:`qrt.unicode_tables`) rather than from this Python's ``unicodedata``, the
-pre-tokenizer's hand-written splitters are reproduced rather than the regular expressions they stand
-for, and the special tokens llama.cpp recognises by their text (``<|im_end|>``, ``<|eot_id|>``, ...)
-become control tokens. ``tests/test_tokenizer.py`` checks every llama.cpp vocabulary test file and
-``llama-tokenize`` on many texts.
+llama.cpp's own tables (Unicode 15, :mod:`qrt.unicode_tables`) rather than from this Python's
+``unicodedata``, the pre-tokenizer's hand-written splitters are reproduced rather than the regular
+expressions they stand for, and the special tokens llama.cpp recognises by their text (``<|im_end|>``,
+``<|eot_id|>``, ...) become control tokens. ``tests/test_tokenizer.py`` checks every llama.cpp vocabulary
+test file and ``llama-tokenize`` on many texts.
 
 Where llama.cpp's answer depends on the iteration order of a C++ ``unordered_map`` (which of several
 end-of-turn candidates becomes ``eot_id``), the first candidate in llama.cpp's list wins here. A
