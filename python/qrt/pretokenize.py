@@ -28,7 +28,8 @@ _RE_QWEN35 = (
     "| ?[^\\s\\p{L}\\p{M}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 )
 _RE_NEWLINES = "[^\\n]+|[\\n]+"
-# words start with at most one upper-case run and go on lower-case: (?=[\p{L}])[^a-z] is "a letter, not a-z"
+# Tekken and GPT-4o: llama.cpp's stand-ins for \p{Lu}/\p{Ll} are lookaheads, "(?=[\p{L}])([^a-z])" = a letter
+# that is not a-z; over the collapsed text every non-ASCII letter passes both, as in llama.cpp
 _RE_TEKKEN = (
     "[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))*((?=[\\p{L}])([^A-Z]))+"
     "|[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))+((?=[\\p{L}])([^A-Z]))*"
