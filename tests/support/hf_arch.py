@@ -51,7 +51,8 @@ from .cache import cache_dir, file_lock
 
 ARCHS = ("qwen3", "gemma3", "phi3", "smollm3", "granite", "llama3")
 OUTTYPES = ("f32", "f16", "bf16")
-FIXTURE_VERSION = "1"
+FIXTURE_VERSION = "3"
+_VERSIONS: dict[str, str] = {}  # per checkpoint (and its tokenizer): a bump rebuilds only that one
 SEED = 1234
 INIT_RANGE = 0.15
 
@@ -113,13 +114,24 @@ def _gguf_tokenizer(gguf_path: pathlib.Path, out: pathlib.Path) -> None:
 
     tok = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
     tok.save_pretrained(out)
-    for extra in ("chat_template.jinja", "special_tokens_map.json"):
-        (out / extra).unlink(missing_ok=True)
+    (out / "special_tokens_map.json").unlink(missing_ok=True)
+    _drop_added(out, lambda i, t: True)
+
+
+def _template_into_config(out: pathlib.Path, keep: bool) -> None:
+    """Move chat_template.jinja into tokenizer_config.json (``keep``) or drop it (another is set later)."""
+    jinja = out / "chat_template.jinja"
+    if keep and jinja.is_file():
+        tmpl = jinja.read_text(encoding="utf-8")
+        _edit_json(out / "tokenizer_config.json", lambda tc: tc.__setitem__("chat_template", tmpl))
+    jinja.unlink(missing_ok=True)
 
 
 def _drop_added(out: pathlib.Path, keep) -> None:
-    """Remove added tokens for which ``keep(id, content)`` is false from tokenizer.json and
-    tokenizer_config.json (transformers' GGUF conversion adds ``[PADn]`` fillers real checkpoints lack)."""
+    """Remove added tokens for which ``keep(id, content)`` is false from tokenizer.json (transformers' GGUF
+    conversion adds ``[PADn]`` fillers real checkpoints lack), and list the others in tokenizer_config.json's
+    added_tokens_decoder as real checkpoints do (transformers 5 leaves it out; without it, its tokenizer
+    classes forget which tokens were added, and so would llama.cpp's converter)."""
     tj_path, tc_path = out / "tokenizer.json", out / "tokenizer_config.json"
     tj = json.loads(tj_path.read_text(encoding="utf-8"))
     tj["added_tokens"] = [a for a in tj["added_tokens"] if keep(a["id"], a["content"])]
@@ -128,8 +140,8 @@ def _drop_added(out: pathlib.Path, keep) -> None:
         tj["model"]["vocab"] = {t: i for t, i in vocab.items() if keep(i, t)}
     tj_path.write_text(json.dumps(tj, ensure_ascii=False, indent=2), encoding="utf-8")
     tc = json.loads(tc_path.read_text(encoding="utf-8"))
-    dec = tc.get("added_tokens_decoder", {})
-    tc["added_tokens_decoder"] = {k: v for k, v in dec.items() if keep(int(k), v["content"])}
+    fields = ("content", "lstrip", "normalized", "rstrip", "single_word", "special")
+    tc["added_tokens_decoder"] = {str(a["id"]): {f: a[f] for f in fields} for a in tj["added_tokens"]}
     tc_path.write_text(json.dumps(tc, ensure_ascii=False, indent=2), encoding="utf-8")
 
 
@@ -158,6 +170,7 @@ def _pre_name(tok_dir: pathlib.Path) -> str | None:
 
 def _build_qwen2_tokenizer(out: pathlib.Path) -> None:
     _gguf_tokenizer(_models_dir() / "ggml-vocab-qwen2.gguf", out)
+    _template_into_config(out, keep=False)
     _drop_added(out, lambda i, t: not t.startswith("[PAD"))
 
     def cfg(tc: dict) -> None:
@@ -170,6 +183,7 @@ def _build_qwen2_tokenizer(out: pathlib.Path) -> None:
 
 def _build_llama3_tokenizer(out: pathlib.Path) -> None:
     _gguf_tokenizer(_models_dir() / "ggml-vocab-llama-bpe.gguf", out)
+    _template_into_config(out, keep=False)
     _drop_added(out, lambda i, t: i < 128256)
 
     def tj_fix(tj: dict) -> None:
@@ -242,12 +256,14 @@ def _build_gemma3_tokenizer(out: pathlib.Path) -> None:
     src = gemma3_270m()
     # a private copy: transformers' GGUF reader then sees a directory holding only this file
     _gguf_tokenizer(src, out)
+    _template_into_config(out, keep=True)
     (out / "tokenizer.model").write_bytes(_spm_model(src, 262144, dummy_prefix=False, ids=(3, 2, 1, 0)))
 
 
 def _build_phi3_tokenizer(out: pathlib.Path) -> None:
     src = _models_dir() / "ggml-vocab-phi-3.gguf"
     _gguf_tokenizer(src, out)
+    _template_into_config(out, keep=False)
     _drop_added(out, lambda i, t: not t.startswith("[PAD"))
     # Phi-3's tokenizer.model holds the 32000 base pieces; the chat tokens are added tokens above them
     (out / "tokenizer.model").write_bytes(_spm_model(src, 32000, dummy_prefix=True, ids=(0, 1, 2, -1)))
@@ -285,7 +301,8 @@ def tokenizer_dir(name: str) -> pathlib.Path:
             if got != _EXPECTED_PRE[name]:
                 raise RuntimeError(f"tokenizer {name}: llama.cpp would name its pre-tokenizer {got!r}")
 
-    return _build_once(_hf_root() / f"tokenizer-{name}", FIXTURE_VERSION, build)
+    version = _VERSIONS.get(name, FIXTURE_VERSION)
+    return _build_once(_hf_root() / f"tokenizer-{name}", version, build)
 
 
 # ---------------------------------------------------------------------------------------- models
@@ -469,7 +486,8 @@ def tiny_checkpoint(arch: str) -> pathlib.Path:
     """Directory of the tiny ``arch`` HF checkpoint (built on first use, then cached)."""
     if arch not in ARCHS:
         raise ValueError(f"unknown architecture {arch!r}; one of {ARCHS}")
-    return _build_once(_hf_root() / f"tiny-{arch}", FIXTURE_VERSION, lambda tmp: _build_model(arch, tmp))
+    version = _VERSIONS.get(arch, FIXTURE_VERSION)
+    return _build_once(_hf_root() / f"tiny-{arch}", version, lambda tmp: _build_model(arch, tmp))
 
 
 def llamacpp_gguf(arch: str, outtype: str = "f32") -> pathlib.Path:
@@ -481,7 +499,7 @@ def llamacpp_gguf(arch: str, outtype: str = "f32") -> pathlib.Path:
         raise ValueError(f"outtype {outtype!r}: one of {OUTTYPES}")
     hf_dir = tiny_checkpoint(arch)
     root = source_tree()
-    dst = hf_dir.parent / f"tiny-{arch}.v{FIXTURE_VERSION}.llamacpp.{outtype}.gguf"
+    dst = hf_dir.parent / f"tiny-{arch}.v{_VERSIONS.get(arch, FIXTURE_VERSION)}.llamacpp.{outtype}.gguf"
     if dst.is_file():
         return dst
     with file_lock(hf_dir.parent / f".{dst.name}.lock"):
