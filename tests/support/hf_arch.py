@@ -75,8 +75,17 @@ def _hf_root() -> pathlib.Path:
     return d
 
 
+def _versioned(version: str) -> pathlib.Path:
+    d = _hf_root() / f"arch-v{version}"
+    d.mkdir(exist_ok=True)
+    return d
+
+
 def _build_once(dst: pathlib.Path, version: str, build) -> pathlib.Path:
-    """Build ``dst`` with ``build(tmp_dir)`` under a file lock; a marker holding ``version`` says it is done."""
+    """Build ``dst`` with ``build(tmp_dir)`` under a file lock; a marker holding ``version`` says it is done.
+    The version names a parent directory too (:func:`_versioned`), so checkouts of different versions sharing
+    the cache never rebuild each other's files under the other's feet; the checkpoint's own name stays plain
+    (the converters derive general.name from it)."""
     marker = dst / ".qrt-fixture"
     if marker.is_file() and marker.read_text() == version:
         return dst
@@ -302,7 +311,7 @@ def tokenizer_dir(name: str) -> pathlib.Path:
                 raise RuntimeError(f"tokenizer {name}: llama.cpp would name its pre-tokenizer {got!r}")
 
     version = _VERSIONS.get(name, FIXTURE_VERSION)
-    return _build_once(_hf_root() / f"tokenizer-{name}", version, build)
+    return _build_once(_versioned(version) / f"tokenizer-{name}", version, build)
 
 
 # ---------------------------------------------------------------------------------------- models
@@ -487,7 +496,7 @@ def tiny_checkpoint(arch: str) -> pathlib.Path:
     if arch not in ARCHS:
         raise ValueError(f"unknown architecture {arch!r}; one of {ARCHS}")
     version = _VERSIONS.get(arch, FIXTURE_VERSION)
-    return _build_once(_hf_root() / f"tiny-{arch}", version, lambda tmp: _build_model(arch, tmp))
+    return _build_once(_versioned(version) / f"tiny-{arch}", version, lambda tmp: _build_model(arch, tmp))
 
 
 def llamacpp_gguf(arch: str, outtype: str = "f32") -> pathlib.Path:
@@ -499,7 +508,7 @@ def llamacpp_gguf(arch: str, outtype: str = "f32") -> pathlib.Path:
         raise ValueError(f"outtype {outtype!r}: one of {OUTTYPES}")
     hf_dir = tiny_checkpoint(arch)
     root = source_tree()
-    dst = hf_dir.parent / f"tiny-{arch}.v{_VERSIONS.get(arch, FIXTURE_VERSION)}.llamacpp.{outtype}.gguf"
+    dst = hf_dir.parent / f"{hf_dir.name}.llamacpp.{outtype}.gguf"
     if dst.is_file():
         return dst
     with file_lock(hf_dir.parent / f".{dst.name}.lock"):
