@@ -81,13 +81,76 @@ _CONFIG_DEFAULTS: dict[str, dict[str, Any]] = {
         "rms_norm_eps": 1e-06,
     },
 }
+_CONFIG_DEFAULTS |= {
+    "Qwen3ForCausalLM": {
+        "vocab_size": 151936,
+        "hidden_size": 4096,
+        "intermediate_size": 22016,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 32,
+        "max_position_embeddings": 32768,
+        "rms_norm_eps": 1e-06,
+        "head_dim": 128,
+    },
+    "Gemma3ForCausalLM": {
+        "vocab_size": 262208,
+        "hidden_size": 2304,
+        "intermediate_size": 9216,
+        "num_hidden_layers": 26,
+        "num_attention_heads": 8,
+        "num_key_value_heads": 4,
+        "max_position_embeddings": 131072,
+        "rms_norm_eps": 1e-06,
+        "head_dim": 256,
+        "sliding_window": 4096,
+    },
+    "Phi3ForCausalLM": {
+        "vocab_size": 32064,
+        "hidden_size": 3072,
+        "intermediate_size": 8192,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": "n_head",
+        "max_position_embeddings": 4096,
+        "original_max_position_embeddings": 4096,
+        "rms_norm_eps": 1e-05,
+    },
+    "SmolLM3ForCausalLM": {
+        "vocab_size": 128256,
+        "hidden_size": 2048,
+        "intermediate_size": 11008,
+        "num_hidden_layers": 36,
+        "num_attention_heads": 16,
+        "num_key_value_heads": 4,
+        "max_position_embeddings": 32768,
+        "rms_norm_eps": 1e-06,
+    },
+    "GraniteForCausalLM": {
+        "vocab_size": 32000,
+        "hidden_size": 4096,
+        "intermediate_size": 11008,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": "n_head",
+        "max_position_embeddings": 2048,
+        "rms_norm_eps": 1e-06,
+        "embedding_multiplier": 1.0,
+        "residual_multiplier": 1.0,
+        "attention_multiplier": 1.0,
+        "logits_scaling": 1.0,
+    },
+}
 _DEFAULT_ROPE_THETA = 10000.0
+#: (global, sliding-window) RoPE bases of the config classes whose defaults are not 10000 / none
+_ROPE_THETA_DEFAULTS = {
+    "Gemma3ForCausalLM": (1_000_000.0, 10000.0),
+    "SmolLM3ForCausalLM": (2_000_000.0, None),
+}
 
 
 def _with_defaults(hf_arch: str, cfg: dict[str, Any]) -> dict[str, Any]:
     out = dict(cfg)
-    if hf_arch not in _CONFIG_DEFAULTS:  # the newer architectures: config.json must carry the values
-        return out
     for k, v in _CONFIG_DEFAULTS[hf_arch].items():
         if out.get(k) is not None:
             continue
@@ -99,8 +162,12 @@ def _with_defaults(hf_arch: str, cfg: dict[str, Any]) -> dict[str, Any]:
         out[k] = v
     rp = out.get("rope_parameters", out.get("rope_scaling"))
     has_theta = out.get("rope_theta") is not None or (isinstance(rp, dict) and "rope_theta" in rp)
+    theta, local = _ROPE_THETA_DEFAULTS.get(hf_arch, (_DEFAULT_ROPE_THETA, None))
     if not has_theta:
-        out["rope_theta"] = _DEFAULT_ROPE_THETA
+        out["rope_theta"] = theta
+    has_local = isinstance(rp, dict) and ("sliding_attention" in rp or "full_attention" in rp)
+    if local is not None and not has_local and out.get("rope_local_base_freq") is None:
+        out["rope_local_base_freq"] = local
     return out
 
 
@@ -477,18 +544,18 @@ def _phi3_rope_factors(a: Architecture) -> list[TensorMap]:
         raise UnsupportedError(f"config.json: phi3 rope scaling type {rope_type!r} is not supported")
     a.early_kvs = [KV(f"{a.arch}.rope.scaling.attn_factor", FLOAT32, attn)]
     out = []
-    for name, f in (("rope_factors_long.weight", long_f), ("rope_factors_short.weight", short_f)):
+    for kind, f in (("long", long_f), ("short", short_f)):
         if not isinstance(f, list) or not all(
             isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in f
         ):
-            raise FormatError(f"config.json: rope {name.split('_')[2]}_factor is not a list of numbers")
+            raise FormatError(f"config.json: rope {kind}_factor is not a list of numbers")
         if len(f) * 2 != rope_dims or len(f) != len(long_f):
             raise FormatError(
-                f"config.json: {len(f)} rope {name.split('_')[2]} factors; {rope_dims // 2} expected "
+                f"config.json: {len(f)} rope {kind} factors; {rope_dims // 2} expected "
                 f"(rope dimensions {rope_dims} / 2)"
             )
         values = np.array(f, dtype=np.float32)
-        out.append(TensorMap(name, None, (len(f),), generate=lambda v=values: v))
+        out.append(TensorMap(f"rope_factors_{kind}.weight", None, (len(f),), generate=lambda v=values: v))
     return out
 
 
