@@ -8,8 +8,10 @@ Qwen2 BPE, Llama 3 BPE, Phi-3 and Gemma 3 SentencePiece).
 * Quantized: byte-identical files to ``convert_hf_to_gguf.py --outtype f32`` + ``llama-quantize`` (the
   checkpoints are float32, so llama.cpp's f16 intermediate would round them; its f32 one does not).
 * The inputs the new paths read, made hostile: a malformed tokenizer.json, a pre-tokenizer llama.cpp does not
-  know (gemma3 with only its tokenizer.json too), bad LongRoPE factors, a phi3 checkpoint without its
-  tokenizer.model: each a clean error naming the file or field, with no output file left.
+  know, bad LongRoPE factors, a phi3 checkpoint without its tokenizer.model: each a clean error naming the
+  file or field, with no output file left.
+* Variants (F16 against llama.cpp): gemma3 with only a tokenizer.json, transformers 4 config.json spellings,
+  configs that leave all but the shapes to the config class's defaults.
 """
 
 from __future__ import annotations
@@ -108,6 +110,15 @@ def test_f16_matches_llamacpp(arch: str, converted) -> None:
     assert_same_metadata(ours, ref)
 
 
+@pytest.mark.parametrize("variant", list(hf_arch.VARIANTS))
+def test_variant_f16_matches_llamacpp(variant: str, converted) -> None:
+    """Other paths through both converters: gemma3 with only a tokenizer.json (BPE, its pre-tokenizer
+    recognised by hash), transformers 4's config.json spellings (rope_theta, rope_scaling, Gemma 3's
+    rope_local_base_freq / sliding_window_pattern, Phi-3's top-level partial_rotary_factor), and configs that
+    leave everything but the shapes to transformers' defaults."""
+    test_f16_matches_llamacpp(variant, converted)
+
+
 @pytest.mark.parametrize("ftype", QUANT_TYPES)
 @pytest.mark.parametrize("arch", hf_arch.ARCHS)
 def test_quantized_matches_llamacpp(arch: str, ftype: str, converted, llamacpp) -> None:
@@ -139,8 +150,8 @@ def test_arch_specifics(converted) -> None:
     assert g.metadata["gemma3.rope.freq_base_swa"] == 10000.0
     assert g.metadata["gemma3.attention.key_length"] == 64 and g.metadata["tokenizer.ggml.model"] == "llama"
     p = qrt.gguf.open(converted("phi3", "F16"))
-    assert p.tensors["blk.0.attn_qkv.weight"].shape == (128, 256)  # ggml ne: q 128 + k 64 + v 64 rows
-    assert p.tensors["blk.0.ffn_up.weight"].shape == (128, 512)  # gate and up, fused
+    assert p.tensors["blk.0.attn_qkv.weight"].shape == (256, 128)  # q 128 + k 64 + v 64 rows
+    assert p.tensors["blk.0.ffn_up.weight"].shape == (512, 128)  # gate and up, fused
     assert p.metadata["phi3.rope.dimension_count"] == 24  # partial rotary 0.75 of head_dim 32
     assert p.dequantize("rope_factors_long.weight")[1] == np.float32(1.5)
     assert "rope_factors_short.weight" in p.tensors
@@ -238,12 +249,3 @@ def test_bad_longrope(tmp_path: pathlib.Path) -> None:
     cfg_path.write_text(json.dumps(good))
     (hf / "tokenizer.model").unlink()
     _bad(hf, tmp_path, qrt.FormatError, "phi3 checkpoint needs tokenizer.model")
-
-
-def test_gemma3_tokenizer_json_only(tmp_path: pathlib.Path) -> None:
-    """Without tokenizer.model gemma3 takes llama.cpp's BPE path, whose pre-tokenizer table has no entry for
-    Gemma 3's SentencePiece-style tokenizer.json: refused, as llama.cpp refuses it, naming the hash."""
-    hf = _copy("gemma3", tmp_path / "gemma3")
-    (hf / "tokenizer.model").unlink()
-    msg = _bad(hf, tmp_path, qrt.UnsupportedError, "does not know this BPE pre-tokenizer")
-    assert "check-text hash" in msg

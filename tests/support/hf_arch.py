@@ -492,16 +492,93 @@ def _build_model(arch: str, out: pathlib.Path) -> None:
 
 
 def tiny_checkpoint(arch: str) -> pathlib.Path:
-    """Directory of the tiny ``arch`` HF checkpoint (built on first use, then cached)."""
+    """Directory of the tiny ``arch`` HF checkpoint (built on first use, then cached); ``arch`` is one of
+    :data:`ARCHS` or :data:`VARIANTS`."""
+    if arch in VARIANTS:
+        base = tiny_checkpoint(VARIANTS[arch][0])
+        version = _VERSIONS.get(VARIANTS[arch][0], FIXTURE_VERSION)
+        return _build_once(base.parent / f"tiny-{arch}", version, lambda tmp: _build_variant(arch, base, tmp))
     if arch not in ARCHS:
-        raise ValueError(f"unknown architecture {arch!r}; one of {ARCHS}")
+        raise ValueError(f"unknown architecture {arch!r}; one of {ARCHS + tuple(VARIANTS)}")
     version = _VERSIONS.get(arch, FIXTURE_VERSION)
     return _build_once(_versioned(version) / f"tiny-{arch}", version, lambda tmp: _build_model(arch, tmp))
 
 
+# ---------------------------------------------------------------------------------------- variants
+
+
+def _v4_config(cfg: dict) -> dict:
+    """The config.json transformers 4 wrote (what most published checkpoints carry): rope_theta at the top,
+    rope_scaling for the scaling, Gemma 3's rope_local_base_freq and sliding_window_pattern."""
+    cfg = dict(cfg)
+    rp = cfg.pop("rope_parameters")
+    if "full_attention" in rp:
+        full, local = dict(rp["full_attention"]), rp["sliding_attention"]
+        cfg["rope_local_base_freq"] = local["rope_theta"]
+        cfg["sliding_window_pattern"] = cfg.pop("_sliding_window_pattern", 6)
+        cfg.pop("layer_types", None)
+    else:
+        full = dict(rp)
+    cfg["rope_theta"] = full.pop("rope_theta")
+    if "partial_rotary_factor" in full:
+        cfg["partial_rotary_factor"] = full.pop("partial_rotary_factor")
+    if "original_max_position_embeddings" in cfg:  # Phi-3 keeps it at the top, Llama 3 inside rope_scaling
+        full.pop("original_max_position_embeddings", None)
+    if full.get("rope_type") == "longrope":
+        full["type"] = full.pop("rope_type")
+    cfg["rope_scaling"] = None if full.get("rope_type") == "default" else full
+    return cfg
+
+
+def _sparse_config(cfg: dict) -> dict:
+    """Only what fixes the tensor shapes: everything else is the config class's default."""
+    keep = (
+        "architectures",
+        "model_type",
+        "hidden_size",
+        "intermediate_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "head_dim",
+        "vocab_size",
+        "tie_word_embeddings",
+    )
+    return {k: v for k, v in cfg.items() if k in keep}
+
+
+#: name -> (base architecture, what is changed): checkpoints that take other paths through the converters
+VARIANTS = {
+    "gemma3-tokenizer-json": (
+        "gemma3",
+        "no tokenizer.model: the BPE path, the embedding cut to the tokenizer",
+    ),
+    "gemma3-v4-config": ("gemma3", "transformers 4's config.json"),
+    "gemma3-sparse-config": ("gemma3", "a config.json with only the shapes"),
+    "phi3-v4-config": ("phi3", "transformers 4's config.json (rope_scaling type longrope)"),
+    "llama3-v4-config": ("llama3", "transformers 4's config.json (rope_scaling rope_type llama3)"),
+    "qwen3-sparse-config": ("qwen3", "a config.json with only the shapes"),
+}
+
+
+def _build_variant(name: str, base: pathlib.Path, out: pathlib.Path) -> None:
+    for f in base.iterdir():
+        if f.is_file() and not f.name.startswith("."):
+            shutil.copy2(f, out / f.name)
+    cfg = json.loads((out / "config.json").read_text())
+    if name == "gemma3-tokenizer-json":
+        (out / "tokenizer.model").unlink()
+    elif name.endswith("-v4-config"):
+        cfg = _v4_config(cfg)
+    elif name.endswith("-sparse-config"):
+        cfg = _sparse_config(cfg)
+    (out / "config.json").write_text(json.dumps(cfg, indent=2))
+
+
 def llamacpp_gguf(arch: str, outtype: str = "f32") -> pathlib.Path:
     """``convert_hf_to_gguf.py --outtype OUTTYPE`` of :func:`tiny_checkpoint` (llama.cpp's vendored converter
-    and gguf-py), cached beside the checkpoint. Raises RuntimeError with the converter's stderr on failure."""
+    and gguf-py), cached beside the checkpoint; ``arch`` may name a variant. Raises RuntimeError with the
+    converter's stderr on failure."""
     from .llamacpp import source_tree
 
     if outtype not in OUTTYPES:
