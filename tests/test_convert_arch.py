@@ -140,6 +140,25 @@ def test_quantized_matches_llamacpp(arch: str, ftype: str, converted, llamacpp) 
         pytest.fail("files differ outside metadata and tensor data")
 
 
+@pytest.mark.parametrize("ftype", ["Q2_K", "Q3_K_M", "Q4_K_M", "Q5_K_S", "Q6_K", "Q4_0"])
+def test_wide_quantized_matches_llamacpp(ftype: str, converted, llamacpp) -> None:
+    """phi3 at hidden 256: K-quant rows everywhere, so the mixes' per-tensor rules (attn_qkv as attn_v, the
+    first/last layers' extra bits, the output tensor's Q6_K) decide real types rather than fallbacks."""
+    test_quantized_matches_llamacpp("phi3-wide", ftype, converted, llamacpp)
+    types = {t.type for t in qrt.gguf.open(converted("phi3-wide", ftype)).tensors.values()}
+    assert types - {"F32", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"}, types  # K-quants were chosen
+
+
+def test_cli_dry_run(tmp_path: pathlib.Path, capsys) -> None:
+    from qrt_convert import cli
+
+    out = tmp_path / "q.gguf"
+    assert cli.main([str(_checkpoint("qwen3")), "-o", str(out), "--type", "Q8_0", "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert "blk.1.attn_k_norm.weight" in text and "token_embd.weight" in text
+    assert not out.exists()
+
+
 def test_arch_specifics(converted) -> None:
     """What each architecture's file says, spelled out (the byte comparisons above say it matches)."""
     g = qrt.gguf.open(converted("gemma3", "F16"))
@@ -249,3 +268,25 @@ def test_bad_longrope(tmp_path: pathlib.Path) -> None:
     cfg_path.write_text(json.dumps(good))
     (hf / "tokenizer.model").unlink()
     _bad(hf, tmp_path, qrt.FormatError, "phi3 checkpoint needs tokenizer.model")
+
+
+def test_bad_phi3_added_tokens(tmp_path: pathlib.Path) -> None:
+    """Phi3MiniModel.set_vocab indexes its token list with the added tokens' ids unchecked (an IndexError or
+    a silently replaced token in llama.cpp); here each is checked and named."""
+    hf = _copy("phi3", tmp_path / "phi3")
+    tc_path = hf / "tokenizer_config.json"
+    good = tc_path.read_text(encoding="utf-8")
+    tc = json.loads(good)
+    tc["added_tokens_decoder"]["40000"] = {"content": "<|x|>", "special": True}
+    tc_path.write_text(json.dumps(tc), encoding="utf-8")
+    _bad(hf, tmp_path, qrt.FormatError, r"token id 40000 is not in \[0, vocab_size 32064\)")
+    tc = json.loads(good)
+    tc["added_tokens_decoder"]["32001"] = {"special": True}
+    tc_path.write_text(json.dumps(tc), encoding="utf-8")
+    _bad(hf, tmp_path, qrt.FormatError, "token 32001 has no content string")
+    tc_path.write_text(good, encoding="utf-8")
+    tj = hf / "tokenizer.json"
+    data = json.loads(tj.read_text(encoding="utf-8"))
+    data["added_tokens"][0]["id"] = -1
+    tj.write_text(json.dumps(data), encoding="utf-8")
+    _bad(hf, tmp_path, qrt.FormatError, "tokenizer.json added_tokens: token id -1")

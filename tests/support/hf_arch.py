@@ -363,14 +363,15 @@ def _config(arch: str):
             architectures=["Gemma3ForCausalLM"],
             **common,
         )
-    if arch == "phi3":
-        n_embd, n_head, rot = 128, 4, 0.75
+    if arch in ("phi3", "phi3-wide"):
+        wide = arch == "phi3-wide"
+        n_embd, n_head, rot = (256 if wide else 128), 4, 0.75
         half = int(rot * n_embd) // n_head // 2
         return tr.Phi3Config(
             vocab_size=32064,
             hidden_size=n_embd,
-            intermediate_size=256,
-            num_hidden_layers=2,
+            intermediate_size=512 if wide else 256,
+            num_hidden_layers=4 if wide else 2,
             num_attention_heads=n_head,
             num_key_value_heads=2,
             max_position_embeddings=131072,
@@ -470,7 +471,8 @@ def _build_model(arch: str, out: pathlib.Path) -> None:
 
     cfg = _config(arch)
     torch.manual_seed(SEED)
-    model = getattr(tr, _MODEL_CLASS[arch])(cfg).to(torch.float32).eval()
+    base = VARIANTS[arch][0] if arch in VARIANTS else arch
+    model = getattr(tr, _MODEL_CLASS[base])(cfg).to(torch.float32).eval()
     gen = torch.Generator().manual_seed(SEED + 1)
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -479,10 +481,10 @@ def _build_model(arch: str, out: pathlib.Path) -> None:
     model.save_pretrained(out, safe_serialization=True)
     (out / "generation_config.json").unlink(missing_ok=True)
 
-    for f in tokenizer_dir(_ARCH_TOKENIZER[arch]).iterdir():
+    for f in tokenizer_dir(_ARCH_TOKENIZER[base]).iterdir():
         if f.is_file() and not f.name.startswith("."):
             shutil.copy2(f, out / f.name)
-    tmpl = _template(arch)
+    tmpl = _template(base)
     if tmpl is not None:
 
         def put(tc: dict) -> None:
@@ -495,8 +497,12 @@ def tiny_checkpoint(arch: str) -> pathlib.Path:
     """Directory of the tiny ``arch`` HF checkpoint (built on first use, then cached); ``arch`` is one of
     :data:`ARCHS` or :data:`VARIANTS`."""
     if arch in VARIANTS:
-        base = tiny_checkpoint(VARIANTS[arch][0])
         version = _VERSIONS.get(VARIANTS[arch][0], FIXTURE_VERSION)
+        if arch.endswith("-wide"):  # weights of their own
+            return _build_once(
+                _versioned(version) / f"tiny-{arch}", version, lambda tmp: _build_model(arch, tmp)
+            )
+        base = tiny_checkpoint(VARIANTS[arch][0])
         return _build_once(base.parent / f"tiny-{arch}", version, lambda tmp: _build_variant(arch, base, tmp))
     if arch not in ARCHS:
         raise ValueError(f"unknown architecture {arch!r}; one of {ARCHS + tuple(VARIANTS)}")
@@ -558,6 +564,10 @@ VARIANTS = {
     "phi3-v4-config": ("phi3", "transformers 4's config.json (rope_scaling type longrope)"),
     "llama3-v4-config": ("llama3", "transformers 4's config.json (rope_scaling rope_type llama3)"),
     "qwen3-sparse-config": ("qwen3", "a config.json with only the shapes"),
+    "phi3-wide": (
+        "phi3",
+        "hidden 256, 4 layers: rows K-quants can take, so llama-quantize's per-tensor rules apply",
+    ),
 }
 
 
