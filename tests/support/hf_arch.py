@@ -51,7 +51,8 @@ from .cache import cache_dir, file_lock
 
 ARCHS = ("qwen3", "gemma3", "phi3", "smollm3", "granite", "llama3")
 OUTTYPES = ("f32", "f16", "bf16")
-FIXTURE_VERSION = "1"
+FIXTURE_VERSION = "3"
+_VERSIONS: dict[str, str] = {}  # per checkpoint (and its tokenizer): a bump rebuilds only that one
 SEED = 1234
 INIT_RANGE = 0.15
 
@@ -74,8 +75,17 @@ def _hf_root() -> pathlib.Path:
     return d
 
 
+def _versioned(version: str) -> pathlib.Path:
+    d = _hf_root() / f"arch-v{version}"
+    d.mkdir(exist_ok=True)
+    return d
+
+
 def _build_once(dst: pathlib.Path, version: str, build) -> pathlib.Path:
-    """Build ``dst`` with ``build(tmp_dir)`` under a file lock; a marker holding ``version`` says it is done."""
+    """Build ``dst`` with ``build(tmp_dir)`` under a file lock; a marker holding ``version`` says it is done.
+    The version names a parent directory too (:func:`_versioned`), so checkouts of different versions sharing
+    the cache never rebuild each other's files under the other's feet; the checkpoint's own name stays plain
+    (the converters derive general.name from it)."""
     marker = dst / ".qrt-fixture"
     if marker.is_file() and marker.read_text() == version:
         return dst
@@ -113,13 +123,24 @@ def _gguf_tokenizer(gguf_path: pathlib.Path, out: pathlib.Path) -> None:
 
     tok = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
     tok.save_pretrained(out)
-    for extra in ("chat_template.jinja", "special_tokens_map.json"):
-        (out / extra).unlink(missing_ok=True)
+    (out / "special_tokens_map.json").unlink(missing_ok=True)
+    _drop_added(out, lambda i, t: True)
+
+
+def _template_into_config(out: pathlib.Path, keep: bool) -> None:
+    """Move chat_template.jinja into tokenizer_config.json (``keep``) or drop it (another is set later)."""
+    jinja = out / "chat_template.jinja"
+    if keep and jinja.is_file():
+        tmpl = jinja.read_text(encoding="utf-8")
+        _edit_json(out / "tokenizer_config.json", lambda tc: tc.__setitem__("chat_template", tmpl))
+    jinja.unlink(missing_ok=True)
 
 
 def _drop_added(out: pathlib.Path, keep) -> None:
-    """Remove added tokens for which ``keep(id, content)`` is false from tokenizer.json and
-    tokenizer_config.json (transformers' GGUF conversion adds ``[PADn]`` fillers real checkpoints lack)."""
+    """Remove added tokens for which ``keep(id, content)`` is false from tokenizer.json (transformers' GGUF
+    conversion adds ``[PADn]`` fillers real checkpoints lack), and list the others in tokenizer_config.json's
+    added_tokens_decoder as real checkpoints do (transformers 5 leaves it out; without it, its tokenizer
+    classes forget which tokens were added, and so would llama.cpp's converter)."""
     tj_path, tc_path = out / "tokenizer.json", out / "tokenizer_config.json"
     tj = json.loads(tj_path.read_text(encoding="utf-8"))
     tj["added_tokens"] = [a for a in tj["added_tokens"] if keep(a["id"], a["content"])]
@@ -128,8 +149,8 @@ def _drop_added(out: pathlib.Path, keep) -> None:
         tj["model"]["vocab"] = {t: i for t, i in vocab.items() if keep(i, t)}
     tj_path.write_text(json.dumps(tj, ensure_ascii=False, indent=2), encoding="utf-8")
     tc = json.loads(tc_path.read_text(encoding="utf-8"))
-    dec = tc.get("added_tokens_decoder", {})
-    tc["added_tokens_decoder"] = {k: v for k, v in dec.items() if keep(int(k), v["content"])}
+    fields = ("content", "lstrip", "normalized", "rstrip", "single_word", "special")
+    tc["added_tokens_decoder"] = {str(a["id"]): {f: a[f] for f in fields} for a in tj["added_tokens"]}
     tc_path.write_text(json.dumps(tc, ensure_ascii=False, indent=2), encoding="utf-8")
 
 
@@ -158,6 +179,7 @@ def _pre_name(tok_dir: pathlib.Path) -> str | None:
 
 def _build_qwen2_tokenizer(out: pathlib.Path) -> None:
     _gguf_tokenizer(_models_dir() / "ggml-vocab-qwen2.gguf", out)
+    _template_into_config(out, keep=False)
     _drop_added(out, lambda i, t: not t.startswith("[PAD"))
 
     def cfg(tc: dict) -> None:
@@ -170,6 +192,7 @@ def _build_qwen2_tokenizer(out: pathlib.Path) -> None:
 
 def _build_llama3_tokenizer(out: pathlib.Path) -> None:
     _gguf_tokenizer(_models_dir() / "ggml-vocab-llama-bpe.gguf", out)
+    _template_into_config(out, keep=False)
     _drop_added(out, lambda i, t: i < 128256)
 
     def tj_fix(tj: dict) -> None:
@@ -242,12 +265,14 @@ def _build_gemma3_tokenizer(out: pathlib.Path) -> None:
     src = gemma3_270m()
     # a private copy: transformers' GGUF reader then sees a directory holding only this file
     _gguf_tokenizer(src, out)
+    _template_into_config(out, keep=True)
     (out / "tokenizer.model").write_bytes(_spm_model(src, 262144, dummy_prefix=False, ids=(3, 2, 1, 0)))
 
 
 def _build_phi3_tokenizer(out: pathlib.Path) -> None:
     src = _models_dir() / "ggml-vocab-phi-3.gguf"
     _gguf_tokenizer(src, out)
+    _template_into_config(out, keep=False)
     _drop_added(out, lambda i, t: not t.startswith("[PAD"))
     # Phi-3's tokenizer.model holds the 32000 base pieces; the chat tokens are added tokens above them
     (out / "tokenizer.model").write_bytes(_spm_model(src, 32000, dummy_prefix=True, ids=(0, 1, 2, -1)))
@@ -285,7 +310,8 @@ def tokenizer_dir(name: str) -> pathlib.Path:
             if got != _EXPECTED_PRE[name]:
                 raise RuntimeError(f"tokenizer {name}: llama.cpp would name its pre-tokenizer {got!r}")
 
-    return _build_once(_hf_root() / f"tokenizer-{name}", FIXTURE_VERSION, build)
+    version = _VERSIONS.get(name, FIXTURE_VERSION)
+    return _build_once(_versioned(version) / f"tokenizer-{name}", version, build)
 
 
 # ---------------------------------------------------------------------------------------- models
@@ -337,14 +363,15 @@ def _config(arch: str):
             architectures=["Gemma3ForCausalLM"],
             **common,
         )
-    if arch == "phi3":
-        n_embd, n_head, rot = 128, 4, 0.75
+    if arch in ("phi3", "phi3-wide"):
+        wide = arch == "phi3-wide"
+        n_embd, n_head, rot = (256 if wide else 128), 4, 0.75
         half = int(rot * n_embd) // n_head // 2
         return tr.Phi3Config(
             vocab_size=32064,
             hidden_size=n_embd,
-            intermediate_size=256,
-            num_hidden_layers=2,
+            intermediate_size=512 if wide else 256,
+            num_hidden_layers=4 if wide else 2,
             num_attention_heads=n_head,
             num_key_value_heads=2,
             max_position_embeddings=131072,
@@ -444,7 +471,8 @@ def _build_model(arch: str, out: pathlib.Path) -> None:
 
     cfg = _config(arch)
     torch.manual_seed(SEED)
-    model = getattr(tr, _MODEL_CLASS[arch])(cfg).to(torch.float32).eval()
+    base = VARIANTS[arch][0] if arch in VARIANTS else arch
+    model = getattr(tr, _MODEL_CLASS[base])(cfg).to(torch.float32).eval()
     gen = torch.Generator().manual_seed(SEED + 1)
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -453,10 +481,10 @@ def _build_model(arch: str, out: pathlib.Path) -> None:
     model.save_pretrained(out, safe_serialization=True)
     (out / "generation_config.json").unlink(missing_ok=True)
 
-    for f in tokenizer_dir(_ARCH_TOKENIZER[arch]).iterdir():
+    for f in tokenizer_dir(_ARCH_TOKENIZER[base]).iterdir():
         if f.is_file() and not f.name.startswith("."):
             shutil.copy2(f, out / f.name)
-    tmpl = _template(arch)
+    tmpl = _template(base)
     if tmpl is not None:
 
         def put(tc: dict) -> None:
@@ -466,22 +494,108 @@ def _build_model(arch: str, out: pathlib.Path) -> None:
 
 
 def tiny_checkpoint(arch: str) -> pathlib.Path:
-    """Directory of the tiny ``arch`` HF checkpoint (built on first use, then cached)."""
+    """Directory of the tiny ``arch`` HF checkpoint (built on first use, then cached); ``arch`` is one of
+    :data:`ARCHS` or :data:`VARIANTS`."""
+    if arch in VARIANTS:
+        version = _VERSIONS.get(VARIANTS[arch][0], FIXTURE_VERSION)
+        if arch.endswith("-wide"):  # weights of their own
+            return _build_once(
+                _versioned(version) / f"tiny-{arch}", version, lambda tmp: _build_model(arch, tmp)
+            )
+        base = tiny_checkpoint(VARIANTS[arch][0])
+        return _build_once(base.parent / f"tiny-{arch}", version, lambda tmp: _build_variant(arch, base, tmp))
     if arch not in ARCHS:
-        raise ValueError(f"unknown architecture {arch!r}; one of {ARCHS}")
-    return _build_once(_hf_root() / f"tiny-{arch}", FIXTURE_VERSION, lambda tmp: _build_model(arch, tmp))
+        raise ValueError(f"unknown architecture {arch!r}; one of {ARCHS + tuple(VARIANTS)}")
+    version = _VERSIONS.get(arch, FIXTURE_VERSION)
+    return _build_once(_versioned(version) / f"tiny-{arch}", version, lambda tmp: _build_model(arch, tmp))
+
+
+# ---------------------------------------------------------------------------------------- variants
+
+
+def _v4_config(cfg: dict) -> dict:
+    """The config.json transformers 4 wrote (what most published checkpoints carry): rope_theta at the top,
+    rope_scaling for the scaling, Gemma 3's rope_local_base_freq and sliding_window_pattern."""
+    cfg = dict(cfg)
+    rp = cfg.pop("rope_parameters")
+    if "full_attention" in rp:
+        full, local = dict(rp["full_attention"]), rp["sliding_attention"]
+        cfg["rope_local_base_freq"] = local["rope_theta"]
+        cfg["sliding_window_pattern"] = cfg.pop("_sliding_window_pattern", 6)
+        cfg.pop("layer_types", None)
+    else:
+        full = dict(rp)
+    cfg["rope_theta"] = full.pop("rope_theta")
+    if "partial_rotary_factor" in full:
+        cfg["partial_rotary_factor"] = full.pop("partial_rotary_factor")
+    if "original_max_position_embeddings" in cfg:  # Phi-3 keeps it at the top, Llama 3 inside rope_scaling
+        full.pop("original_max_position_embeddings", None)
+    if full.get("rope_type") == "longrope":
+        full["type"] = full.pop("rope_type")
+    cfg["rope_scaling"] = None if full.get("rope_type") == "default" else full
+    return cfg
+
+
+def _sparse_config(cfg: dict) -> dict:
+    """Only what fixes the tensor shapes: everything else is the config class's default."""
+    keep = (
+        "architectures",
+        "model_type",
+        "hidden_size",
+        "intermediate_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "head_dim",
+        "vocab_size",
+        "tie_word_embeddings",
+    )
+    return {k: v for k, v in cfg.items() if k in keep}
+
+
+#: name -> (base architecture, what is changed): checkpoints that take other paths through the converters
+VARIANTS = {
+    "gemma3-tokenizer-json": (
+        "gemma3",
+        "no tokenizer.model: the BPE path, the embedding cut to the tokenizer",
+    ),
+    "gemma3-v4-config": ("gemma3", "transformers 4's config.json"),
+    "gemma3-sparse-config": ("gemma3", "a config.json with only the shapes"),
+    "phi3-v4-config": ("phi3", "transformers 4's config.json (rope_scaling type longrope)"),
+    "llama3-v4-config": ("llama3", "transformers 4's config.json (rope_scaling rope_type llama3)"),
+    "qwen3-sparse-config": ("qwen3", "a config.json with only the shapes"),
+    "phi3-wide": (
+        "phi3",
+        "hidden 256, 4 layers: rows K-quants can take, so llama-quantize's per-tensor rules apply",
+    ),
+}
+
+
+def _build_variant(name: str, base: pathlib.Path, out: pathlib.Path) -> None:
+    for f in base.iterdir():
+        if f.is_file() and not f.name.startswith("."):
+            shutil.copy2(f, out / f.name)
+    cfg = json.loads((out / "config.json").read_text())
+    if name == "gemma3-tokenizer-json":
+        (out / "tokenizer.model").unlink()
+    elif name.endswith("-v4-config"):
+        cfg = _v4_config(cfg)
+    elif name.endswith("-sparse-config"):
+        cfg = _sparse_config(cfg)
+    (out / "config.json").write_text(json.dumps(cfg, indent=2))
 
 
 def llamacpp_gguf(arch: str, outtype: str = "f32") -> pathlib.Path:
     """``convert_hf_to_gguf.py --outtype OUTTYPE`` of :func:`tiny_checkpoint` (llama.cpp's vendored converter
-    and gguf-py), cached beside the checkpoint. Raises RuntimeError with the converter's stderr on failure."""
+    and gguf-py), cached beside the checkpoint; ``arch`` may name a variant. Raises RuntimeError with the
+    converter's stderr on failure."""
     from .llamacpp import source_tree
 
     if outtype not in OUTTYPES:
         raise ValueError(f"outtype {outtype!r}: one of {OUTTYPES}")
     hf_dir = tiny_checkpoint(arch)
     root = source_tree()
-    dst = hf_dir.parent / f"tiny-{arch}.v{FIXTURE_VERSION}.llamacpp.{outtype}.gguf"
+    dst = hf_dir.parent / f"{hf_dir.name}.llamacpp.{outtype}.gguf"
     if dst.is_file():
         return dst
     with file_lock(hf_dir.parent / f".{dst.name}.lock"):
