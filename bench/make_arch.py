@@ -56,15 +56,15 @@ def _checkpoint(arch: str, layers: int, out: pathlib.Path) -> None:
     fields = {**cfg.to_dict(), **WIDTHS[arch], "num_hidden_layers": layers, "initializer_range": 0.02}
     for per_layer in ("layer_types", "no_rope_layers"):  # the class derives them for the new depth
         fields.pop(per_layer, None)
-    cfg = type(cfg)(**fields)
     if arch == "phi3":  # LongRoPE factors: one per rotated pair of the wider head
+        rope = dict(fields["rope_parameters"])
         half = (
-            int(cfg.rope_parameters["partial_rotary_factor"] * cfg.hidden_size)
-            // cfg.num_attention_heads
-            // 2
+            int(rope["partial_rotary_factor"] * fields["hidden_size"]) // fields["num_attention_heads"] // 2
         )
-        cfg.rope_parameters["short_factor"] = [1.0 + 0.05 * i for i in range(half)]
-        cfg.rope_parameters["long_factor"] = [1.0 + 0.5 * i for i in range(half)]
+        rope["short_factor"] = [1.0 + 0.05 * i for i in range(half)]
+        rope["long_factor"] = [1.0 + 0.5 * i for i in range(half)]
+        fields["rope_parameters"] = rope
+    cfg = type(cfg)(**fields)
     torch.manual_seed(hf_arch.SEED)
     model = getattr(tr, hf_arch._MODEL_CLASS[arch])(cfg).to(torch.bfloat16).eval()
     model.save_pretrained(out, safe_serialization=True)

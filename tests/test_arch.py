@@ -243,3 +243,15 @@ def test_phi3_long_rope_factors_past_the_original_context() -> None:
     ref_long, _ = llama_logits.run(path, ids, len(ours_long[0]), n_ctx=8192)
     assert mean_kl(ref_long, ours_long) < 1e-5
     assert mean_kl(ours_short, ours_long) > 100 * mean_kl(ref_long, ours_long)
+
+
+def test_offload_of_sliding_window_models_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The device parts keep one cache geometry: gemma3 with gpu_layers says so instead of running wrong."""
+    pytest.importorskip("transformers")
+    try:
+        path = hf_arch.llamacpp_gguf("gemma3", "f32")
+    except Exception as e:
+        _unavailable(f"gemma3 fixture unavailable: {e}")
+    monkeypatch.setenv("QRT_TEST_DEVICE", "cpu")
+    with pytest.raises(qrt.UnsupportedError, match=r"sliding-window layers \(gemma3\)"):
+        qrt.load(path, n_ctx=64, gpu_layers=2)
