@@ -196,6 +196,21 @@ def _merge_heap(sym: list[str], priority: Any) -> list[str]:
     return [s for s in sym if s]
 
 
+def _space_cutter(merged: Iterable[str]) -> re.Pattern[str]:
+    """The places where "▁"-spelled text can be cut into words that merge exactly as the whole text would:
+    before each run of "▁", unless the character before it is one that some merged symbol (an SPM token,
+    or a BPE merge's result) has right before a "▁" (Gemma's ">▁</"). No merge can then cross a cut, and
+    merges on either side do not depend on each other. Used with ``re.split``."""
+    strings = list(merged)
+    space = _SPM_SPACE
+    # one regex over the strings joined by "\n"; "\n" itself, which the joining puts before every
+    # "▁"-initial string, is looked for string by string
+    glued = set(re.findall(f"([^{space}\n]){space}", "\n".join(strings)))
+    if any(map(operator.contains, strings, itertools.repeat("\n" + space))):
+        glued.add("\n")
+    return re.compile(f"(?<=[^{space}{''.join(map(re.escape, sorted(glued)))}])(?={space})")
+
+
 # ---- the tokenizer ----
 
 
@@ -415,9 +430,9 @@ class Tokenizer:
         self._specials = specials
         self._special_prefixes = {self._text[i][:2] for i in specials}
 
-        # whether no token has "▁" after another character (see _encode_spm)
-        if spm:
-            self._spm_word_split = not any(_SPM_SPACE in t.lstrip(_SPM_SPACE) for t in self._text)
+        # where "▁"-spelled text may be cut into words: built on first use (0.1-0.2 s for 262k tokens or
+        # 500k merges), see _space_cutter
+        self._space_cut: re.Pattern[str] | None = None
         self._junctions: set[tuple[str, str]] | None = None  # built by _cut, on the first long word
         self._pieces: list[bytes | None] = [None] * n
         self._cache: dict[str, list[int]] = {}
@@ -545,7 +560,10 @@ class Tokenizer:
         spm_bpe = self._spm_bpe
         if spm_bpe:
             text = text.replace(" ", _SPM_SPACE)
-        for word in self._splitter.split(text):
+        words = self._splitter.split(text)
+        if spm_bpe:  # a line is one word to llama.cpp; cut it where no merge joins (_space_cutter)
+            words = [w for line in words for w in self._space_words(line)]
+        for word in words:
             ids = cache.get(word)
             if ids is None:
                 if spm_bpe:
@@ -626,12 +644,15 @@ class Tokenizer:
         pieces.append(word[start:])
         return pieces
 
-    _SPM_WORDS = re.compile(f"{_SPM_SPACE}+[^{_SPM_SPACE}]*|[^{_SPM_SPACE}]+")
+    def _space_words(self, text: str) -> list[str]:
+        cut = self._space_cut
+        if cut is None:  # threads that race here build equal patterns
+            merged = self._text if self.model == "llama" else [m.replace(" ", "", 1) for m in self._rank]
+            cut = self._space_cut = _space_cutter(merged)
+        return cut.split(text)
 
     def _encode_spm(self, text: str, out: list[int]) -> None:
-        # No token has "▁" after another character (checked at load), so the text can be cut before
-        # each word's "▁"s: the pieces merge exactly as the whole would.
-        words = self._SPM_WORDS.findall(text) if self._spm_word_split else [text]
+        words = self._space_words(text)
         cache = self._cache
         for word in words:
             ids = cache.get(word)
