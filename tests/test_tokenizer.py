@@ -855,7 +855,7 @@ def test_ten_megabyte_prompt(smollm2_path: pathlib.Path, spm: Tokenizer, gemma3)
 
 
 def test_long_words_match_llama_tokenize(
-    smollm2: Tokenizer, spm: Tokenizer, smollm2_path, llama_tokenize
+    smollm2: Tokenizer, spm: Tokenizer, smollm2_path, gemma3, llama_tokenize
 ) -> None:
     """Words too long for the quadratic merge loop (and cut where no merge joins)."""
     rng = random.Random(5)
@@ -866,7 +866,9 @@ def test_long_words_match_llama_tokenize(
         lambda: "".join(chr(rng.randrange(0x4E00, 0x9FA5)) for _ in range(5000)),
         lambda: "\x00" * 3000,
     ]
+    vocabs = [(smollm2, smollm2_path), (spm, vocab_path("llama-spm")), gemma3[::-1]]
+    vocabs += [(Tokenizer.from_gguf(vocab_path(name)), vocab_path(name)) for name in ("gemma-4", "bert-bge")]
     for make in texts:
         text = make()
-        for tok, path in ((smollm2, smollm2_path), (spm, vocab_path("llama-spm"))):
+        for tok, path in vocabs:
             assert tok.encode(text, add_bos=False) == llama_tokenize(path, text, special=False), text[:20]
