@@ -59,7 +59,8 @@ TEXTS = [
     # assigned in Unicode 15 (llama.cpp's table), unassigned in Python 3.11's unicodedata
     "new in Unicode 15: a\U0001e030b \u0cf3 x\U00011f00y \u31ef",
     "   Hello\n    Hello", " (", "\n =", "' era", "Hello, y'all! How are you 😁 ?我想在apple工作1314151天～",
-    "<td>1</td> <tr> </tr>> </ a>  </b>\n> </", "a" * 96, "supercalifragilisticexpialidocious_and_a_very_long_identifier_name_that_goes_on_and_on_123",
+    "<td>1</td> <tr> </tr>> </ a>  </b>\n> </",  # Gemma's ">▁</" token glues ">" to a space
+    "a" * 96, "supercalifragilisticexpialidocious_and_a_very_long_identifier_name_that_goes_on_and_on_123",
     "x" * 300 + " " + "ab" * 200, "!" * 80 + "??..,,", " " * 74 + "spaces", "\n" * 60 + "x",
 ]  # fmt: skip
 SPECIAL_TEXTS = [
