@@ -783,6 +783,26 @@ def test_new_vocabulary_types_bad_metadata(gpt2_meta: dict) -> None:
         tok.encode("hello", add_bos=False)
 
 
+def test_space_cut_keeps_glued_tokens() -> None:
+    """SPM and Gemma 4 text is merged word by word, cut before each "▁" run, except after a character that
+    a token (SPM) or a merge (BPE) joins to a "▁": "a▁b" must still come out whole."""
+    spm = Tokenizer.from_gguf({
+        "tokenizer.ggml.model": "llama", "tokenizer.ggml.add_space_prefix": False,
+        "tokenizer.ggml.tokens": ["<unk>", "<s>", "</s>", "x", "a", "b", "▁", "▁b", "a▁", "a▁b", "xa"],
+        "tokenizer.ggml.scores": [0.0, 0.0, 0.0, -1.0, -1.0, -1.0, -1.0, -2.0, -3.0, -0.5, -4.0],
+        "tokenizer.ggml.token_type": [2, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1],
+    })  # fmt: skip
+    assert [spm.token_text(i) for i in spm.encode("xa b xb a", add_bos=False)] == [
+        "x", "a▁b", "▁", "x", "b", "▁", "a"]  # fmt: skip
+    bpe = Tokenizer.from_gguf({
+        "tokenizer.ggml.model": "gemma4",
+        "tokenizer.ggml.tokens": ["<pad>", "<bos>", "x", "a", "b", "▁", "▁b", "a▁b", "xa"],
+        "tokenizer.ggml.merges": ["▁ b", "a ▁b", "x a"],
+    })  # fmt: skip
+    assert [bpe.token_text(i) for i in bpe.encode("xa b xb a", add_bos=False)] == [
+        "x", "a▁b", "▁", "x", "b", "▁", "a"]  # fmt: skip
+
+
 def test_gemma4_byte_fallback() -> None:
     """A character Gemma 4 has no token for: its UTF-8 bytes as <0xHH> tokens, which a stream puts
     back together into the one character."""
