@@ -59,6 +59,7 @@ TEXTS = [
     # assigned in Unicode 15 (llama.cpp's table), unassigned in Python 3.11's unicodedata
     "new in Unicode 15: a\U0001e030b \u0cf3 x\U00011f00y \u31ef",
     "   Hello\n    Hello", " (", "\n =", "' era", "Hello, y'all! How are you 😁 ?我想在apple工作1314151天～",
+    "<td>1</td> <tr> </tr>> </ a>  </b>\n> </",  # Gemma's ">▁</" token glues ">" to a space
     "a" * 96, "supercalifragilisticexpialidocious_and_a_very_long_identifier_name_that_goes_on_and_on_123",
     "x" * 300 + " " + "ab" * 200, "!" * 80 + "??..,,", " " * 74 + "spaces", "\n" * 60 + "x",
 ]  # fmt: skip
@@ -782,6 +783,26 @@ def test_new_vocabulary_types_bad_metadata(gpt2_meta: dict) -> None:
         tok.encode("hello", add_bos=False)
 
 
+def test_space_cut_keeps_glued_tokens() -> None:
+    """SPM and Gemma 4 text is merged word by word, cut before each "▁" run, except after a character that
+    a token (SPM) or a merge (BPE) joins to a "▁": "a▁b" must still come out whole."""
+    spm = Tokenizer.from_gguf({
+        "tokenizer.ggml.model": "llama", "tokenizer.ggml.add_space_prefix": False,
+        "tokenizer.ggml.tokens": ["<unk>", "<s>", "</s>", "x", "a", "b", "▁", "▁b", "a▁", "a▁b", "xa"],
+        "tokenizer.ggml.scores": [0.0, 0.0, 0.0, -1.0, -1.0, -1.0, -1.0, -2.0, -3.0, -0.5, -4.0],
+        "tokenizer.ggml.token_type": [2, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1],
+    })  # fmt: skip
+    assert [spm.token_text(i) for i in spm.encode("xa b xb a", add_bos=False)] == [
+        "x", "a▁b", "▁", "x", "b", "▁", "a"]  # fmt: skip
+    bpe = Tokenizer.from_gguf({
+        "tokenizer.ggml.model": "gemma4",
+        "tokenizer.ggml.tokens": ["<pad>", "<bos>", "x", "a", "b", "▁", "▁b", "a▁b", "xa"],
+        "tokenizer.ggml.merges": ["▁ b", "a ▁b", "x a"],
+    })  # fmt: skip
+    assert [bpe.token_text(i) for i in bpe.encode("xa b xb a", add_bos=False)] == [
+        "x", "a▁b", "▁", "x", "b", "▁", "a"]  # fmt: skip
+
+
 def test_gemma4_byte_fallback() -> None:
     """A character Gemma 4 has no token for: its UTF-8 bytes as <0xHH> tokens, which a stream puts
     back together into the one character."""
@@ -855,7 +876,7 @@ def test_ten_megabyte_prompt(smollm2_path: pathlib.Path, spm: Tokenizer, gemma3)
 
 
 def test_long_words_match_llama_tokenize(
-    smollm2: Tokenizer, spm: Tokenizer, smollm2_path, llama_tokenize
+    smollm2: Tokenizer, spm: Tokenizer, smollm2_path, gemma3, llama_tokenize
 ) -> None:
     """Words too long for the quadratic merge loop (and cut where no merge joins)."""
     rng = random.Random(5)
@@ -866,7 +887,9 @@ def test_long_words_match_llama_tokenize(
         lambda: "".join(chr(rng.randrange(0x4E00, 0x9FA5)) for _ in range(5000)),
         lambda: "\x00" * 3000,
     ]
+    vocabs = [(smollm2, smollm2_path), (spm, vocab_path("llama-spm")), gemma3[::-1]]
+    vocabs += [(Tokenizer.from_gguf(vocab_path(name)), vocab_path(name)) for name in ("gemma-4", "bert-bge")]
     for make in texts:
         text = make()
-        for tok, path in ((smollm2, smollm2_path), (spm, vocab_path("llama-spm"))):
+        for tok, path in vocabs:
             assert tok.encode(text, add_bos=False) == llama_tokenize(path, text, special=False), text[:20]

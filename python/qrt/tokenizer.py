@@ -196,6 +196,31 @@ def _merge_heap(sym: list[str], priority: Any) -> list[str]:
     return [s for s in sym if s]
 
 
+def _space_cutter(tokens: list[str], merges: Iterable[str] | None) -> re.Pattern[str]:
+    """The places where "▁"-spelled text can be cut into words that merge exactly as the whole text would
+    (for ``re.split``): before each run of "▁", unless the character c before it can be joined to a "▁".
+
+    A symbol that came to span such a cut was first made by joining a symbol ending in c to one starting
+    with "▁": for SPM that merged symbol is a token containing "c▁", for BPE it is a merge "...c ▁...".
+    Where no token (SPM) or merge (BPE) does that, no merge crosses the cut and the merges on either
+    side do not depend on each other. Gemma 3 and 4 have one such c: ">", from their ">▁</" token.
+    """
+    space = _SPM_SPACE
+    if merges is None:
+        # one regex over the tokens joined by "\n"; "\n" itself, which the joining puts before every
+        # "▁"-initial token, is looked for token by token
+        glued = set(re.findall(f"([^{space}\n]){space}", "\n".join(tokens)))
+        if any(map(operator.contains, tokens, itertools.repeat("\n" + space))):
+            glued.add("\n")
+    else:
+        merges = list(merges)
+        parts = "\n".join(merges).split(" " + space)
+        glued = {p[-1] for p in parts[:-1] if p} - {space, "\n"}
+        if any(map(operator.contains, merges, itertools.repeat("\n " + space))):
+            glued.add("\n")
+    return re.compile(f"(?<=[^{space}{''.join(map(re.escape, sorted(glued)))}])(?={space})")
+
+
 # ---- the tokenizer ----
 
 
@@ -415,9 +440,9 @@ class Tokenizer:
         self._specials = specials
         self._special_prefixes = {self._text[i][:2] for i in specials}
 
-        # whether no token has "▁" after another character (see _encode_spm)
-        if spm:
-            self._spm_word_split = not any(_SPM_SPACE in t.lstrip(_SPM_SPACE) for t in self._text)
+        # where "▁"-spelled text may be cut into words: built on first use (about 0.05 s for 262k tokens
+        # or 500k merges), see _space_cutter
+        self._space_cut: re.Pattern[str] | None = None
         self._junctions: set[tuple[str, str]] | None = None  # built by _cut, on the first long word
         self._pieces: list[bytes | None] = [None] * n
         self._cache: dict[str, list[int]] = {}
@@ -545,7 +570,10 @@ class Tokenizer:
         spm_bpe = self._spm_bpe
         if spm_bpe:
             text = text.replace(" ", _SPM_SPACE)
-        for word in self._splitter.split(text):
+        words = self._splitter.split(text)
+        if spm_bpe:  # a line is one word to llama.cpp; cut it where no merge joins (_space_cutter)
+            words = [w for line in words for w in self._space_words(line)]
+        for word in words:
             ids = cache.get(word)
             if ids is None:
                 if spm_bpe:
@@ -626,12 +654,15 @@ class Tokenizer:
         pieces.append(word[start:])
         return pieces
 
-    _SPM_WORDS = re.compile(f"{_SPM_SPACE}+[^{_SPM_SPACE}]*|[^{_SPM_SPACE}]+")
+    def _space_words(self, text: str) -> list[str]:
+        cut = self._space_cut
+        if cut is None:  # threads that race here build equal patterns
+            merges = None if self.model == "llama" else self._rank
+            cut = self._space_cut = _space_cutter(self._text, merges)
+        return cut.split(text)
 
     def _encode_spm(self, text: str, out: list[int]) -> None:
-        # No token has "▁" after another character (checked at load), so the text can be cut before
-        # each word's "▁"s: the pieces merge exactly as the whole would.
-        words = self._SPM_WORDS.findall(text) if self._spm_word_split else [text]
+        words = self._space_words(text)
         cache = self._cache
         for word in words:
             ids = cache.get(word)

@@ -43,7 +43,9 @@ class WordPiece:
         self._unk = unk_id
         self._lowercase = lowercase
         self._strip_accents = strip_accents
-        self._max_len = max(map(len, vocab), default=1)
+        # every prefix of a token: the longest token at a position is found by extending a prefix until it
+        # is no token's prefix any more, a few steps rather than one lookup per possible token length
+        self._prefixes = {t[:k] for t in vocab for k in range(1, len(t) + 1)}
         self._actions: dict[str, tuple[int, str]] = {}  # per character, filled on first use
 
     def _action(self, c: str) -> tuple[int, str]:
@@ -83,21 +85,24 @@ class WordPiece:
 
     def word_ids(self, word: str) -> list[int]:
         """The tokens of one normalized word: longest match first, or the unknown token."""
-        vocab, max_len = self._vocab, self._max_len
+        vocab, prefixes = self._vocab, self._prefixes
         text = _SPACE + word
         n = len(text)
         ids: list[int] = []
         i = 0
         while i < n:
-            for j in range(min(n, i + max_len), i, -1):
-                t = vocab.get(text[i:j])
+            best, end = None, i
+            j = i + 1
+            while j <= n and (piece := text[i:j]) in prefixes:
+                t = vocab.get(piece)
                 if t is not None:
-                    ids.append(t)
-                    i = j
-                    break
-            else:
+                    best, end = t, j
+                j += 1
+            if best is None:
                 ids = []
                 break
+            ids.append(best)
+            i = end
         if not ids:
             if self._unk is None:
                 raise ValueError(f"no token covers {word!r} and the vocabulary has no unknown token")
