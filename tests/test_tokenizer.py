@@ -849,6 +849,9 @@ def test_ids_not_integers(smollm2: Tokenizer) -> None:
     assert smollm2.decode(np.array([19556, 905])) == "Hello world"
 
 
+HANG_SECONDS = 300  # far beyond any machine's time for linear work; a quadratic loop takes hours
+
+
 def encode_timed(tok: Tokenizer, text: str, **kw) -> tuple[list[int], float]:
     t0 = time.perf_counter()
     ids = tok.encode(text, **kw)
@@ -857,22 +860,24 @@ def encode_timed(tok: Tokenizer, text: str, **kw) -> tuple[list[int], float]:
 
 @pytest.mark.slow
 def test_ten_megabyte_prompt(smollm2_path: pathlib.Path, spm: Tokenizer, gemma3) -> None:
+    """BAD_INPUTS 28: a 10 MB prompt works. The time bound only tells a hang (a quadratic merge loop) from a
+    slow machine: speed is measured in bench/, and a shared CI machine can be several times slower."""
     base = GPL.read_text(encoding="utf-8") if GPL.is_file() else " ".join(TEXTS)
     big = (base * (10_000_000 // len(base) + 1))[:10_000_000]
     gemma4 = Tokenizer.from_gguf(vocab_path("gemma-4"))
     for tok in (Tokenizer.from_gguf(smollm2_path), spm, gemma3[1], gemma4):
         ids, dt = encode_timed(tok, big)
-        assert dt < 30, f"{tok}: {dt:.1f} s"
+        assert dt < HANG_SECONDS, f"{tok}: {dt:.1f} s"
         assert tok.decode(ids, skip_special=True) == big
     bert = Tokenizer.from_gguf(vocab_path("bert-bge"))
     ids, dt = encode_timed(bert, big)
-    assert dt < 30 and len(ids) > 1_000_000, f"{dt:.1f} s"
+    assert dt < HANG_SECONDS and len(ids) > 1_000_000, f"{dt:.1f} s"
     # gemma-4 and gemma-3 merge a whole line at once: one long line costs more than many short ones
     line = " ".join(base.split())
     line = (line * (2_000_000 // len(line) + 1))[:2_000_000]
     for tok in (gemma3[1], gemma4):
         ids, dt = encode_timed(tok, line, add_bos=False)
-        assert dt < 30 and tok.decode(ids) == line, f"{tok}: {dt:.1f} s"
+        assert dt < HANG_SECONDS and tok.decode(ids) == line, f"{tok}: {dt:.1f} s"
 
 
 def test_long_words_match_llama_tokenize(
