@@ -285,11 +285,9 @@ def test_smollm2_gpl(smollm2: Tokenizer, smollm2_path, llama_tokenize) -> None:
     if not GPL.is_file():
         pytest.skip(f"{GPL} not found")
     text = GPL.read_text(encoding="utf-8")
-    t0 = time.perf_counter()
     ids = smollm2.encode(text)
-    dt = time.perf_counter() - t0
     assert ids == llama_tokenize(smollm2_path, text, special=False)
-    assert len(ids) == 7639 and dt < 5
+    assert len(ids) == 7639
     assert smollm2.decode(ids) == text
 
 
@@ -358,9 +356,9 @@ def test_gemma3_gpl(gemma3, llama_tokenize) -> None:
     path, tok = gemma3
     text = GPL.read_text(encoding="utf-8")
     fresh = Tokenizer.from_gguf(path)  # no cached words
-    ids, dt = encode_timed(fresh, text, add_bos=False)
+    ids = fresh.encode(text, add_bos=False)
     assert ids == llama_tokenize(path, text, special=False)
-    assert len(ids) == 7562 and dt < 3, f"{dt:.2f} s"
+    assert len(ids) == 7562
     assert fresh.decode(ids) == text
     assert tok.encode(text) == [tok.bos_id, *ids]
 
