@@ -332,11 +332,7 @@ def gemma3() -> tuple[pathlib.Path, Tokenizer]:
 
 
 def test_gemma3_properties(gemma3) -> None:
-    path, tok = gemma3
-    t0 = time.perf_counter()
-    Tokenizer.from_gguf(path)
-    load = time.perf_counter() - t0
-    assert load < 3, f"loading the 262k vocabulary took {load:.2f} s"
+    _, tok = gemma3
     assert (tok.model, tok.pre, tok.n_vocab, tok.add_space_prefix) == ("llama", "default", 262144, False)
     # as llama.cpp 0.3.36 reports them (print_info)
     assert (tok.bos_id, tok.eos_id, tok.eot_id, tok.unk_id, tok.pad_id, tok.add_bos) == (
