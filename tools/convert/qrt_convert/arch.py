@@ -46,7 +46,8 @@ LLAMA_FAMILY = ("llama", "smollm3", "granite")
 
 # What transformers 5's config classes fill in when config.json leaves a field out. llama.cpp's converter
 # reads config.json through AutoConfig, so these defaults end up in its GGUF files; they are mirrored here
-# (transformers 5.23: LlamaConfig, MistralConfig, Qwen2Config) so a sparse config converts the same way.
+# (transformers 5.23: LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config, Gemma3TextConfig, Phi3Config,
+# SmolLM3Config, GraniteConfig) so a sparse config converts the same way.
 _CONFIG_DEFAULTS: dict[str, dict[str, Any]] = {
     "LlamaForCausalLM": {
         "vocab_size": 32000,
@@ -80,8 +81,6 @@ _CONFIG_DEFAULTS: dict[str, dict[str, Any]] = {
         "max_position_embeddings": 32768,
         "rms_norm_eps": 1e-06,
     },
-}
-_CONFIG_DEFAULTS |= {
     "Qwen3ForCausalLM": {
         "vocab_size": 151936,
         "hidden_size": 4096,
