@@ -11,7 +11,8 @@ Qwen2 BPE, Llama 3 BPE, Phi-3 and Gemma 3 SentencePiece).
   know, bad LongRoPE factors, a phi3 checkpoint without its tokenizer.model: each a clean error naming the
   file or field, with no output file left.
 * Variants (F16 against llama.cpp): gemma3 with only a tokenizer.json, transformers 4 config.json spellings,
-  configs that leave all but the shapes to the config class's defaults.
+  configs that leave all but the shapes to the config class's defaults, Gemma3ForConditionalGeneration (its
+  text model; quantized too), phi3 at hidden 256 (K-quant mixes).
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ def test_variant_f16_matches_llamacpp(variant: str, converted) -> None:
 
 
 @pytest.mark.parametrize("ftype", QUANT_TYPES)
-@pytest.mark.parametrize("arch", hf_arch.ARCHS)
+@pytest.mark.parametrize("arch", [*hf_arch.ARCHS, "gemma3-multimodal"])
 def test_quantized_matches_llamacpp(arch: str, ftype: str, converted, llamacpp) -> None:
     try:
         ref = _llamacpp.requantize(_reference(arch, "f32"), None, ftype, llama=llamacpp)

@@ -452,12 +452,28 @@ def _config(arch: str):
             eos_token_id=128009,
             **common,
         )
+    if arch == "gemma3-multimodal":
+        text = _config("gemma3").to_dict()
+        for k in ("architectures", "model_type", "transformers_version", "dtype", "initializer_range"):
+            text.pop(k, None)
+        text["vocab_size"] = 262208  # Gemma 3 4B's: the image token and padding above the 262144 pieces
+        vision = dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=56,
+            patch_size=14,
+        )
+        return tr.Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4, **common)
     raise ValueError(f"unknown architecture {arch!r}; one of {ARCHS}")
 
 
+_OWN_WEIGHTS = ("phi3-wide", "gemma3-multimodal")  # variants made from their own config, not edited copies
 _MODEL_CLASS = {
     "qwen3": "Qwen3ForCausalLM",
     "gemma3": "Gemma3ForCausalLM",
+    "gemma3-multimodal": "Gemma3ForConditionalGeneration",
     "phi3": "Phi3ForCausalLM",
     "smollm3": "SmolLM3ForCausalLM",
     "granite": "GraniteForCausalLM",
@@ -472,7 +488,7 @@ def _build_model(arch: str, out: pathlib.Path) -> None:
     cfg = _config(arch)
     torch.manual_seed(SEED)
     base = VARIANTS[arch][0] if arch in VARIANTS else arch
-    model = getattr(tr, _MODEL_CLASS[base])(cfg).to(torch.float32).eval()
+    model = getattr(tr, _MODEL_CLASS.get(arch, _MODEL_CLASS[base]))(cfg).to(torch.float32).eval()
     gen = torch.Generator().manual_seed(SEED + 1)
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -498,7 +514,7 @@ def tiny_checkpoint(arch: str) -> pathlib.Path:
     :data:`ARCHS` or :data:`VARIANTS`."""
     if arch in VARIANTS:
         version = _VERSIONS.get(VARIANTS[arch][0], FIXTURE_VERSION)
-        if arch.endswith("-wide"):  # weights of their own
+        if arch in _OWN_WEIGHTS:
             return _build_once(
                 _versioned(version) / f"tiny-{arch}", version, lambda tmp: _build_model(arch, tmp)
             )
@@ -567,6 +583,11 @@ VARIANTS = {
     "phi3-wide": (
         "phi3",
         "hidden 256, 4 layers: rows K-quants can take, so llama-quantize's per-tensor rules apply",
+    ),
+    "gemma3-multimodal": (
+        "gemma3",
+        "Gemma3ForConditionalGeneration (the 4B/12B/27B layout): a tiny SigLIP tower and projector beside the "
+        "text model, text_config nested, vocab 262208",
     ),
 }
 

@@ -8,7 +8,9 @@ What llama.cpp's convert_hf_to_gguf.py writes for
 - Qwen2ForCausalLM (``qwen2``: NeoX RoPE, so no permutation; q/k/v biases) and Qwen3ForCausalLM (``qwen3``:
   q/k RMSNorm, no biases);
 - Gemma3ForCausalLM (``gemma3``: every ``*norm.weight`` stored as ``1 + w``, post-attention / post-FFN norms,
-  llama.cpp's defaults for what the config leaves out, sliding window, final logit soft-capping);
+  llama.cpp's defaults for what the config leaves out, sliding window, final logit soft-capping), and the text
+  model of Gemma3ForConditionalGeneration (``language_model.`` dropped from names, the vision tower and
+  projector left out as ``TextModel.filter_tensors`` leaves them);
 - Phi3ForCausalLM (``phi3``: fused ``attn_qkv`` and gate/up ``ffn_up`` kept fused, partial rotary as
   ``rope.dimension_count``, LongRoPE as ``rope_factors_long/short`` tensors and ``rope.scaling.attn_factor``).
 Keys are written in the order convert_hf_to_gguf.py writes them (``TextModel.set_gguf_parameters`` and the
@@ -36,6 +38,7 @@ ARCHITECTURES = {
     "Qwen2ForCausalLM": "qwen2",
     "Qwen3ForCausalLM": "qwen3",
     "Gemma3ForCausalLM": "gemma3",
+    "Gemma3ForConditionalGeneration": "gemma3",  # the text model; the vision tower is left out
     "Phi3ForCausalLM": "phi3",
     "SmolLM3ForCausalLM": "smollm3",
     "GraniteForCausalLM": "granite",
@@ -141,11 +144,13 @@ _CONFIG_DEFAULTS: dict[str, dict[str, Any]] = {
     },
 }
 _DEFAULT_ROPE_THETA = 10000.0
+_CONFIG_DEFAULTS["Gemma3ForConditionalGeneration"] = _CONFIG_DEFAULTS["Gemma3ForCausalLM"]  # text_config's
 #: (global, sliding-window) RoPE bases of the config classes whose defaults are not 10000 / none
 _ROPE_THETA_DEFAULTS = {
     "Gemma3ForCausalLM": (1_000_000.0, 10000.0),
     "SmolLM3ForCausalLM": (2_000_000.0, None),
 }
+_ROPE_THETA_DEFAULTS["Gemma3ForConditionalGeneration"] = _ROPE_THETA_DEFAULTS["Gemma3ForCausalLM"]
 
 
 def _with_defaults(hf_arch: str, cfg: dict[str, Any]) -> dict[str, Any]:
@@ -202,6 +207,49 @@ _GLOBAL_MAP = {
     "lm_head.weight": "output.weight",
 }
 _SKIP_SUFFIXES = (".rotary_emb.inv_freq", ".attention.masked_bias", ".attention.bias")
+# TextModel.filter_tensors: what llama.cpp leaves out of a multimodal checkpoint's text model
+_MULTIMODAL_PREFIXES = (
+    "mlp",
+    "vit.",
+    "vpm.",
+    "siglip2.",
+    "conformer.",
+    "merger.",
+    "resampler.",
+    "sound_encoder.",
+    "sound_projection.",
+    "speech_embeddings.",
+)
+_MULTIMODAL_PARTS = (
+    "visual.",
+    "vision.",
+    "audio.",
+    "talker.",
+    "vision_",
+    "audio_",
+    "token2wav.",
+    "code2wav.",
+    "projector.",
+    "pre_mm_projector_norm",
+    "image_newline",
+    "view_seperator",
+    "patch_embed",
+    "patch_embedding",
+    "patch_merger.",
+    "patch_merge_mlp.",
+    "model.connector.",
+)
+
+
+def _text_model_name(a: Architecture, hf: str) -> str | None:
+    """The name llama.cpp maps for checkpoint tensor ``hf``, or None for a tensor it leaves out."""
+    if not a.hf_arch.endswith("ForConditionalGeneration"):
+        return hf
+    if hf.startswith(_MULTIMODAL_PREFIXES) or any(part in hf for part in _MULTIMODAL_PARTS):
+        return None
+    return hf.replace("language_model.", "")
+
+
 _REQUIRED_LAYER = (
     "attn_norm.weight",
     "attn_q.weight",
@@ -607,12 +655,13 @@ def map_tensors(
     have: set[str] = set()
     layer_map = {**_LAYER_MAP, **_ARCH_LAYER_MAP.get(a.arch, {})}
     for hf, shape in names.items():
-        if hf.endswith(_SKIP_SUFFIXES):
+        name = _text_model_name(a, hf)
+        if name is None or name.endswith(_SKIP_SUFFIXES):
             continue
-        if hf in _GLOBAL_MAP:
-            g = _GLOBAL_MAP[hf]
+        if name in _GLOBAL_MAP:
+            g = _GLOBAL_MAP[name]
         else:
-            m = _LAYER.fullmatch(hf)
+            m = _LAYER.fullmatch(name)
             if not m or m.group(2) not in layer_map:
                 raise UnsupportedError(f"tensor {hf!r} has no GGUF name for {a.hf_arch}")
             layer = int(m.group(1))
