@@ -584,6 +584,7 @@ VARIANTS = {
         "phi3",
         "hidden 256, 4 layers: rows K-quants can take, so llama-quantize's per-tensor rules apply",
     ),
+    "granite-gpt2-tokenizer": ("granite", "tokenizer_class GPT2Tokenizer, as Granite 3 declares it"),
     "gemma3-multimodal": (
         "gemma3",
         "Gemma3ForConditionalGeneration (the 4B/12B/27B layout): a tiny SigLIP tower and projector beside the "
@@ -603,6 +604,10 @@ def _build_variant(name: str, base: pathlib.Path, out: pathlib.Path) -> None:
         cfg = _v4_config(cfg)
     elif name.endswith("-sparse-config"):
         cfg = _sparse_config(cfg)
+    elif name == "granite-gpt2-tokenizer":
+        _edit_json(
+            out / "tokenizer_config.json", lambda tc: tc.__setitem__("tokenizer_class", "GPT2Tokenizer")
+        )
     (out / "config.json").write_text(json.dumps(cfg, indent=2))
 
 
