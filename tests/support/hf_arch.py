@@ -7,7 +7,7 @@ seed (``initializer_range`` 0.15, norm weights perturbed so no norm is the ident
 from llama.cpp's vocabulary files (the llama-cpp-python sdist) or the gemma-3-270m GGUF:
 
 - ``qwen3``: Qwen3Config, the Qwen2 BPE vocabulary (tokenizer.json only; pre-tokenizer ``qwen2``), config
-  vocab 151936 above the tokenizer's 151665 tokens as in the real models, head_dim 32 with hidden 64 / 4 heads
+  vocab 151936 above the tokenizer's 151646 tokens (the vocabulary file's 151643 + 3 added; Qwen3 adds 23 more), head_dim 32 with hidden 64 / 4 heads
   (q width twice the hidden size, as Qwen3-0.6B), GQA 4/2, q/k norms, tied embeddings.
 - ``gemma3``: Gemma3TextConfig / Gemma3ForCausalLM, the gemma-3-270m SentencePiece vocabulary (262144 pieces;
   tokenizer.model + tokenizer.json), head_dim 64 with hidden 64 / 4 heads / 1 KV head (270m's shape ratios),
@@ -27,10 +27,18 @@ from llama.cpp's vocabulary files (the llama-cpp-python sdist) or the gemma-3-27
 
 The BPE tokenizers are transformers' conversion of the vocabulary GGUF, corrected to the real model's
 tokenizer.json where that conversion differs (Llama 3's ``ignore_merges`` and BOS post-processor, no
-``[PADn]`` added tokens): each is checked to hash to the pre-tokenizer llama.cpp names for it.
+``[PADn]`` added tokens, added tokens listed in tokenizer_config.json): each is checked to hash to the
+pre-tokenizer llama.cpp names for it.
+
+``VARIANTS``: checkpoints taking other paths through the converters (transformers 4 config.json spellings,
+shape-only configs, gemma3 with only tokenizer.json, Gemma3ForConditionalGeneration, phi3 at hidden 256 for the
+K-quant mixes, Granite's GPT2Tokenizer class); ``tiny_checkpoint`` and ``llamacpp_gguf`` take their names too.
 
 ``llamacpp_gguf(arch, outtype)``: llama.cpp's ``convert_hf_to_gguf.py --outtype f32|f16|bf16`` of the
-checkpoint (with its vendored gguf-py), cached beside it. llama.cpp converts all six.
+checkpoint (with its vendored gguf-py), cached beside it. llama.cpp converts all six and every variant.
+
+Everything lives in ``<cache>/hf/arch-v<FIXTURE_VERSION>/``: a checkout with another fixture version builds
+its own folder and never touches this one.
 
 Needs torch, transformers, sentencepiece's protobuf module and the llama-cpp-python sdist (fetched into the
 cache); callers skip when those are missing.
