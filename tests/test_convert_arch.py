@@ -12,7 +12,8 @@ Qwen2 BPE, Llama 3 BPE, Phi-3 and Gemma 3 SentencePiece).
   file or field, with no output file left.
 * Variants (F16 against llama.cpp): gemma3 with only a tokenizer.json, transformers 4 config.json spellings,
   configs that leave all but the shapes to the config class's defaults, Gemma3ForConditionalGeneration (its
-  text model; quantized too), phi3 at hidden 256 (K-quant mixes).
+  text model; quantized too), gemma3 from bf16 and f16 weights (the norm offset added as llama.cpp adds it;
+  quantized too), phi3 at hidden 256 (K-quant mixes), Granite's GPT2Tokenizer class.
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ def test_variant_f16_matches_llamacpp(variant: str, converted) -> None:
 
 
 @pytest.mark.parametrize("ftype", QUANT_TYPES)
-@pytest.mark.parametrize("arch", [*hf_arch.ARCHS, "gemma3-multimodal"])
+@pytest.mark.parametrize("arch", [*hf_arch.ARCHS, "gemma3-multimodal", "gemma3-bf16", "gemma3-f16"])
 def test_quantized_matches_llamacpp(arch: str, ftype: str, converted, llamacpp) -> None:
     try:
         ref = _llamacpp.requantize(_reference(arch, "f32"), None, ftype, llama=llamacpp)

@@ -593,6 +593,8 @@ VARIANTS = {
         "hidden 256, 4 layers: rows K-quants can take, so llama-quantize's per-tensor rules apply",
     ),
     "granite-gpt2-tokenizer": ("granite", "tokenizer_class GPT2Tokenizer, as Granite 3 declares it"),
+    "gemma3-bf16": ("gemma3", "weights in bf16, as published: llama.cpp widens to f32, then adds gemma's 1"),
+    "gemma3-f16": ("gemma3", "weights in f16: llama.cpp adds gemma's 1 in f16"),
     "gemma3-multimodal": (
         "gemma3",
         "Gemma3ForConditionalGeneration (the 4B/12B/27B layout): a tiny SigLIP tower and projector beside the "
@@ -601,9 +603,21 @@ VARIANTS = {
 }
 
 
+def _cast_safetensors(src: pathlib.Path, dst: pathlib.Path, dtype: str) -> None:
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    t = getattr(torch, dtype)
+    save_file({k: v.to(t) for k, v in load_file(src).items()}, dst, metadata={"format": "pt"})
+
+
 def _build_variant(name: str, base: pathlib.Path, out: pathlib.Path) -> None:
+    cast = {"gemma3-bf16": "bfloat16", "gemma3-f16": "float16"}.get(name)
     for f in base.iterdir():
         if f.is_file() and not f.name.startswith("."):
+            if f.suffix == ".safetensors" and cast:
+                _cast_safetensors(f, out / f.name, cast)
+                continue
             if f.suffix == ".safetensors":  # never edited: share the bytes where the file system can
                 try:
                     os.link(f, out / f.name)
@@ -622,6 +636,8 @@ def _build_variant(name: str, base: pathlib.Path, out: pathlib.Path) -> None:
         _edit_json(
             out / "tokenizer_config.json", lambda tc: tc.__setitem__("tokenizer_class", "GPT2Tokenizer")
         )
+    if cast:
+        cfg["dtype"] = cast
     (out / "config.json").write_text(json.dumps(cfg, indent=2))
 
 
