@@ -371,12 +371,12 @@ def _config(arch: str):
             architectures=["Gemma3ForCausalLM"],
             **common,
         )
-    if arch in ("phi3", "phi3-wide"):
-        wide = arch == "phi3-wide"
+    if arch in ("phi3", "phi3-wide", "phi3-gpt2-tokenizer"):
+        wide, bpe = arch == "phi3-wide", arch == "phi3-gpt2-tokenizer"
         n_embd, n_head, rot = (256 if wide else 128), 4, 0.75
         half = int(rot * n_embd) // n_head // 2
         return tr.Phi3Config(
-            vocab_size=32064,
+            vocab_size=128256 if bpe else 32064,
             hidden_size=n_embd,
             intermediate_size=512 if wide else 256,
             num_hidden_layers=4 if wide else 2,
@@ -393,10 +393,10 @@ def _config(arch: str):
                 "short_factor": [1.0 + 0.05 * i for i in range(half)],
                 "long_factor": [1.0 + 0.5 * i for i in range(half)],
             },
-            tie_word_embeddings=False,
-            bos_token_id=1,
-            eos_token_id=32000,
-            pad_token_id=32000,
+            tie_word_embeddings=bpe,  # Phi-4-mini ties them
+            bos_token_id=128000 if bpe else 1,
+            eos_token_id=128009 if bpe else 32000,
+            pad_token_id=128004 if bpe else 32000,
             **common,
         )
     if arch == "smollm3":
@@ -477,7 +477,11 @@ def _config(arch: str):
     raise ValueError(f"unknown architecture {arch!r}; one of {ARCHS}")
 
 
-_OWN_WEIGHTS = ("phi3-wide", "gemma3-multimodal")  # variants made from their own config, not edited copies
+_OWN_WEIGHTS = (
+    "phi3-wide",
+    "gemma3-multimodal",
+    "phi3-gpt2-tokenizer",
+)  # variants made from their own config, not edited copies
 _MODEL_CLASS = {
     "qwen3": "Qwen3ForCausalLM",
     "gemma3": "Gemma3ForCausalLM",
@@ -505,9 +509,16 @@ def _build_model(arch: str, out: pathlib.Path) -> None:
     model.save_pretrained(out, safe_serialization=True)
     (out / "generation_config.json").unlink(missing_ok=True)
 
-    for f in tokenizer_dir(_ARCH_TOKENIZER[base]).iterdir():
+    bpe = (
+        arch == "phi3-gpt2-tokenizer"
+    )  # Phi-4-mini's layout: a GPT2Tokenizer tokenizer.json, no tokenizer.model
+    for f in tokenizer_dir("llama-bpe" if bpe else _ARCH_TOKENIZER[base]).iterdir():
         if f.is_file() and not f.name.startswith("."):
             shutil.copy2(f, out / f.name)
+    if bpe:
+        _edit_json(
+            out / "tokenizer_config.json", lambda tc: tc.__setitem__("tokenizer_class", "GPT2Tokenizer")
+        )
     tmpl = _template(base)
     if tmpl is not None:
 
@@ -593,6 +604,10 @@ VARIANTS = {
         "hidden 256, 4 layers: rows K-quants can take, so llama-quantize's per-tensor rules apply",
     ),
     "granite-gpt2-tokenizer": ("granite", "tokenizer_class GPT2Tokenizer, as Granite 3 declares it"),
+    "phi3-gpt2-tokenizer": (
+        "phi3",
+        "Phi-4-mini's layout: a GPT2Tokenizer tokenizer.json (the Llama 3 vocabulary here), tied embeddings",
+    ),
     "gemma3-bf16": ("gemma3", "weights in bf16, as published: llama.cpp widens to f32, then adds gemma's 1"),
     "gemma3-f16": ("gemma3", "weights in f16: llama.cpp adds gemma's 1 in f16"),
     "gemma3-multimodal": (
