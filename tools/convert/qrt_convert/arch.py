@@ -181,6 +181,8 @@ class Architecture:
     kvs: list[KV] = field(default_factory=list)  #: hyperparameters, in convert_hf_to_gguf.py order
     #: keys convert_hf_to_gguf.py writes before general.* (phi3's generate_extra_tensors runs first)
     early_kvs: list[KV] = field(default_factory=list)
+    #: where convert_hf_to_gguf.py writes general.file_type among ``kvs`` (llama-quantize moves it to the end)
+    file_type_index: int = 0
 
     @property
     def head_dim(self) -> int:
@@ -366,7 +368,7 @@ def _hparams(a: Architecture) -> list[KV]:
     if head_dim is not None:
         k.add(f"{p}.attention.key_length", UINT32, head_dim)
         k.add(f"{p}.attention.value_length", UINT32, head_dim)
-    # general.file_type goes here in convert_hf_to_gguf.py; llama-quantize moves it to the end (converter.py)
+    a.file_type_index = len(k.d)  # TextModel.set_gguf_parameters ends with add_file_type
     if a.arch in LLAMA_FAMILY:
         k.add(f"{p}.vocab_size", UINT32, a.vocab_size)
         k.add(f"{p}.rope.dimension_count", UINT32, a.head_dim)
@@ -438,7 +440,7 @@ def _phi3_hparams(a: Architecture) -> list[KV]:
     if theta is None:
         raise FormatError("config.json: missing rope_theta")
     k.add(f"{p}.rope.freq_base", FLOAT32, theta)
-    # general.file_type here
+    a.file_type_index = len(k.d)
     k.add(
         f"{p}.attention.sliding_window", UINT32, _cfg_int(cfg, ("sliding_window",), required=False, lo=0) or 0
     )
