@@ -2,7 +2,8 @@
 llama.cpp's own converter, on the tiny random checkpoints of tests/support/hf_arch.py (real vocabularies:
 Qwen2 BPE, Llama 3 BPE, Phi-3 and Gemma 3 SentencePiece).
 
-* F16: byte-identical files to ``convert_hf_to_gguf.py --outtype f16`` (its tensor order and key order).
+* F16 (and BF16 for two): byte-identical files to ``convert_hf_to_gguf.py --outtype f16`` (its tensor order
+  and key order).
 * Quantized: byte-identical files to ``convert_hf_to_gguf.py --outtype f32`` + ``llama-quantize`` (the
   checkpoints are float32, so llama.cpp's f16 intermediate would round them; its f32 one does not).
 * The inputs the new paths read, made hostile: a malformed tokenizer.json, a pre-tokenizer llama.cpp does not
@@ -112,6 +113,11 @@ def test_f16_matches_llamacpp(arch: str, converted) -> None:
     for name in ref.tensors:
         assert np.array_equal(ours.raw(name), ref.raw(name)), name
     pytest.fail("files differ outside metadata and tensor data")
+
+
+@pytest.mark.parametrize("arch", ["qwen3", "gemma3"])
+def test_bf16_matches_llamacpp(arch: str, converted) -> None:
+    assert converted(arch, "BF16").read_bytes() == _reference(arch, "bf16").read_bytes()
 
 
 @pytest.mark.parametrize("variant", list(hf_arch.VARIANTS))
