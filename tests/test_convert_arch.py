@@ -272,6 +272,10 @@ def test_bad_longrope(tmp_path: pathlib.Path) -> None:
     cfg_path.write_text(json.dumps(cfg))
     _bad(hf, tmp_path, qrt.FormatError, "short_factor is not a list of numbers")
     cfg = json.loads(json.dumps(good))
+    cfg["rope_parameters"]["long_factor"][3] = float("nan")
+    cfg_path.write_text(json.dumps(cfg))
+    _bad(hf, tmp_path, qrt.FormatError, "long_factor is not a list of numbers")
+    cfg = json.loads(json.dumps(good))
     cfg["rope_parameters"]["partial_rotary_factor"] = 0
     cfg_path.write_text(json.dumps(cfg))
     _bad(hf, tmp_path, qrt.FormatError, "partial_rotary_factor")
