@@ -2,16 +2,17 @@
 llama.cpp's own converter, on the tiny random checkpoints of tests/support/hf_arch.py (real vocabularies:
 Qwen2 BPE, Llama 3 BPE, Phi-3 and Gemma 3 SentencePiece).
 
-* F16: the same tensors (names, types, shapes, bytes) and the same metadata as ``convert_hf_to_gguf.py
-  --outtype f16`` (llama.cpp writes the checkpoint's tensor order and general.file_type mid-header, qrt writes
-  llama-quantize's order, so the files differ only in order).
+* F16 (and BF16 for two): byte-identical files to ``convert_hf_to_gguf.py --outtype f16`` (its tensor order
+  and key order).
 * Quantized: byte-identical files to ``convert_hf_to_gguf.py --outtype f32`` + ``llama-quantize`` (the
   checkpoints are float32, so llama.cpp's f16 intermediate would round them; its f32 one does not).
 * The inputs the new paths read, made hostile: a malformed tokenizer.json, a pre-tokenizer llama.cpp does not
   know, bad LongRoPE factors, a phi3 checkpoint without its tokenizer.model: each a clean error naming the
   file or field, with no output file left.
 * Variants (F16 against llama.cpp): gemma3 with only a tokenizer.json, transformers 4 config.json spellings,
-  configs that leave all but the shapes to the config class's defaults.
+  configs that leave all but the shapes to the config class's defaults, Gemma3ForConditionalGeneration (its
+  text model; quantized too), gemma3 from bf16 and f16 weights (the norm offset added as llama.cpp adds it;
+  quantized too), phi3 at hidden 256 (K-quant mixes), Granite's GPT2Tokenizer class.
 """
 
 from __future__ import annotations
@@ -100,14 +101,23 @@ def no_output(out: pathlib.Path) -> None:
 
 @pytest.mark.parametrize("arch", hf_arch.ARCHS)
 def test_f16_matches_llamacpp(arch: str, converted) -> None:
-    ref = qrt.gguf.open(_reference(arch, "f16"))
-    ours = qrt.gguf.open(converted(arch, "F16"))
-    assert {n: (t.type, t.shape) for n, t in ours.tensors.items()} == {
-        n: (t.type, t.shape) for n, t in ref.tensors.items()
-    }
+    ref_path, ours_path = _reference(arch, "f16"), converted(arch, "F16")
+    if ours_path.read_bytes() == ref_path.read_bytes():
+        return
+    ref, ours = qrt.gguf.open(ref_path), qrt.gguf.open(ours_path)  # say where they differ
+    assert_same_metadata(ours, ref)
+    assert list(ours.fields) == list(ref.fields)
+    assert [(t.name, t.type, t.shape) for t in ours.tensors.values()] == [
+        (t.name, t.type, t.shape) for t in ref.tensors.values()
+    ]
     for name in ref.tensors:
         assert np.array_equal(ours.raw(name), ref.raw(name)), name
-    assert_same_metadata(ours, ref)
+    pytest.fail("files differ outside metadata and tensor data")
+
+
+@pytest.mark.parametrize("arch", ["qwen3", "gemma3"])
+def test_bf16_matches_llamacpp(arch: str, converted) -> None:
+    assert converted(arch, "BF16").read_bytes() == _reference(arch, "bf16").read_bytes()
 
 
 @pytest.mark.parametrize("variant", list(hf_arch.VARIANTS))
@@ -120,7 +130,7 @@ def test_variant_f16_matches_llamacpp(variant: str, converted) -> None:
 
 
 @pytest.mark.parametrize("ftype", QUANT_TYPES)
-@pytest.mark.parametrize("arch", hf_arch.ARCHS)
+@pytest.mark.parametrize("arch", [*hf_arch.ARCHS, "gemma3-multimodal", "gemma3-bf16", "gemma3-f16"])
 def test_quantized_matches_llamacpp(arch: str, ftype: str, converted, llamacpp) -> None:
     try:
         ref = _llamacpp.requantize(_reference(arch, "f32"), None, ftype, llama=llamacpp)
@@ -261,6 +271,10 @@ def test_bad_longrope(tmp_path: pathlib.Path) -> None:
     cfg["rope_parameters"]["short_factor"] = ["x"] * 12
     cfg_path.write_text(json.dumps(cfg))
     _bad(hf, tmp_path, qrt.FormatError, "short_factor is not a list of numbers")
+    cfg = json.loads(json.dumps(good))
+    cfg["rope_parameters"]["long_factor"][3] = float("nan")
+    cfg_path.write_text(json.dumps(cfg))
+    _bad(hf, tmp_path, qrt.FormatError, "long_factor is not a list of numbers")
     cfg = json.loads(json.dumps(good))
     cfg["rope_parameters"]["partial_rotary_factor"] = 0
     cfg_path.write_text(json.dumps(cfg))

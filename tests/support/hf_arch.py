@@ -7,7 +7,7 @@ seed (``initializer_range`` 0.15, norm weights perturbed so no norm is the ident
 from llama.cpp's vocabulary files (the llama-cpp-python sdist) or the gemma-3-270m GGUF:
 
 - ``qwen3``: Qwen3Config, the Qwen2 BPE vocabulary (tokenizer.json only; pre-tokenizer ``qwen2``), config
-  vocab 151936 above the tokenizer's 151665 tokens as in the real models, head_dim 32 with hidden 64 / 4 heads
+  vocab 151936 above the tokenizer's 151646 tokens (the vocabulary file's 151643 + 3 added; Qwen3 adds 23 more), head_dim 32 with hidden 64 / 4 heads
   (q width twice the hidden size, as Qwen3-0.6B), GQA 4/2, q/k norms, tied embeddings.
 - ``gemma3``: Gemma3TextConfig / Gemma3ForCausalLM, the gemma-3-270m SentencePiece vocabulary (262144 pieces;
   tokenizer.model + tokenizer.json), head_dim 64 with hidden 64 / 4 heads / 1 KV head (270m's shape ratios),
@@ -27,10 +27,18 @@ from llama.cpp's vocabulary files (the llama-cpp-python sdist) or the gemma-3-27
 
 The BPE tokenizers are transformers' conversion of the vocabulary GGUF, corrected to the real model's
 tokenizer.json where that conversion differs (Llama 3's ``ignore_merges`` and BOS post-processor, no
-``[PADn]`` added tokens): each is checked to hash to the pre-tokenizer llama.cpp names for it.
+``[PADn]`` added tokens, added tokens listed in tokenizer_config.json): each is checked to hash to the
+pre-tokenizer llama.cpp names for it.
+
+``VARIANTS``: checkpoints taking other paths through the converters (transformers 4 config.json spellings,
+shape-only configs, gemma3 with only tokenizer.json, Gemma3ForConditionalGeneration, phi3 at hidden 256 for the
+K-quant mixes, Granite's GPT2Tokenizer class); ``tiny_checkpoint`` and ``llamacpp_gguf`` take their names too.
 
 ``llamacpp_gguf(arch, outtype)``: llama.cpp's ``convert_hf_to_gguf.py --outtype f32|f16|bf16`` of the
-checkpoint (with its vendored gguf-py), cached beside it. llama.cpp converts all six.
+checkpoint (with its vendored gguf-py), cached beside it. llama.cpp converts all six and every variant.
+
+Everything lives in ``<cache>/hf/arch-v<FIXTURE_VERSION>/``: a checkout with another fixture version builds
+its own folder and never touches this one.
 
 Needs torch, transformers, sentencepiece's protobuf module and the llama-cpp-python sdist (fetched into the
 cache); callers skip when those are missing.
@@ -363,12 +371,12 @@ def _config(arch: str):
             architectures=["Gemma3ForCausalLM"],
             **common,
         )
-    if arch in ("phi3", "phi3-wide"):
-        wide = arch == "phi3-wide"
+    if arch in ("phi3", "phi3-wide", "phi3-gpt2-tokenizer"):
+        wide, bpe = arch == "phi3-wide", arch == "phi3-gpt2-tokenizer"
         n_embd, n_head, rot = (256 if wide else 128), 4, 0.75
         half = int(rot * n_embd) // n_head // 2
         return tr.Phi3Config(
-            vocab_size=32064,
+            vocab_size=128256 if bpe else 32064,
             hidden_size=n_embd,
             intermediate_size=512 if wide else 256,
             num_hidden_layers=4 if wide else 2,
@@ -385,10 +393,10 @@ def _config(arch: str):
                 "short_factor": [1.0 + 0.05 * i for i in range(half)],
                 "long_factor": [1.0 + 0.5 * i for i in range(half)],
             },
-            tie_word_embeddings=False,
-            bos_token_id=1,
-            eos_token_id=32000,
-            pad_token_id=32000,
+            tie_word_embeddings=bpe,  # Phi-4-mini ties them
+            bos_token_id=128000 if bpe else 1,
+            eos_token_id=128009 if bpe else 32000,
+            pad_token_id=128004 if bpe else 32000,
             **common,
         )
     if arch == "smollm3":
@@ -452,12 +460,32 @@ def _config(arch: str):
             eos_token_id=128009,
             **common,
         )
+    if arch == "gemma3-multimodal":
+        text = _config("gemma3").to_dict()
+        for k in ("architectures", "model_type", "transformers_version", "dtype", "initializer_range"):
+            text.pop(k, None)
+        text["vocab_size"] = 262208  # Gemma 3 4B's: the image token and padding above the 262144 pieces
+        vision = dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=56,
+            patch_size=14,
+        )
+        return tr.Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4, **common)
     raise ValueError(f"unknown architecture {arch!r}; one of {ARCHS}")
 
 
+_OWN_WEIGHTS = (
+    "phi3-wide",
+    "gemma3-multimodal",
+    "phi3-gpt2-tokenizer",
+)  # variants made from their own config, not edited copies
 _MODEL_CLASS = {
     "qwen3": "Qwen3ForCausalLM",
     "gemma3": "Gemma3ForCausalLM",
+    "gemma3-multimodal": "Gemma3ForConditionalGeneration",
     "phi3": "Phi3ForCausalLM",
     "smollm3": "SmolLM3ForCausalLM",
     "granite": "GraniteForCausalLM",
@@ -472,7 +500,7 @@ def _build_model(arch: str, out: pathlib.Path) -> None:
     cfg = _config(arch)
     torch.manual_seed(SEED)
     base = VARIANTS[arch][0] if arch in VARIANTS else arch
-    model = getattr(tr, _MODEL_CLASS[base])(cfg).to(torch.float32).eval()
+    model = getattr(tr, _MODEL_CLASS.get(arch, _MODEL_CLASS[base]))(cfg).to(torch.float32).eval()
     gen = torch.Generator().manual_seed(SEED + 1)
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -481,9 +509,16 @@ def _build_model(arch: str, out: pathlib.Path) -> None:
     model.save_pretrained(out, safe_serialization=True)
     (out / "generation_config.json").unlink(missing_ok=True)
 
-    for f in tokenizer_dir(_ARCH_TOKENIZER[base]).iterdir():
+    bpe = (
+        arch == "phi3-gpt2-tokenizer"
+    )  # Phi-4-mini's layout: a GPT2Tokenizer tokenizer.json, no tokenizer.model
+    for f in tokenizer_dir("llama-bpe" if bpe else _ARCH_TOKENIZER[base]).iterdir():
         if f.is_file() and not f.name.startswith("."):
             shutil.copy2(f, out / f.name)
+    if bpe:
+        _edit_json(
+            out / "tokenizer_config.json", lambda tc: tc.__setitem__("tokenizer_class", "GPT2Tokenizer")
+        )
     tmpl = _template(base)
     if tmpl is not None:
 
@@ -498,7 +533,7 @@ def tiny_checkpoint(arch: str) -> pathlib.Path:
     :data:`ARCHS` or :data:`VARIANTS`."""
     if arch in VARIANTS:
         version = _VERSIONS.get(VARIANTS[arch][0], FIXTURE_VERSION)
-        if arch.endswith("-wide"):  # weights of their own
+        if arch in _OWN_WEIGHTS:
             return _build_once(
                 _versioned(version) / f"tiny-{arch}", version, lambda tmp: _build_model(arch, tmp)
             )
@@ -568,12 +603,42 @@ VARIANTS = {
         "phi3",
         "hidden 256, 4 layers: rows K-quants can take, so llama-quantize's per-tensor rules apply",
     ),
+    "granite-gpt2-tokenizer": ("granite", "tokenizer_class GPT2Tokenizer, as Granite 3 declares it"),
+    "phi3-gpt2-tokenizer": (
+        "phi3",
+        "Phi-4-mini's layout: a GPT2Tokenizer tokenizer.json (the Llama 3 vocabulary here), tied embeddings",
+    ),
+    "gemma3-bf16": ("gemma3", "weights in bf16, as published: llama.cpp widens to f32, then adds gemma's 1"),
+    "gemma3-f16": ("gemma3", "weights in f16: llama.cpp adds gemma's 1 in f16"),
+    "gemma3-multimodal": (
+        "gemma3",
+        "Gemma3ForConditionalGeneration (the 4B/12B/27B layout): a tiny SigLIP tower and projector beside the "
+        "text model, text_config nested, vocab 262208",
+    ),
 }
 
 
+def _cast_safetensors(src: pathlib.Path, dst: pathlib.Path, dtype: str) -> None:
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    t = getattr(torch, dtype)
+    save_file({k: v.to(t) for k, v in load_file(src).items()}, dst, metadata={"format": "pt"})
+
+
 def _build_variant(name: str, base: pathlib.Path, out: pathlib.Path) -> None:
+    cast = {"gemma3-bf16": "bfloat16", "gemma3-f16": "float16"}.get(name)
     for f in base.iterdir():
         if f.is_file() and not f.name.startswith("."):
+            if f.suffix == ".safetensors" and cast:
+                _cast_safetensors(f, out / f.name, cast)
+                continue
+            if f.suffix == ".safetensors":  # never edited: share the bytes where the file system can
+                try:
+                    os.link(f, out / f.name)
+                    continue
+                except OSError:
+                    pass
             shutil.copy2(f, out / f.name)
     cfg = json.loads((out / "config.json").read_text())
     if name == "gemma3-tokenizer-json":
@@ -582,6 +647,12 @@ def _build_variant(name: str, base: pathlib.Path, out: pathlib.Path) -> None:
         cfg = _v4_config(cfg)
     elif name.endswith("-sparse-config"):
         cfg = _sparse_config(cfg)
+    elif name == "granite-gpt2-tokenizer":
+        _edit_json(
+            out / "tokenizer_config.json", lambda tc: tc.__setitem__("tokenizer_class", "GPT2Tokenizer")
+        )
+    if cast:
+        cfg["dtype"] = cast
     (out / "config.json").write_text(json.dumps(cfg, indent=2))
 
 

@@ -8,7 +8,9 @@ What llama.cpp's convert_hf_to_gguf.py writes for
 - Qwen2ForCausalLM (``qwen2``: NeoX RoPE, so no permutation; q/k/v biases) and Qwen3ForCausalLM (``qwen3``:
   q/k RMSNorm, no biases);
 - Gemma3ForCausalLM (``gemma3``: every ``*norm.weight`` stored as ``1 + w``, post-attention / post-FFN norms,
-  llama.cpp's defaults for what the config leaves out, sliding window, final logit soft-capping);
+  llama.cpp's defaults for what the config leaves out, sliding window, final logit soft-capping), and the text
+  model of Gemma3ForConditionalGeneration (``language_model.`` dropped from names, the vision tower and
+  projector left out as ``TextModel.filter_tensors`` leaves them);
 - Phi3ForCausalLM (``phi3``: fused ``attn_qkv`` and gate/up ``ffn_up`` kept fused, partial rotary as
   ``rope.dimension_count``, LongRoPE as ``rope_factors_long/short`` tensors and ``rope.scaling.attn_factor``).
 Keys are written in the order convert_hf_to_gguf.py writes them (``TextModel.set_gguf_parameters`` and the
@@ -27,6 +29,7 @@ import numpy as np
 
 from qrt import FormatError, UnsupportedError
 
+from .config_defaults import with_defaults
 from .gguf_writer import FLOAT32, KV, STRING, UINT32
 
 #: HF architecture -> GGUF architecture
@@ -36,6 +39,7 @@ ARCHITECTURES = {
     "Qwen2ForCausalLM": "qwen2",
     "Qwen3ForCausalLM": "qwen3",
     "Gemma3ForCausalLM": "gemma3",
+    "Gemma3ForConditionalGeneration": "gemma3",  # the text model; the vision tower is left out
     "Phi3ForCausalLM": "phi3",
     "SmolLM3ForCausalLM": "smollm3",
     "GraniteForCausalLM": "granite",
@@ -43,133 +47,6 @@ ARCHITECTURES = {
 #: llama.cpp's ``LlamaModel`` and its subclasses: Q/K permuted, vocab_size and rope.dimension_count written,
 #: the vocabulary chosen as ``LlamaModel.set_vocab`` chooses it
 LLAMA_FAMILY = ("llama", "smollm3", "granite")
-
-# What transformers 5's config classes fill in when config.json leaves a field out. llama.cpp's converter
-# reads config.json through AutoConfig, so these defaults end up in its GGUF files; they are mirrored here
-# (transformers 5.23: LlamaConfig, MistralConfig, Qwen2Config) so a sparse config converts the same way.
-_CONFIG_DEFAULTS: dict[str, dict[str, Any]] = {
-    "LlamaForCausalLM": {
-        "vocab_size": 32000,
-        "hidden_size": 4096,
-        "intermediate_size": 11008,
-        "num_hidden_layers": 32,
-        "num_attention_heads": 32,
-        "max_position_embeddings": 2048,
-        "rms_norm_eps": 1e-06,
-        "head_dim": "n_embd/n_head",
-        "num_key_value_heads": "n_head",
-    },
-    "MistralForCausalLM": {
-        "vocab_size": 32000,
-        "hidden_size": 4096,
-        "intermediate_size": 14336,
-        "num_hidden_layers": 32,
-        "num_attention_heads": 32,
-        "num_key_value_heads": 8,
-        "max_position_embeddings": 131072,
-        "rms_norm_eps": 1e-06,
-        "head_dim": "n_embd/n_head",
-    },
-    "Qwen2ForCausalLM": {
-        "vocab_size": 151936,
-        "hidden_size": 4096,
-        "intermediate_size": 22016,
-        "num_hidden_layers": 32,
-        "num_attention_heads": 32,
-        "num_key_value_heads": 32,
-        "max_position_embeddings": 32768,
-        "rms_norm_eps": 1e-06,
-    },
-}
-_CONFIG_DEFAULTS |= {
-    "Qwen3ForCausalLM": {
-        "vocab_size": 151936,
-        "hidden_size": 4096,
-        "intermediate_size": 22016,
-        "num_hidden_layers": 32,
-        "num_attention_heads": 32,
-        "num_key_value_heads": 32,
-        "max_position_embeddings": 32768,
-        "rms_norm_eps": 1e-06,
-        "head_dim": 128,
-    },
-    "Gemma3ForCausalLM": {
-        "vocab_size": 262208,
-        "hidden_size": 2304,
-        "intermediate_size": 9216,
-        "num_hidden_layers": 26,
-        "num_attention_heads": 8,
-        "num_key_value_heads": 4,
-        "max_position_embeddings": 131072,
-        "rms_norm_eps": 1e-06,
-        "head_dim": 256,
-        "sliding_window": 4096,
-    },
-    "Phi3ForCausalLM": {
-        "vocab_size": 32064,
-        "hidden_size": 3072,
-        "intermediate_size": 8192,
-        "num_hidden_layers": 32,
-        "num_attention_heads": 32,
-        "num_key_value_heads": "n_head",
-        "max_position_embeddings": 4096,
-        "original_max_position_embeddings": 4096,
-        "rms_norm_eps": 1e-05,
-    },
-    "SmolLM3ForCausalLM": {
-        "vocab_size": 128256,
-        "hidden_size": 2048,
-        "intermediate_size": 11008,
-        "num_hidden_layers": 36,
-        "num_attention_heads": 16,
-        "num_key_value_heads": 4,
-        "max_position_embeddings": 32768,
-        "rms_norm_eps": 1e-06,
-    },
-    "GraniteForCausalLM": {
-        "vocab_size": 32000,
-        "hidden_size": 4096,
-        "intermediate_size": 11008,
-        "num_hidden_layers": 32,
-        "num_attention_heads": 32,
-        "num_key_value_heads": "n_head",
-        "max_position_embeddings": 2048,
-        "rms_norm_eps": 1e-06,
-        "embedding_multiplier": 1.0,
-        "residual_multiplier": 1.0,
-        "attention_multiplier": 1.0,
-        "logits_scaling": 1.0,
-    },
-}
-_DEFAULT_ROPE_THETA = 10000.0
-#: (global, sliding-window) RoPE bases of the config classes whose defaults are not 10000 / none
-_ROPE_THETA_DEFAULTS = {
-    "Gemma3ForCausalLM": (1_000_000.0, 10000.0),
-    "SmolLM3ForCausalLM": (2_000_000.0, None),
-}
-
-
-def _with_defaults(hf_arch: str, cfg: dict[str, Any]) -> dict[str, Any]:
-    out = dict(cfg)
-    for k, v in _CONFIG_DEFAULTS[hf_arch].items():
-        if out.get(k) is not None:
-            continue
-        if v == "n_head":
-            v = out.get("num_attention_heads")
-        elif v == "n_embd/n_head":
-            h, n = out.get("hidden_size"), out.get("num_attention_heads")
-            v = h // n if isinstance(h, int) and isinstance(n, int) and n > 0 else None
-        out[k] = v
-    rp = out.get("rope_parameters", out.get("rope_scaling"))
-    has_theta = out.get("rope_theta") is not None or (isinstance(rp, dict) and "rope_theta" in rp)
-    theta, local = _ROPE_THETA_DEFAULTS.get(hf_arch, (_DEFAULT_ROPE_THETA, None))
-    if not has_theta:
-        out["rope_theta"] = theta
-    has_local = isinstance(rp, dict) and ("sliding_attention" in rp or "full_attention" in rp)
-    if local is not None and not has_local and out.get("rope_local_base_freq") is None:
-        out["rope_local_base_freq"] = local
-    return out
-
 
 _LAYER = re.compile(r"model\.layers\.(\d+)\.(.+)")
 _LAYER_MAP = {
@@ -203,6 +80,49 @@ _GLOBAL_MAP = {
     "lm_head.weight": "output.weight",
 }
 _SKIP_SUFFIXES = (".rotary_emb.inv_freq", ".attention.masked_bias", ".attention.bias")
+# TextModel.filter_tensors: what llama.cpp leaves out of a multimodal checkpoint's text model
+_MULTIMODAL_PREFIXES = (
+    "mlp",
+    "vit.",
+    "vpm.",
+    "siglip2.",
+    "conformer.",
+    "merger.",
+    "resampler.",
+    "sound_encoder.",
+    "sound_projection.",
+    "speech_embeddings.",
+)
+_MULTIMODAL_PARTS = (
+    "visual.",
+    "vision.",
+    "audio.",
+    "talker.",
+    "vision_",
+    "audio_",
+    "token2wav.",
+    "code2wav.",
+    "projector.",
+    "pre_mm_projector_norm",
+    "image_newline",
+    "view_seperator",
+    "patch_embed",
+    "patch_embedding",
+    "patch_merger.",
+    "patch_merge_mlp.",
+    "model.connector.",
+)
+
+
+def _text_model_name(a: Architecture, hf: str) -> str | None:
+    """The name llama.cpp maps for checkpoint tensor ``hf``, or None for a tensor it leaves out."""
+    if not a.hf_arch.endswith("ForConditionalGeneration"):
+        return hf
+    if hf.startswith(_MULTIMODAL_PREFIXES) or any(part in hf for part in _MULTIMODAL_PARTS):
+        return None
+    return hf.replace("language_model.", "")
+
+
 _REQUIRED_LAYER = (
     "attn_norm.weight",
     "attn_q.weight",
@@ -261,6 +181,8 @@ class Architecture:
     kvs: list[KV] = field(default_factory=list)  #: hyperparameters, in convert_hf_to_gguf.py order
     #: keys convert_hf_to_gguf.py writes before general.* (phi3's generate_extra_tensors runs first)
     early_kvs: list[KV] = field(default_factory=list)
+    #: where convert_hf_to_gguf.py writes general.file_type among ``kvs`` (llama-quantize moves it to the end)
+    file_type_index: int = 0
 
     @property
     def head_dim(self) -> int:
@@ -312,7 +234,7 @@ def detect(config: dict[str, Any]) -> Architecture:
     if isinstance(cfg.get("text_config"), dict):
         cfg = {**cfg, **cfg["text_config"]}
     arch = ARCHITECTURES[hf_arch]
-    cfg = _with_defaults(hf_arch, cfg)
+    cfg = with_defaults(hf_arch, cfg)
     n_layer = _cfg_int(cfg, ("n_layers", "num_hidden_layers", "n_layer", "num_layers"))
     n_embd = _cfg_int(cfg, ("hidden_size", "n_embd", "dim"))
     n_head = _cfg_int(cfg, ("num_attention_heads", "n_head", "n_heads"))
@@ -446,7 +368,7 @@ def _hparams(a: Architecture) -> list[KV]:
     if head_dim is not None:
         k.add(f"{p}.attention.key_length", UINT32, head_dim)
         k.add(f"{p}.attention.value_length", UINT32, head_dim)
-    # general.file_type goes here in convert_hf_to_gguf.py; llama-quantize moves it to the end (converter.py)
+    a.file_type_index = len(k.d)  # TextModel.set_gguf_parameters ends with add_file_type
     if a.arch in LLAMA_FAMILY:
         k.add(f"{p}.vocab_size", UINT32, a.vocab_size)
         k.add(f"{p}.rope.dimension_count", UINT32, a.head_dim)
@@ -518,7 +440,7 @@ def _phi3_hparams(a: Architecture) -> list[KV]:
     if theta is None:
         raise FormatError("config.json: missing rope_theta")
     k.add(f"{p}.rope.freq_base", FLOAT32, theta)
-    # general.file_type here
+    a.file_type_index = len(k.d)
     k.add(
         f"{p}.attention.sliding_window", UINT32, _cfg_int(cfg, ("sliding_window",), required=False, lo=0) or 0
     )
@@ -608,12 +530,13 @@ def map_tensors(
     have: set[str] = set()
     layer_map = {**_LAYER_MAP, **_ARCH_LAYER_MAP.get(a.arch, {})}
     for hf, shape in names.items():
-        if hf.endswith(_SKIP_SUFFIXES):
+        name = _text_model_name(a, hf)
+        if name is None or name.endswith(_SKIP_SUFFIXES):
             continue
-        if hf in _GLOBAL_MAP:
-            g = _GLOBAL_MAP[hf]
+        if name in _GLOBAL_MAP:
+            g = _GLOBAL_MAP[name]
         else:
-            m = _LAYER.fullmatch(hf)
+            m = _LAYER.fullmatch(name)
             if not m or m.group(2) not in layer_map:
                 raise UnsupportedError(f"tensor {hf!r} has no GGUF name for {a.hf_arch}")
             layer = int(m.group(1))

@@ -151,6 +151,21 @@ def _gemma3_vocab_rows(hf_dir: pathlib.Path, arch: Architecture) -> int | None:
     return len(model["vocab"]) + len(added)
 
 
+def _convert_order(ckpt: Checkpoint, maps: list[TensorMap]) -> list[str]:
+    """convert_hf_to_gguf.py's tensor order: generated tensors first, then shard by shard (file names sorted),
+    each shard's tensors by checkpoint name (gguf-py's SafetensorsLocal sorts them as safetensors does)."""
+    out = [m.gguf_name for m in maps if m.hf_name is None]
+    by_file: dict[str, list[tuple[str, str]]] = {}
+    for m in maps:
+        if m.hf_name is not None:
+            by_file.setdefault(pathlib.Path(ckpt.file_of(m.hf_name).path).name, []).append(
+                (m.hf_name, m.gguf_name)
+            )
+    for name in sorted(by_file):
+        out += [g for _, g in sorted(by_file[name])]
+    return out
+
+
 def make_plan(ckpt: Checkpoint, ftype: str = "Q4_K_M", *, tokenizer_pre: str | None = None) -> Plan:
     """Decide metadata, tensor types and sizes for converting ``ckpt`` to ``ftype``."""
     ftype = ftype.upper()
@@ -159,7 +174,7 @@ def make_plan(ckpt: Checkpoint, ftype: str = "Q4_K_M", *, tokenizer_pre: str | N
     arch = detect(ckpt.config)
     shapes = {e.name: e.shape for e in ckpt}
     maps = {m.gguf_name: m for m in map_tensors(arch, shapes, _gemma3_vocab_rows(ckpt.dir, arch))}
-    order = tensor_order(list(maps))
+    order = tensor_order(list(maps))  # llama-quantize's, which its per-tensor rules count along
 
     src: list[tuple[str, tuple[int, ...], str]] = []
     for name in order:
@@ -177,7 +192,8 @@ def make_plan(ckpt: Checkpoint, ftype: str = "Q4_K_M", *, tokenizer_pre: str | N
     types = choose_types(src, ftype, ModelInfo(arch.arch, arch.n_layer, arch.n_head, arch.n_head_kv))
 
     tensors = []
-    for name in order:
+    float_file = ftype in ("F16", "BF16")
+    for name in _convert_order(ckpt, list(maps.values())) if float_file else order:
         m = maps[name]
         t = types[name]
         dt = ckpt.tensors[m.hf_name].dtype if m.hf_name is not None else "F32"
@@ -186,14 +202,20 @@ def make_plan(ckpt: Checkpoint, ftype: str = "Q4_K_M", *, tokenizer_pre: str | N
         )
 
     total_params = sum(math.prod(t.shape) for t in tensors)
+    file_type = KV("general.file_type", UINT32, FTYPES[ftype][0])
     kvs = [KV("general.architecture", STRING, arch.arch), *arch.early_kvs]
     kvs += _general_metadata(ckpt.dir, arch.arch, total_params)
-    kvs += arch.kvs
+    if float_file:  # as convert_hf_to_gguf.py writes them
+        kvs += [*arch.kvs[: arch.file_type_index], file_type, *arch.kvs[arch.file_type_index :]]
+        kvs.append(KV("general.quantization_version", UINT32, 2))
+    else:
+        kvs += arch.kvs
     try:
         kvs += vocab_metadata(ckpt.dir, arch, tokenizer_pre)
     except (AttributeError, TypeError, KeyError, IndexError) as e:  # JSON of an unexpected shape
         raise FormatError(f"{ckpt.dir}: tokenizer files have an unexpected structure: {e!r}") from None
-    kvs += [KV("general.quantization_version", UINT32, 2), KV("general.file_type", UINT32, FTYPES[ftype][0])]
+    if not float_file:  # as llama-quantize leaves them
+        kvs += [KV("general.quantization_version", UINT32, 2), file_type]
     notes = []
     if ftype == "NF4":
         kvs.append(KV("qrt.format_version", UINT32, NF4_FORMAT_VERSION))

@@ -296,7 +296,13 @@ def load_tokenizer(path: pathlib.Path):
 
 
 def pre_tokenizer_name(tok) -> tuple[str | None, str]:
-    """(llama.cpp's pre-tokenizer name or None, the hash) for a ``tokenizers.Tokenizer``."""
+    """(llama.cpp's pre-tokenizer name or None, the hash) for a ``tokenizers.Tokenizer``.
+
+    The tokenizer is tokenizer.json as written, which is what llama.cpp's table was made from. llama.cpp's
+    converter hashes what transformers' AutoTokenizer makes of the checkpoint instead; the two agree on every
+    checkpoint in the tests (Qwen2/Qwen3, Llama 3, SmolLM2/3, Granite, Gemma 3 tokenizer.json), but a
+    transformers 5 tokenizer class that rebuilds itself from vocab and merges alone (``GPT2Tokenizer`` when no
+    config.json picks another) would hash GPT-2's pre-tokenizer there, not the file's."""
     ids = tok.encode(CHECK_TEXT).ids
     h = hashlib.sha256(str(list(ids)).encode()).hexdigest()
     return PRE_TOKENIZERS.get(h), h
