@@ -82,9 +82,15 @@ def prompt_ids(model: qrt.Model) -> list[int]:
 
 
 def greedy(model: qrt.Model, ids: list[int], n: int) -> list[int]:
+    """n tokens by argmax (the lowest id on ties, as np.argmax and the oracle), one decode step each."""
+    native = model._native
+    native.clear(0)
+    logits = native.eval(np.array(ids, np.int32), 0)
     out: list[int] = []
     for _ in range(n):
-        out.append(int(np.argmax(model.logits([*ids, *out])[-1])))
+        out.append(int(np.argmax(logits)))
+        logits = native.eval(np.array(out[-1:], np.int32), 0)
+    native.clear(0)
     return out
 
 
