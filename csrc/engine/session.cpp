@@ -20,6 +20,8 @@ SessionParams checked(SessionParams p) {
                                     std::to_string(p.n_threads));
     if (p.n_seq_max < 1 || p.n_seq_max > 4096)
         throw std::invalid_argument("n_seq_max must be in [1, 4096], got " + std::to_string(p.n_seq_max));
+    if (p.n_kv_blocks < 0)
+        throw std::invalid_argument("n_kv_blocks must be >= 0, got " + std::to_string(p.n_kv_blocks));
     if (p.n_batch < 1) throw std::invalid_argument("n_batch must be >= 1, got " + std::to_string(p.n_batch));
     if (p.gpu_layers < -2)
         throw std::invalid_argument("gpu_layers must be >= -1 (-1: all) or -2 (auto), got " +
@@ -39,6 +41,7 @@ KvCacheShape kv_shape(const model::HParams& hp, const SessionParams& p, int n_la
     s.head_dim = int(hp.head_dim);
     s.n_ctx = p.n_ctx;
     s.n_seq_max = p.n_seq_max;
+    s.n_blocks = p.n_kv_blocks;
     return s;
 }
 
@@ -93,6 +96,17 @@ int Session::seq_len(int seq) const {
     check_seq(seq);
     std::lock_guard<std::mutex> lock(mutex_);
     return kv_.seq_len(seq);
+}
+
+int Session::n_free_kv_blocks() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return kv_.n_free_blocks();
+}
+
+int Session::kv_blocks_to_grow(int seq, int n) const {
+    check_seq(seq);
+    std::lock_guard<std::mutex> lock(mutex_);
+    return kv_.blocks_to_grow(seq, n);
 }
 
 void Session::eval(std::span<const int32_t> tokens, std::span<const int32_t> positions, int seq,

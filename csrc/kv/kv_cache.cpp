@@ -28,7 +28,9 @@ uint64_t physical_memory() {
 
 uint64_t KvCache::bytes_needed(const KvCacheShape& s) {
     if (s.n_layer < 0 || s.n_kv_head <= 0 || s.head_dim <= 0 || s.n_ctx <= 0 || s.n_seq_max <= 0) return 0;
-    const uint64_t blocks = uint64_t(s.n_seq_max) * ((uint64_t(s.n_ctx) + kKvBlockSize - 1) / kKvBlockSize);
+    const uint64_t blocks =
+        s.n_blocks > 0 ? uint64_t(s.n_blocks)
+                       : uint64_t(s.n_seq_max) * ((uint64_t(s.n_ctx) + kKvBlockSize - 1) / kKvBlockSize);
     // 2 (K and V) x 2 bytes (f16) x layers x blocks x heads x 16 x head_dim; every factor < 2^31, so
     // check each multiplication against overflow.
     const uint64_t factors[] = {blocks, uint64_t(s.n_layer), uint64_t(s.n_kv_head), uint64_t(s.head_dim),
@@ -44,11 +46,12 @@ uint64_t KvCache::bytes_needed(const KvCacheShape& s) {
 
 KvCache::KvCache(const KvCacheShape& shape) : shape_(shape), to_fp16_(kernels::quantize_row(TypeId::F16)) {
     if (shape.n_layer < 0 || shape.n_kv_head <= 0 || shape.head_dim <= 0 || shape.n_ctx <= 0 ||
-        shape.n_seq_max <= 0)
+        shape.n_seq_max <= 0 || shape.n_blocks < 0)
         throw std::invalid_argument("KV cache: every dimension must be positive (n_layer may be 0)");
     bytes_ = bytes_needed(shape);
     const uint64_t blocks_per_seq = (uint64_t(shape.n_ctx) + kKvBlockSize - 1) / kKvBlockSize;
-    const uint64_t n_blocks = uint64_t(shape.n_seq_max) * blocks_per_seq;
+    const uint64_t n_blocks =
+        shape.n_blocks > 0 ? uint64_t(shape.n_blocks) : uint64_t(shape.n_seq_max) * blocks_per_seq;
     const std::string what =
         "KV cache of " + std::to_string(shape.n_seq_max) + " x " + std::to_string(shape.n_ctx) + " tokens";
     if (bytes_ == 0 && shape.n_layer > 0)
@@ -104,8 +107,12 @@ void KvCache::reserve(int seq, int n) {
                                 std::to_string(shape_.n_ctx));
     auto& table = tables_[size_t(seq)];
     const size_t need_blocks = size_t((need_tokens + kKvBlockSize - 1) / kKvBlockSize);
+    // Cannot run dry with the default pool (each sequence's share is blocks_per_seq); a smaller one can.
+    if (need_blocks > table.size() && need_blocks - table.size() > free_.size())
+        throw std::length_error("sequence " + std::to_string(seq) + " needs " +
+                                std::to_string(need_blocks - table.size()) +
+                                " more KV blocks, the pool has " + std::to_string(free_.size()) + " free");
     while (table.size() < need_blocks) {
-        // Cannot be empty: each sequence's share of the pool is blocks_per_seq.
         table.push_back(free_.back());
         free_.pop_back();
     }

@@ -57,6 +57,10 @@ struct KvCacheShape {
     int n_kv_head = 0, head_dim = 0;
     int n_ctx = 0;      // tokens per sequence
     int n_seq_max = 1;  // sequences
+    // Blocks in the pool; 0: n_seq_max * ceil(n_ctx / 16), enough for every sequence at full length. A
+    // smaller pool is shared on demand (engine/scheduler.h admits and preempts by free blocks); reserve()
+    // then throws std::length_error when the pool runs dry.
+    int n_blocks = 0;
 };
 
 // One layer's K and V pools, each [n_blocks][n_kv_head][16][head_dim] f16.
@@ -78,6 +82,11 @@ class KvCache {
     uint64_t bytes() const { return bytes_; }
     int n_blocks() const { return n_blocks_; }
     int n_free_blocks() const { return int(free_.size()); }
+    // Blocks `seq` would need from the pool to grow by n tokens.
+    int blocks_to_grow(int seq, int n) const {
+        const int64_t len = len_.at(size_t(check_seq(seq)));
+        return int((len + n + kKvBlockSize - 1) / kKvBlockSize) - int(tables_[size_t(seq)].size());
+    }
     int seq_len(int seq) const { return len_.at(size_t(check_seq(seq))); }
     const std::vector<int32_t>& block_table(int seq) const { return tables_.at(size_t(check_seq(seq))); }
     // Halves in one K (or V) pool of one layer: n_blocks * n_kv_head * 16 * head_dim.
@@ -85,7 +94,8 @@ class KvCache {
     // The pools of the layers stored here, [shape().n_layer].
     const KvPools* pools() const { return pools_.data(); }
 
-    // Gives `seq` blocks for n more tokens. Throws std::length_error when it would exceed n_ctx.
+    // Gives `seq` blocks for n more tokens. Throws std::length_error when it would exceed n_ctx or the pool
+    // has too few free blocks (only possible with KvCacheShape::n_blocks set); nothing changes then.
     void reserve(int seq, int n);
     // Writes token t's K and V ([n_kv_head * head_dim] floats each, head-major) for `layer`; t must be
     // below the reserved capacity.
