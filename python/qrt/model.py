@@ -29,6 +29,7 @@ def load(
     n_seq_max: int = 8,
     kv_tokens: int | None = None,
     prefill_budget: int = 256,
+    max_waiting: int = 1 << 20,
     check_tensors: bool = False,
     require_gpu: bool = False,
 ) -> Model:
@@ -40,7 +41,8 @@ def load(
     front as address space and touched as it fills (MemoryError, stating the bytes, when it cannot be
     reserved); a smaller pool is shared on demand, admitting requests as blocks free up and preempting
     the youngest (recomputed later, same output) when it runs dry. ``prefill_budget`` caps the prompt
-    tokens evaluated per step while other sequences decode (chunked prefill). ``n_threads`` defaults to
+    tokens evaluated per step while other sequences decode (chunked prefill); more than ``max_waiting``
+    queued requests make a new one raise ``qrt.QueueFullError`` (a RuntimeError). ``n_threads`` defaults to
     the number of cores. ``check_tensors=True`` scans every weight for NaN/Inf and names the first bad
     tensor.
 
@@ -59,6 +61,7 @@ def load(
         n_seq_max=n_seq_max,
         kv_tokens=kv_tokens,
         prefill_budget=prefill_budget,
+        max_waiting=max_waiting,
         check_tensors=check_tensors,
         require_gpu=require_gpu,
     )
@@ -90,12 +93,14 @@ class Model:
         n_seq_max: int = 8,
         kv_tokens: int | None = None,
         prefill_budget: int = 256,
+        max_waiting: int = 1 << 20,
         check_tensors: bool = False,
         require_gpu: bool = False,
     ) -> None:
         n_ctx = _check_int("n_ctx", n_ctx, 1)
         n_seq_max = _check_int("n_seq_max", n_seq_max, 1, 256)
         self._prefill_budget = _check_int("prefill_budget", prefill_budget, 1)
+        self._max_waiting = _check_int("max_waiting", max_waiting, 1)
         n_kv_blocks = 0
         if kv_tokens is not None:
             kv_tokens = _check_int("kv_tokens", kv_tokens, n_ctx, (1 << 31) - 1)
@@ -165,7 +170,11 @@ class Model:
                 tok = self.tokenizer
                 pieces = [tok.token_to_piece(i) for i in range(self.n_vocab)]
                 self._engine = Engine(
-                    self._native, pieces, self._n_seq_max, prefill_budget=self._prefill_budget
+                    self._native,
+                    pieces,
+                    self._n_seq_max,
+                    prefill_budget=self._prefill_budget,
+                    max_waiting=self._max_waiting,
                 )
             return self._engine
 
@@ -251,7 +260,9 @@ class Model:
         """``async for piece in model.agenerate(prompt, ...)``: generate's text pieces for a coroutine,
         without blocking the event loop. Many coroutines (and threads) share the engine's steps. Takes
         generate's keyword arguments (not ``stream``); leaving the loop early cancels the request."""
-        async for text, _ev in self._agenerate_events(prompt, **kwargs):
+        kwargs.pop("stream", None)
+        ids, request = self._request(prompt, **kwargs)
+        async for text, _ev in self._submit_async(ids, request):
             if text:
                 yield text
 
@@ -368,15 +379,16 @@ class Model:
             if not finished:
                 engine.cancel(rid)
 
-    async def _agenerate_events(
-        self, prompt: str | Sequence[int], **kwargs: Any
-    ) -> AsyncIterator[tuple[str, Event]]:
-        """(text, event) for each event of one request, in a coroutine."""
-        kwargs.pop("stream", None)
-        ids, request = self._request(prompt, **kwargs)
+    def _submit_async(self, ids: np.ndarray, request: dict[str, Any]) -> AsyncIterator[tuple[str, Event]]:
+        """Queues a request now (raising ValueError / QueueFullError at once) and returns an async iterator
+        of (text, event) over its events; leaving it early cancels the request. Needs a running loop."""
         engine = self.engine
         q, sink = asyncio_sink()
         rid = engine.submit(ids, sink, **request)
+        return self._aevents(engine, rid, q)
+
+    @staticmethod
+    async def _aevents(engine: Engine, rid: int, q: Any) -> AsyncIterator[tuple[str, Event]]:
         utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         finished = False
         try:
