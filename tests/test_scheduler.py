@@ -182,3 +182,29 @@ def test_logits_alongside_generations(model: qrt.Model) -> None:
     t.join()
     assert (again == ref).all()
     assert out["a"] == model.generate(PROMPTS[1], max_tokens=30, temperature=0)
+
+
+def test_shared_prefix_is_computed_once(smollm2_path) -> None:
+    system = (
+        "<|im_start|>system\nYou are a careful assistant. Answer in one short sentence, without "
+        "lists, and never mention that you are an AI. Be concrete and friendly.<|im_end|>\n"
+    )
+    questions = ["What is the capital of France?", "Name a primary color.", "How many legs has a cat?"]
+    prompts = [f"{system}<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n" for q in questions]
+    with qrt.load(smollm2_path, n_ctx=256, n_threads=2, n_seq_max=4) as m:
+        n_system = len(m.tokenize(system, add_bos=None, special=True))
+        # cold: each prompt first in a fresh model has nothing to share
+        cold = []
+        for p in prompts:
+            with qrt.load(smollm2_path, n_ctx=256, n_threads=2, n_seq_max=1) as fresh:
+                cold.append(fresh.generate(p, max_tokens=12, temperature=0))
+                assert fresh.engine.scheduler.stats["prefix_hit_tokens"] == 0
+        warm = [m.generate(p, max_tokens=12, temperature=0) for p in prompts]
+        stats = m.engine.scheduler.stats
+        assert warm == cold
+        # the 2nd and 3rd prompts take the system prompt's full blocks from the cache
+        assert stats["prefix_hit_tokens"] >= 2 * (n_system // 16 * 16)
+        assert stats["kv_cached"] > 0 and stats["kv_free"] == stats["kv_blocks"]
+        # the same prompt again: everything but its last partial block is shared
+        again = m.generate(prompts[0], max_tokens=12, temperature=0)
+        assert again == cold[0]

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <iterator>
 #include <stdexcept>
 
 namespace qrt {
@@ -10,6 +11,24 @@ namespace {
 
 int blocks_for(int64_t n_tokens) {
     return int((n_tokens + kKvBlockSize - 1) / kKvBlockSize);
+}
+
+constexpr uint64_t kChainSeed = 0x51ed270b27a3c9d1ull;
+
+uint64_t mix64(uint64_t x) {  // splitmix64's finalizer
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+// The hash of a block given its parent's: covers every token from the start of the sequence.
+uint64_t chain_hash(uint64_t parent, const int32_t* tokens) {
+    uint64_t h = parent;
+    for (int i = 0; i < kKvBlockSize; ++i)
+        h = mix64(h ^ (uint64_t(uint32_t(tokens[i])) + 0x9e3779b97f4a7c15ull));
+    return h;
 }
 
 }  // namespace
@@ -48,9 +67,11 @@ struct Scheduler::Request {
     std::vector<int32_t> tokens;  // prompt, then the generated tokens (all recomputed after a preemption)
     int n_prompt;
     int n_generated = 0;
-    int slot = -1;     // Session sequence id while running
-    int n_cached = 0;  // tokens[0, n_cached) are in the slot's cache
-    int plan_n = 0;    // tokens to evaluate in this step
+    int slot = -1;                // Session sequence id while running
+    int n_cached = 0;             // tokens[0, n_cached) are in the slot's cache
+    int plan_n = 0;               // tokens to evaluate in this step
+    int n_registered = 0;         // leading full blocks known to the prefix cache
+    uint64_t chain = kChainSeed;  // the chain hash of those blocks
     bool preempted = false, done = false;
 
     int todo() const { return int(tokens.size()) - n_cached; }
@@ -161,10 +182,12 @@ void Scheduler::shutdown() {
 }
 
 SchedulerStats Scheduler::stats() const {
-    const int free = session_.n_free_kv_blocks();
+    const int evictable = session_.n_evictable_kv_blocks();
+    const int free = session_.n_free_kv_blocks() + evictable;
     std::lock_guard<std::mutex> lock(mutex_);
     SchedulerStats s = stats_;
     s.kv_free = free;
+    s.kv_cached = evictable;
     return s;
 }
 
@@ -178,6 +201,61 @@ void Scheduler::release_slot(Request& r) {
     free_slots_.push_back(r.slot);
     r.slot = -1;
     r.n_cached = 0;
+    r.n_registered = 0;
+    r.chain = kChainSeed;
+}
+
+int Scheduler::match_prefix(Request& r) {
+    if (!params_.prefix_cache) return 0;
+    match_.clear();
+    uint64_t h = kChainSeed;
+    const int k_max = (int(r.tokens.size()) - 1) / kKvBlockSize;  // leave at least one token to evaluate
+    for (int i = 0; i < k_max; ++i) {
+        const int32_t* t = r.tokens.data() + size_t(i) * kKvBlockSize;
+        const uint64_t next = chain_hash(h, t);
+        const auto it = prefix_.find(next);
+        if (it == prefix_.end()) break;
+        const PrefixEntry& e = it->second;
+        if (session_.kv_generation(e.block) != e.generation) {  // evicted since
+            prefix_.erase(it);
+            break;
+        }
+        if (!std::equal(t, t + kKvBlockSize, e.tokens)) break;  // a 64-bit collision
+        match_.push_back(e.block);
+        h = next;
+    }
+    const int k = int(match_.size());
+    work_.prefix_query_tokens += int64_t(r.tokens.size());
+    if (k == 0) return 0;
+    session_.kv_attach(r.slot, match_);
+    r.n_cached = k * kKvBlockSize;
+    r.n_registered = k;
+    r.chain = h;
+    work_.prefix_hit_tokens += int64_t(k) * kKvBlockSize;
+    return k;
+}
+
+void Scheduler::register_blocks(Request& r) {
+    if (!params_.prefix_cache) return;
+    while ((r.n_registered + 1) * kKvBlockSize <= r.n_cached) {
+        const int i = r.n_registered;
+        const int32_t* t = r.tokens.data() + size_t(i) * kKvBlockSize;
+        const uint64_t h = chain_hash(r.chain, t);
+        const auto it = prefix_.find(h);
+        if (it == prefix_.end() || session_.kv_generation(it->second.block) != it->second.generation) {
+            PrefixEntry e;
+            e.block = session_.kv_pin(r.slot, i);
+            e.generation = session_.kv_generation(e.block);
+            std::copy(t, t + kKvBlockSize, e.tokens);
+            prefix_[h] = e;
+        }
+        r.chain = h;
+        ++r.n_registered;
+    }
+    if (prefix_.size() > 2 * size_t(session_.n_kv_blocks()))  // drop the entries of evicted blocks
+        std::erase_if(prefix_, [&](const auto& kv) {
+            return session_.kv_generation(kv.second.block) != kv.second.generation;
+        });
 }
 
 void Scheduler::finish(Request& r, Finish f, std::string error) {
@@ -274,7 +352,9 @@ void Scheduler::step() {
         std::any_of(running_.begin(), running_.end(), [](const auto& r) { return r->decoding(); });
     int budget = any_decoding ? params_.prefill_budget : params_.prefill_budget_idle;
     int planned_blocks = 0;
-    auto free_blocks = [&] { return session_.n_free_kv_blocks() - planned_blocks; };
+    auto free_blocks = [&] {
+        return session_.n_free_kv_blocks() + session_.n_evictable_kv_blocks() - planned_blocks;
+    };
 
     // Gets `need` blocks for r, preempting younger requests (youngest first) while the pool is short.
     // False when even that is not enough: r is then the youngest of those that could give way.
@@ -333,6 +413,7 @@ void Scheduler::step() {
         r.slot = free_slots_.back();
         free_slots_.pop_back();
         r.n_cached = 0;
+        match_prefix(r);
         r.plan_n = std::min(r.todo(), budget);
         planned_blocks += session_.kv_blocks_to_grow(r.slot, r.plan_n);
         budget -= r.plan_n;
@@ -369,6 +450,7 @@ void Scheduler::step() {
     for (size_t i = 0; i < batch_reqs_.size(); ++i) {
         Request& r = *batch_reqs_[i];
         r.n_cached += r.plan_n;
+        register_blocks(r);
         if (!(r.plan_n == 1 && r.n_generated > 0)) work_.tokens_prefilled += r.plan_n;
         if (r.todo() > 0) continue;  // more prompt to go
         const float* row = logits_.data() + i * size_t(n_vocab_);

@@ -17,6 +17,12 @@
 // its sampler state is kept, so its output is unchanged. Cancellation (cancel(), e.g. a client that went
 // away or Ctrl-C) frees the sequence's blocks at the start of the next step (at once when idle).
 //
+// Prefix cache: every full block a request computes is pinned in the KV cache under a hash of all the
+// tokens up to its end (vLLM's scheme: hash(parent's hash, its 16 tokens)); a request admitted later whose
+// tokens start with the same blocks attaches them (shared by reference count) and evaluates only the rest
+// (always at least its last token, for the logits). Blocks no sequence holds stay cached until the pool
+// needs them, the least recently released first (kv/kv_cache.h).
+//
 // Batch invariance: the forward gives each token the same bits whatever else is in the batch, and every
 // per-request state (sampler, RNG, stop matcher) is the request's own, so a request's tokens do not depend
 // on the other requests, on preemption or on how its prompt was chunked.
@@ -44,6 +50,7 @@ struct SchedulerParams {
     int prefill_budget = 256;      // prompt tokens per step while other sequences decode, >= 1
     int prefill_budget_idle = 0;   // ... and when none decodes; 0: the Session's n_batch
     size_t max_waiting = 1 << 20;  // submit() refuses more waiting requests (QueueFullError)
+    bool prefix_cache = true;      // share full blocks of identical prefixes between requests
 };
 
 struct RequestOptions {
@@ -82,11 +89,14 @@ class QueueFullError : public std::runtime_error {
 };
 
 struct SchedulerStats {
-    int running = 0, waiting = 0;    // requests holding a slot / queued
-    int kv_blocks = 0, kv_free = 0;  // the Session's pool
-    int64_t steps = 0;               // eval_batch calls
-    int64_t tokens_decoded = 0;      // sampled tokens
-    int64_t tokens_prefilled = 0;    // prompt (and recomputed) tokens evaluated
+    int running = 0, waiting = 0;     // requests holding a slot / queued
+    int kv_blocks = 0, kv_free = 0;   // the Session's pool; free includes evictable cached blocks
+    int kv_cached = 0;                // cached blocks no sequence holds (evictable)
+    int64_t prefix_hit_tokens = 0;    // prompt tokens taken from the prefix cache at admission
+    int64_t prefix_query_tokens = 0;  // prompt tokens at admission (hit rate: hits / queries)
+    int64_t steps = 0;                // eval_batch calls
+    int64_t tokens_decoded = 0;       // sampled tokens
+    int64_t tokens_prefilled = 0;     // prompt (and recomputed) tokens evaluated
     int64_t preemptions = 0;
     int64_t max_batch = 0;  // most tokens in one step
 };
@@ -155,6 +165,15 @@ class Scheduler {
     std::vector<Request*> batch_reqs_;
     std::vector<int> batch_n_;
     std::vector<float> logits_;  // [n_seq][n_vocab]
+    struct PrefixEntry {
+        int32_t block;
+        uint32_t generation;  // the block's generation when pinned: stale once evicted
+        int32_t tokens[kKvBlockSize];
+    };
+    std::unordered_map<uint64_t, PrefixEntry> prefix_;  // chain hash -> cached block
+    std::vector<int32_t> match_;
+    int match_prefix(Request& r);      // attaches r's cached leading blocks; returns how many
+    void register_blocks(Request& r);  // pins r's newly full blocks
     std::vector<TokenEvent> out_;
     SchedulerStats work_;  // copied into stats_ after each step
 

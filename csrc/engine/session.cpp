@@ -109,6 +109,33 @@ int Session::kv_blocks_to_grow(int seq, int n) const {
     return kv_.blocks_to_grow(seq, n);
 }
 
+int Session::n_evictable_kv_blocks() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return kv_.n_evictable_blocks();
+}
+
+void Session::kv_attach(int seq, std::span<const int32_t> blocks) {
+    check_seq(seq);
+    std::lock_guard<std::mutex> lock(mutex_);
+    kv_.attach(seq, blocks.data(), int(blocks.size()));
+}
+
+int32_t Session::kv_pin(int seq, int i) {
+    check_seq(seq);
+    std::lock_guard<std::mutex> lock(mutex_);
+    return kv_.pin(seq, i);
+}
+
+void Session::kv_unpin(int32_t block) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    kv_.unpin(block);
+}
+
+uint32_t Session::kv_generation(int32_t block) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return kv_.generation(block);
+}
+
 void Session::eval(std::span<const int32_t> tokens, std::span<const int32_t> positions, int seq,
                    float* logits, bool all_logits) {
     check_seq(seq);

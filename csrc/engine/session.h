@@ -52,6 +52,12 @@ class Session {
     int n_free_kv_blocks() const;
     // Blocks sequence `seq` would take from the pool to grow by n tokens.
     int kv_blocks_to_grow(int seq, int n) const;
+    // Prefix sharing (kv/kv_cache.h: attach, pin, unpin, generation), for the scheduler's prefix cache.
+    int n_evictable_kv_blocks() const;
+    void kv_attach(int seq, std::span<const int32_t> blocks);
+    int32_t kv_pin(int seq, int i);
+    void kv_unpin(int32_t block);
+    uint32_t kv_generation(int32_t block) const;
 
     // Appends tokens to sequence `seq` at the given positions (empty: continuing the sequence, n_past + i)
     // and writes logits into `logits`:

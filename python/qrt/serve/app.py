@@ -293,6 +293,14 @@ def create_app(
             ("qrt_generation_tokens_total", "counter", st["tokens_decoded"], "tokens generated"),
             ("qrt_prompt_tokens_total", "counter", st["tokens_prefilled"], "prompt tokens evaluated"),
             ("qrt_preemptions_total", "counter", st["preemptions"], "sequences preempted for recompute"),
+            ("qrt_kv_blocks_cached", "gauge", st["kv_cached"], "KV blocks kept only by the prefix cache"),
+            ("qrt_prefix_cache_hit_tokens_total", "counter", st["prefix_hit_tokens"], "prompt tokens reused"),
+            (
+                "qrt_prefix_cache_query_tokens_total",
+                "counter",
+                st["prefix_query_tokens"],
+                "prompt tokens looked up",
+            ),
         ):
             lines += [f"# HELP {name} {doc}", f"# TYPE {name} {kind}", f"{name} {value}"]
         return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
