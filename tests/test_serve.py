@@ -283,6 +283,19 @@ def test_client_disconnects_free_their_blocks(server: Server) -> None:
         conn.close()
     m = server.wait_idle()
     assert m["qrt_requests_running"] == 0 and m["qrt_kv_blocks_used"] == 0
+    # not streamed: the client sends its request and leaves before the answer
+    for _ in range(5):
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+        body = json.dumps({"prompt": PROMPT, "max_tokens": 200, "ignore_eos": True}).encode()
+        sock.sendall(
+            b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        time.sleep(0.05)
+        sock.close()
+    m = server.wait_idle()
+    assert m["qrt_requests_running"] == 0 and m["qrt_kv_blocks_used"] == 0
 
 
 def test_sixteen_concurrent_clients_get_what_each_gets_alone(server: Server) -> None:

@@ -37,9 +37,9 @@ def load(
 
     Up to ``n_seq_max`` generations run at once, batched step by step (continuous batching); more wait in
     a queue. Each may use up to ``n_ctx`` tokens of context. The paged KV cache holds ``kv_tokens`` tokens
-    (default: ``n_ctx`` for each sequence, and one more ``n_ctx`` for :meth:`Model.logits`), reserved up
-    front as address space and touched as it fills (MemoryError, stating the bytes, when it cannot be
-    reserved); a smaller pool is shared on demand, admitting requests as blocks free up and preempting
+    (default: ``n_ctx`` for each sequence, and one more ``n_ctx`` for :meth:`Model.logits`; ``2 * n_ctx``
+    when that is more than the machine's memory), reserved up front as address space and touched as it
+    fills (MemoryError, stating the bytes, when it cannot be reserved); a smaller pool is shared on demand, admitting requests as blocks free up and preempting
     the youngest (recomputed later, same output) when it runs dry. ``prefill_budget`` caps the prompt
     tokens evaluated per step while other sequences decode (chunked prefill); more than ``max_waiting``
     queued requests make a new one raise ``qrt.QueueFullError`` (a RuntimeError). ``n_threads`` defaults to
@@ -114,17 +114,28 @@ class Model:
                 _check_tensors(f)
             # the file rather than the metadata dict: its GGUF value types spare checking every vocabulary entry
             self.tokenizer = Tokenizer.from_gguf(f)
+
         # sequence 0 serves logits(); the engine's scheduler runs generations on sequences 1..n_seq_max
-        self._native = _C.Model(
-            self.path,
-            n_ctx,
-            threads,
-            n_seq_max + 1,
-            gpu_layers=n_gpu,
-            device=device,
-            device_free_bytes=device_free,
-            n_kv_blocks=n_kv_blocks,
-        )
+        def native(n_kv_blocks: int) -> Any:
+            return _C.Model(
+                self.path,
+                n_ctx,
+                threads,
+                n_seq_max + 1,
+                gpu_layers=n_gpu,
+                device=device,
+                device_free_bytes=device_free,
+                n_kv_blocks=n_kv_blocks,
+            )
+
+        try:
+            self._native = native(n_kv_blocks)
+        except MemoryError:
+            if kv_tokens is not None or n_seq_max == 1:
+                raise
+            # the default pool (n_ctx per sequence) is more than this machine holds: share two contexts'
+            # worth between the sequences (admission and preemption by free blocks do the rest)
+            self._native = native(-(-2 * n_ctx // 16))
         self._n_seq_max = n_seq_max
         self._engine: Engine | None = None
         #: None when every layer runs on the CPU; else what went to the device and its memory by part

@@ -10,6 +10,7 @@ naming the field, and nothing reaches the engine unchecked. With an API key ever
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import math
@@ -230,14 +231,15 @@ def create_app(
     async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
         return exc.response()
 
-    @app.middleware("http")
-    async def auth(request: Request, call_next: Callable) -> Response:
-        if state.api_key is not None and request.url.path.startswith("/v1"):
-            header = request.headers.get("authorization", "")
-            given = header[7:] if header[:7].lower() == "bearer " else ""
-            if not hmac.compare_digest(given.encode(), state.api_key.encode()):
-                return ApiError(401, "invalid or missing API key", code="invalid_api_key").response()
-        return await call_next(request)
+    def authorize(request: Request) -> None:
+        """Every /v1 route: the API key, when one is set (a plain check, not a middleware, so that the
+        routes receive the client's disconnect unwrapped)."""
+        if state.api_key is None:
+            return
+        header = request.headers.get("authorization", "")
+        given = header[7:] if header[:7].lower() == "bearer " else ""
+        if not hmac.compare_digest(given.encode(), state.api_key.encode()):
+            raise ApiError(401, "invalid or missing API key", code="invalid_api_key")
 
     def model() -> qrt.Model:
         if state.model is None:
@@ -306,17 +308,24 @@ def create_app(
         return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 
     @app.get("/v1/models")
-    async def models() -> JSONResponse:
+    async def models(request: Request) -> JSONResponse:
+        authorize(request)
         model()
         card = {"id": state.name, "object": "model", "created": state.created, "owned_by": "qrt"}
         return JSONResponse({"object": "list", "data": [card]})
 
     async def run(
-        m: qrt.Model, prompt: str | list[int], kw: dict, stream: bool, usage: bool, chat: bool
+        request: Request,
+        m: qrt.Model,
+        prompt: str | list[int],
+        kw: dict,
+        stream: bool,
+        usage: bool,
+        chat: bool,
     ) -> Response:
         try:
-            ids, request = m._request(prompt, **kw)
-            events = m._submit_async(ids, request)
+            ids, submit_kw = m._request(prompt, **kw)
+            events = m._submit_async(ids, submit_kw)
         except qrt.QueueFullError as e:
             raise ApiError(503, str(e)) from None
         except (ValueError, TypeError) as e:
@@ -333,13 +342,31 @@ def create_app(
             }
 
         if not stream:
-            texts, last = [], None
-            async for text, ev in events:
-                texts.append(text)
-                last = ev
-            assert last is not None
+            texts: list[str] = []
+            last: list[Event] = []
+
+            async def collect() -> None:
+                async for text, ev in events:
+                    texts.append(text)
+                    last.append(ev)
+
+            async def disconnected() -> None:
+                while (await request.receive())["type"] != "http.disconnect":
+                    pass
+
+            # a client that goes away before the answer is ready cancels its request (and frees its blocks)
+            work, watch = asyncio.ensure_future(collect()), asyncio.ensure_future(disconnected())
+            await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
+            if not work.done():
+                work.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await work
+                return Response(status_code=499)
+            watch.cancel()
+            work.result()
+            last = last[-1:]
             text = "".join(texts)
-            choice: dict[str, Any] = {"index": 0, "finish_reason": last.finish}
+            choice: dict[str, Any] = {"index": 0, "finish_reason": last[0].finish}
             if chat:
                 choice["message"] = {"role": "assistant", "content": text}
             else:
@@ -350,7 +377,7 @@ def create_app(
                 "created": created,
                 "model": state.name,
                 "choices": [choice],
-                "usage": usage_of(last),
+                "usage": usage_of(last[0]),
             }
             return JSONResponse(body)
 
@@ -402,14 +429,16 @@ def create_app(
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
+        authorize(request)
         m = model()
         body = await read_json(request)
         prompt = _prompt(body)
         kw, stream = _sampling(body, 16)
-        return await run(m, prompt, kw, stream, stream and _include_usage(body), chat=False)
+        return await run(request, m, prompt, kw, stream, stream and _include_usage(body), chat=False)
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
+        authorize(request)
         m = model()
         body = await read_json(request)
         messages = _messages(body)
@@ -422,6 +451,6 @@ def create_app(
             ) from None
         if kw["max_tokens"] is None:
             kw["max_tokens"] = m.n_ctx  # the rest of the context
-        return await run(m, prompt, kw, stream, stream and _include_usage(body), chat=True)
+        return await run(request, m, prompt, kw, stream, stream and _include_usage(body), chat=True)
 
     return app
