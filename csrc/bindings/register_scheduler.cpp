@@ -28,10 +28,18 @@ std::vector<int32_t> to_vector(const TokenArray& a) {
     return std::vector<int32_t>(a.data(), a.data() + a.size());
 }
 
+// None: empty (a default that builds no numpy array, so that importing qrt._C does not import numpy).
+std::vector<int32_t> optional_ids(const py::object& o) {
+    if (o.is_none()) return {};
+    const TokenArray a = TokenArray::ensure(o);
+    if (!a) throw py::type_error("token ids must be a 1-D integer array");
+    return to_vector(a);
+}
+
 int64_t submit(Scheduler& s, const TokenArray& prompt, int64_t max_tokens, double temperature, int64_t top_k,
                double top_p, double min_p, double repeat_penalty, double frequency_penalty,
-               double presence_penalty, int64_t penalty_last_n, const py::object& seed, const TokenArray& eog,
-               const TokenArray& suppress, std::vector<std::string> stop) {
+               double presence_penalty, int64_t penalty_last_n, const py::object& seed, const py::object& eog,
+               const py::object& suppress, std::vector<std::string> stop) {
     SamplingParams::validate(temperature, top_k, top_p, min_p, repeat_penalty, frequency_penalty,
                              presence_penalty, penalty_last_n);
     if (max_tokens < 0) throw py::value_error("max_tokens must be >= 0, got " + std::to_string(max_tokens));
@@ -54,8 +62,8 @@ int64_t submit(Scheduler& s, const TokenArray& prompt, int64_t max_tokens, doubl
             throw py::value_error("seed must be in [0, 4294967295], got " + std::to_string(v));
         p.seed = uint32_t(v);
     }
-    o.eog = to_vector(eog);
-    o.suppress = to_vector(suppress);
+    o.eog = optional_ids(eog);
+    o.suppress = optional_ids(suppress);
     o.stop = std::move(stop);
     py::gil_scoped_release release;
     return s.submit(std::move(o));
@@ -126,8 +134,8 @@ void register_scheduler(py::module_& m) {
             "pieces: each token's bytes (n_vocab of them). Starts the stepping thread.")
         .def("submit", &submit, "prompt"_a, "max_tokens"_a, "temperature"_a = 0.8, "top_k"_a = 40,
              "top_p"_a = 0.95, "min_p"_a = 0.05, "repeat_penalty"_a = 1.0, "frequency_penalty"_a = 0.0,
-             "presence_penalty"_a = 0.0, "penalty_last_n"_a = 64, "seed"_a = py::none(),
-             "eog"_a = TokenArray(0), "suppress"_a = TokenArray(0), "stop"_a = std::vector<std::string>{},
+             "presence_penalty"_a = 0.0, "penalty_last_n"_a = 64, "seed"_a = py::none(), "eog"_a = py::none(),
+             "suppress"_a = py::none(), "stop"_a = std::vector<std::string>{},
              "Queues a request; returns its id. ValueError for bad arguments or a prompt that does not fit,\n"
              "QueueFullError when too many requests wait.")
         .def("cancel", &Scheduler::cancel, "request"_a, py::call_guard<py::gil_scoped_release>(),

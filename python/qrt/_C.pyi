@@ -176,6 +176,7 @@ class Scheduler:
         prefill_budget: typing.SupportsInt = 256,
         prefill_budget_idle: typing.SupportsInt = 0,
         max_waiting: typing.SupportsInt = 1048576,
+        prefix_cache: bool = True,
     ) -> None: ...
     def submit(
         self,
@@ -190,8 +191,8 @@ class Scheduler:
         presence_penalty: typing.SupportsFloat = 0.0,
         penalty_last_n: typing.SupportsInt = 64,
         seed: typing.Any = None,
-        eog: numpy.typing.ArrayLike = ...,
-        suppress: numpy.typing.ArrayLike = ...,
+        eog: numpy.typing.ArrayLike | None = None,
+        suppress: numpy.typing.ArrayLike | None = None,
         stop: collections.abc.Sequence[str] = [],
     ) -> int: ...
     def cancel(self, request: typing.SupportsInt) -> None: ...
