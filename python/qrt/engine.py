@@ -10,9 +10,11 @@ tokens, stop strings, end-of-generation tokens and max_tokens are handled in C++
 from __future__ import annotations
 
 import asyncio
+import atexit
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -57,11 +59,32 @@ class Engine:
         self._routes: dict[int, Sink] = {}
         self._pending: dict[int, list[Event]] = {}  # events that arrived before their sink was registered
         self._lock = threading.Lock()
-        #: seconds the pump spent routing events in Python, and the batches it routed (per-step cost)
-        self.pump_seconds = 0.0
-        self.pump_batches = 0
-        self._thread = threading.Thread(target=self._pump, name="qrt-engine-pump", daemon=True)
+        self._counters = [0.0, 0]  # the pump's seconds routing events in Python, and its batches
+        # The pump holds no reference to the engine, so an engine nobody uses is collected (and closed).
+        self._thread = threading.Thread(
+            target=_pump,
+            args=(self.scheduler, self._routes, self._pending, self._lock, self._counters),
+            name="qrt-engine-pump",
+            daemon=True,
+        )
         self._thread.start()
+        _engines.add(self)
+
+    @property
+    def pump_seconds(self) -> float:
+        """Seconds the pump thread spent routing events in Python (the per-step Python cost)."""
+        return self._counters[0]
+
+    @property
+    def pump_batches(self) -> int:
+        """Batches of events the pump routed (one per step that produced events)."""
+        return self._counters[1]
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
 
     def submit(self, ids: np.ndarray, sink: Sink, **kwargs: Any) -> int:
         """Queues a request; its events go to ``sink`` (called on the pump thread) until one has a finish."""
@@ -77,6 +100,8 @@ class Engine:
         self.scheduler.cancel(rid)
 
     def close(self) -> None:
+        """Cancels what is in flight and stops the pump (before interpreter exit too: a daemon thread
+        woken in C++ during finalization would abort the process)."""
         self.scheduler.shutdown()
         if threading.current_thread() is not self._thread:
             self._thread.join()
@@ -90,33 +115,49 @@ class Engine:
         except RuntimeError:  # an event loop that has gone away: nobody waits for this request any more
             pass
 
-    def _pump(self) -> None:
-        sched = self.scheduler
-        while True:
-            raw = sched.wait_events(0.5)
-            if raw is None:
-                return
-            if not raw:
-                continue
-            t0 = time.perf_counter()
-            with self._lock:
-                routed = []
-                for item in raw:
-                    ev = Event(*item)
-                    sink = self._routes.get(ev.request)
-                    if sink is None:
-                        self._pending.setdefault(ev.request, []).append(ev)
-                    else:
-                        routed.append((ev, sink))
-                        if ev.finish is not None:
-                            del self._routes[ev.request]
-            for ev, sink in routed:
-                try:
-                    sink(ev)
-                except RuntimeError:
-                    pass
-            self.pump_seconds += time.perf_counter() - t0
-            self.pump_batches += 1
+
+_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_engines() -> None:
+    for engine in list(_engines):
+        engine.close()
+
+
+def _pump(
+    sched: Any,
+    routes: dict[int, Sink],
+    pending: dict[int, list[Event]],
+    lock: threading.Lock,
+    counters: list,
+) -> None:
+    """The pump thread: drains the scheduler's events, one batch per step, into their sinks."""
+    while True:
+        raw = sched.wait_events(0.5)
+        if raw is None:
+            return
+        if not raw:
+            continue
+        t0 = time.perf_counter()
+        with lock:
+            routed = []
+            for item in raw:
+                ev = Event(*item)
+                sink = routes.get(ev.request)
+                if sink is None:
+                    pending.setdefault(ev.request, []).append(ev)
+                else:
+                    routed.append((ev, sink))
+                    if ev.finish is not None:
+                        del routes[ev.request]
+        for ev, sink in routed:
+            try:
+                sink(ev)
+            except RuntimeError:  # an event loop that has gone away: nobody waits for this request
+                pass
+        counters[0] += time.perf_counter() - t0
+        counters[1] += 1
 
 
 def queue_sink() -> tuple[queue.SimpleQueue[Event], Sink]:
