@@ -9,6 +9,7 @@ coroutines share the engine's steps.
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
 
@@ -208,3 +209,24 @@ def test_shared_prefix_is_computed_once(smollm2_path) -> None:
         # the same prompt again: everything but its last partial block is shared
         again = m.generate(prompts[0], max_tokens=12, temperature=0)
         assert again == cold[0]
+
+
+def test_engine_threads_end_with_the_model(smollm2_path) -> None:
+    def pumps() -> int:
+        return sum(t.name == "qrt-engine-pump" for t in threading.enumerate())
+
+    before = pumps()
+    for _ in range(2):
+        m = qrt.load(smollm2_path, n_ctx=64, n_threads=2, n_seq_max=2)
+        m.generate("Hi", max_tokens=2)
+        assert pumps() == before + 1
+        m.close()
+        assert pumps() == before
+    m = qrt.load(smollm2_path, n_ctx=64, n_threads=2, n_seq_max=2)
+    next(iter(m.generate("Hi", max_tokens=50, ignore_eos=True, stream=True)))
+    del m  # never closed: collected, its engine closes
+    gc.collect()
+    deadline = time.monotonic() + 5
+    while pumps() != before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert pumps() == before
