@@ -390,3 +390,17 @@ def test_full_queue_is_503_and_sigterm_finishes_in_flight(smollm2_path) -> None:
                 assert r["usage"]["completion_tokens"] == 48
     finally:
         s.stop()
+
+
+def test_a_file_that_does_not_load_exits_1(tmp_path) -> None:
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF" + b"\x00" * 60)
+    run = subprocess.run(
+        [sys.executable, "-m", "qrt.serve", "-m", str(bad), "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)),
+    )
+    assert run.returncode == 1
+    assert "qrt-serve: error: " in run.stderr and "bad.gguf" in run.stderr

@@ -204,8 +204,10 @@ def create_app(
     served_model_name: str,
     api_key: str | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
+    on_load_error: Callable[[str], None] | None = None,
 ) -> FastAPI:
-    """The app; ``load`` is called on a thread at startup (/health answers 503 until it returns)."""
+    """The app; ``load`` is called on a thread at startup (/health answers 503 until it returns). If it
+    raises, /health reports the error and ``on_load_error`` (e.g. stop the server) is called with it."""
     state = State(served_model_name, api_key)
 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -214,6 +216,8 @@ def create_app(
                 state.model = load()
             except Exception as e:  # reported by /health
                 state.error = f"{type(e).__name__}: {e}"
+                if on_load_error is not None:
+                    on_load_error(str(e))
 
         thread = threading.Thread(target=loader, name="qrt-serve-load", daemon=True)
         thread.start()

@@ -41,11 +41,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    import uvicorn
+    try:
+        import uvicorn
 
+        from .app import create_app
+    except ImportError as e:
+        print(f"qrt-serve: error: {e.name} is missing: pip install 'qrt[serve]'", file=sys.stderr)
+        return 1
     import qrt
-
-    from .app import create_app
 
     path = args.model
     if path is None:
@@ -67,7 +70,16 @@ def main(argv: list[str] | None = None) -> int:
             max_waiting=args.max_waiting,
         )
 
-    app = create_app(load, served_model_name=name, api_key=args.api_key)
+    failed: list[str] = []
+    server: uvicorn.Server | None = None
+
+    def on_load_error(message: str) -> None:
+        print(f"qrt-serve: error: {message}", file=sys.stderr, flush=True)
+        failed.append(message)
+        if server is not None:
+            server.should_exit = True
+
+    app = create_app(load, served_model_name=name, api_key=args.api_key, on_load_error=on_load_error)
     config = uvicorn.Config(
         app,
         host=args.host,
@@ -81,5 +93,6 @@ def main(argv: list[str] | None = None) -> int:
     # and afterwards raises the signal again for the handler it found: make that a no-op, so the exit is 0.
     signal.signal(signal.SIGTERM, lambda *_: None)
     signal.signal(signal.SIGINT, lambda *_: None)
-    uvicorn.Server(config).run()
-    return 0
+    server = uvicorn.Server(config)
+    server.run()
+    return 1 if failed else 0
