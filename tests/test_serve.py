@@ -404,3 +404,40 @@ def test_a_file_that_does_not_load_exits_1(tmp_path) -> None:
     )
     assert run.returncode == 1
     assert "qrt-serve: error: " in run.stderr and "bad.gguf" in run.stderr
+
+
+def test_logprobs(server: Server, local: qrt.Model) -> None:
+    import numpy as np
+
+    c = server.client()
+    r = c.completions.create(model="x", prompt=PROMPT, max_tokens=6, temperature=0, logprobs=3)
+    lp = r.choices[0].logprobs
+    assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == 6
+    assert "".join(lp.tokens) == r.choices[0].text
+    assert lp.text_offset[0] == 0 and lp.text_offset[1] == len(lp.tokens[0])
+    for tok, best, top in zip(lp.tokens, lp.token_logprobs, lp.top_logprobs, strict=True):
+        assert len(top) == 3 and max(top.values()) == pytest.approx(best, abs=1e-6) and top[tok] == best
+    # the first token's log-probability from a full forward of the prompt
+    logits = local.logits(local.tokenize(PROMPT, add_bos=None))[-1].astype(np.float64)
+    want = logits.max() - (logits.max() + np.log(np.exp(logits - logits.max()).sum()))
+    assert lp.token_logprobs[0] == pytest.approx(want, abs=1e-3)
+    # chat: logprobs + top_logprobs, streamed and not; the end-of-generation token is not listed
+    messages = [{"role": "user", "content": "Say hi"}]
+    r = c.chat.completions.create(
+        model="x", messages=messages, max_tokens=40, temperature=0, logprobs=True, top_logprobs=2
+    )
+    content = r.choices[0].logprobs.content
+    assert "".join(t.token for t in content) == r.choices[0].message.content
+    assert all(len(t.top_logprobs) == 2 for t in content)
+    assert len(content) == r.usage.completion_tokens - (r.choices[0].finish_reason == "stop")
+    chunks = list(
+        c.chat.completions.create(
+            model="x", messages=messages, max_tokens=40, temperature=0, logprobs=True, stream=True
+        )
+    )
+    streamed = [
+        t for ch in chunks if ch.choices and ch.choices[0].logprobs for t in ch.choices[0].logprobs.content
+    ]
+    assert [t.token for t in streamed] == [t.token for t in content]
+    status, err, _ = server.post("/v1/completions", {"prompt": PROMPT, "logprobs": 21})
+    assert status == 400 and "logprobs" in err["error"]["message"]

@@ -39,7 +39,7 @@ std::vector<int32_t> optional_ids(const py::object& o) {
 int64_t submit(Scheduler& s, const TokenArray& prompt, int64_t max_tokens, double temperature, int64_t top_k,
                double top_p, double min_p, double repeat_penalty, double frequency_penalty,
                double presence_penalty, int64_t penalty_last_n, const py::object& seed, const py::object& eog,
-               const py::object& suppress, std::vector<std::string> stop) {
+               const py::object& suppress, std::vector<std::string> stop, int64_t logprobs) {
     SamplingParams::validate(temperature, top_k, top_p, min_p, repeat_penalty, frequency_penalty,
                              presence_penalty, penalty_last_n);
     if (max_tokens < 0) throw py::value_error("max_tokens must be >= 0, got " + std::to_string(max_tokens));
@@ -65,11 +65,15 @@ int64_t submit(Scheduler& s, const TokenArray& prompt, int64_t max_tokens, doubl
     o.eog = optional_ids(eog);
     o.suppress = optional_ids(suppress);
     o.stop = std::move(stop);
+    if (logprobs < -1 || logprobs > 20)
+        throw py::value_error("logprobs must be in [0, 20], got " + std::to_string(logprobs));
+    o.n_logprobs = int(logprobs);
     py::gil_scoped_release release;
     return s.submit(std::move(o));
 }
 
-// [(request, token, text bytes, finish, n_prompt, n_generated, error)], or None once shut down and drained.
+// [(request, token, text bytes, finish, n_prompt, n_generated, error, logprob, [(token, logprob)])], or None
+// once shut down and drained.
 py::object wait_events(Scheduler& s, double timeout_s) {
     std::vector<TokenEvent> events;
     bool alive;
@@ -83,8 +87,10 @@ py::object wait_events(Scheduler& s, double timeout_s) {
         const TokenEvent& e = events[i];
         py::object finish =
             e.finish == Finish::None ? py::object(py::none()) : py::str(finish_name(e.finish));
-        out[i] =
-            py::make_tuple(e.request, e.token, py::bytes(e.text), finish, e.n_prompt, e.n_generated, e.error);
+        py::list top(e.top.size());
+        for (size_t j = 0; j < e.top.size(); ++j) top[j] = py::make_tuple(e.top[j].token, e.top[j].logprob);
+        out[i] = py::make_tuple(e.request, e.token, py::bytes(e.text), finish, e.n_prompt, e.n_generated,
+                                e.error, e.logprob, top);
     }
     return std::move(out);
 }
@@ -135,7 +141,7 @@ void register_scheduler(py::module_& m) {
         .def("submit", &submit, "prompt"_a, "max_tokens"_a, "temperature"_a = 0.8, "top_k"_a = 40,
              "top_p"_a = 0.95, "min_p"_a = 0.05, "repeat_penalty"_a = 1.0, "frequency_penalty"_a = 0.0,
              "presence_penalty"_a = 0.0, "penalty_last_n"_a = 64, "seed"_a = py::none(), "eog"_a = py::none(),
-             "suppress"_a = py::none(), "stop"_a = std::vector<std::string>{},
+             "suppress"_a = py::none(), "stop"_a = std::vector<std::string>{}, "logprobs"_a = -1,
              "Queues a request; returns its id. ValueError for bad arguments or a prompt that does not fit,\n"
              "QueueFullError when too many requests wait.")
         .def("cancel", &Scheduler::cancel, "request"_a, py::call_guard<py::gil_scoped_release>(),

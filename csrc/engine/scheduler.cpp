@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <iterator>
+#include <numeric>
 #include <stdexcept>
 
 namespace qrt {
@@ -100,6 +102,7 @@ Scheduler::Scheduler(Session& session, std::vector<std::string> pieces, Schedule
     if (params_.prefill_budget_idle <= 0) params_.prefill_budget_idle = session.params().n_batch;
     for (int s = params_.n_seq - 1; s >= 0; --s) free_slots_.push_back(params_.first_seq + s);
     logits_.resize(size_t(params_.n_seq) * size_t(n_vocab_));
+    order_.resize(size_t(n_vocab_));
     batch_reqs_.reserve(size_t(params_.n_seq));
     running_.reserve(size_t(params_.n_seq));
     work_.kv_blocks = stats_.kv_blocks = session.n_kv_blocks();
@@ -128,6 +131,8 @@ int64_t Scheduler::submit(RequestOptions o) {
         throw std::invalid_argument("max_tokens must be >= 0, got " + std::to_string(o.max_tokens));
     for (int32_t t : o.eog)
         if (t < 0 || t >= n_vocab_) throw std::invalid_argument("eog token id out of range");
+    if (o.n_logprobs < -1 || o.n_logprobs > 20)
+        throw std::invalid_argument("logprobs must be in [0, 20], got " + std::to_string(o.n_logprobs));
     auto r = std::make_unique<Request>(0, 0, std::move(o), n_vocab_);  // validates sampling and stops
     r->sampler.set_suppressed(r->opt.suppress);
     r->sampler.accept(r->opt.prompt);  // penalties count the prompt, as llama.cpp does
@@ -275,6 +280,21 @@ void Scheduler::preempt(Request& r) {
     release_slot(r);
     r.plan_n = 0;
     r.preempted = true;
+}
+
+void Scheduler::logprobs(const float* row, int32_t token, int n, TokenEvent& ev) {
+    float mx = row[0];
+    for (int32_t i = 1; i < n_vocab_; ++i) mx = std::max(mx, row[i]);
+    double sum = 0;
+    for (int32_t i = 0; i < n_vocab_; ++i) sum += std::exp(double(row[i]) - mx);
+    const double lse = double(mx) + std::log(sum);
+    ev.logprob = float(double(row[token]) - lse);
+    if (n <= 0) return;
+    std::iota(order_.begin(), order_.end(), 0);
+    std::partial_sort(order_.begin(), order_.begin() + n, order_.end(),
+                      [&](int32_t a, int32_t b) { return row[a] > row[b] || (row[a] == row[b] && a < b); });
+    for (int i = 0; i < n; ++i)
+        ev.top.push_back({order_[size_t(i)], float(double(row[order_[size_t(i)]]) - lse)});
 }
 
 void Scheduler::admit_new() {
@@ -470,6 +490,7 @@ void Scheduler::step() {
         ev.token = token;
         ev.n_prompt = r.n_prompt;
         ev.n_generated = r.n_generated;
+        if (r.opt.n_logprobs >= 0) logprobs(row, token, r.opt.n_logprobs, ev);
         if (std::find(r.opt.eog.begin(), r.opt.eog.end(), token) != r.opt.eog.end()) {
             ev.finish = Finish::Stop;
             ev.text = r.matcher.flush();

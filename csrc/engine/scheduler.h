@@ -60,6 +60,12 @@ struct RequestOptions {
     std::vector<int32_t> eog;       // tokens that end generation (not emitted); empty for ignore_eos
     std::vector<int32_t> suppress;  // tokens never sampled (ignore_eos: the end-of-generation tokens)
     std::vector<std::string> stop;  // stop strings (non-empty), matched on the output bytes
+    int n_logprobs = -1;  // -1: none; 0: each sampled token's log-probability; N <= 20: and the top N
+};
+
+struct TokenLogprob {
+    int32_t token;
+    float logprob;  // log-softmax of the model's raw logits (before penalties and temperature)
 };
 
 enum class Finish : uint8_t {
@@ -80,6 +86,8 @@ struct TokenEvent {
     Finish finish = Finish::None;
     int n_prompt = 0, n_generated = 0;  // usage so far
     std::string error;
+    float logprob = 0;              // the token's, when the request asked for logprobs
+    std::vector<TokenLogprob> top;  // the n_logprobs most likely tokens, most likely first
 };
 
 // submit() when max_waiting requests are already waiting.
@@ -172,6 +180,8 @@ class Scheduler {
     };
     std::unordered_map<uint64_t, PrefixEntry> prefix_;  // chain hash -> cached block
     std::vector<int32_t> match_;
+    std::vector<int32_t> order_;  // [n_vocab] scratch for the top logprobs
+    void logprobs(const float* row, int32_t token, int n, TokenEvent& ev);
     int match_prefix(Request& r);      // attaches r's cached leading blocks; returns how many
     void register_blocks(Request& r);  // pins r's newly full blocks
     std::vector<TokenEvent> out_;

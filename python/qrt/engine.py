@@ -31,6 +31,8 @@ class Event(NamedTuple):
     n_prompt: int
     n_generated: int
     error: str
+    logprob: float  # the token's log-probability, when the request asked for logprobs
+    top: list[tuple[int, float]]  # the most likely tokens and their log-probabilities
 
 
 Sink = Callable[[Event], None]

@@ -315,8 +315,10 @@ class Model:
         seed: int | None = None,
         stop: str | Sequence[str] | None = None,
         ignore_eos: bool = False,
+        logprobs: int | None = None,
     ) -> tuple[np.ndarray, dict[str, Any]]:
-        """(prompt ids, scheduler.submit keyword arguments), every argument checked."""
+        """(prompt ids, scheduler.submit keyword arguments), every argument checked. ``logprobs``: None,
+        or N in [0, 20]: each event carries its token's log-probability and the N most likely tokens'."""
         max_tokens = _check_int("max_tokens", max_tokens, 0)
         if seed is not None:
             seed = _check_int("seed", seed, 0, _UINT32_MAX)
@@ -352,6 +354,7 @@ class Model:
             eog=empty if ignore_eos else eog,
             suppress=eog if ignore_eos else empty,
             stop=stops,
+            logprobs=-1 if logprobs is None else _check_int("logprobs", logprobs, 0, 20),
         )
         return np.asarray(ids, np.int32), request
 

@@ -98,8 +98,6 @@ def _sampling(body: dict, max_tokens_default: int | None) -> tuple[dict[str, Any
     n = _integer(body, "n", 1)
     if n != 1:
         raise ApiError(400, "only 'n' = 1 is supported", "n")
-    if body.get("logprobs") not in (None, False) or body.get("top_logprobs") is not None:
-        raise ApiError(400, "'logprobs' is not supported yet", "logprobs")
     if body.get("echo") not in (None, False):
         raise ApiError(400, "'echo' is not supported yet", "echo")
     max_tokens = _integer(body, "max_tokens", None, 0)
@@ -125,6 +123,23 @@ def _sampling(body: dict, max_tokens_default: int | None) -> tuple[dict[str, Any
         kw["seed"] = kw["seed"] & 0xFFFFFFFF  # OpenAI's seed is any integer; the engine takes 32 bits
     stream = _boolean(body, "stream", False)
     return kw, stream
+
+
+def _logprobs(body: dict, chat: bool) -> int | None:
+    """None, or how many top alternatives to report per token (chat: logprobs true + top_logprobs)."""
+    if chat:
+        if not _boolean(body, "logprobs", False):
+            if body.get("top_logprobs") is not None:
+                raise ApiError(400, "'top_logprobs' needs 'logprobs': true", "top_logprobs")
+            return None
+        n = _integer(body, "top_logprobs", 0, 0)
+        name = "top_logprobs"
+    else:
+        n = _integer(body, "logprobs", None, 0)
+        name = "logprobs"
+    if n is not None and n > 20:
+        raise ApiError(400, f"'{name}' must be at most 20, got {n}", name)
+    return n
 
 
 def _include_usage(body: dict) -> bool:
@@ -335,6 +350,44 @@ def create_app(
         except (ValueError, TypeError) as e:
             raise ApiError(400, str(e), "prompt" if "prompt" in str(e) else None) from None
         rid = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
+        want_logprobs = kw.get("logprobs") is not None
+        eog = m.tokenizer.eog_ids
+        offset = [0]  # completions' text_offset: characters of text before each token
+
+        def piece(token: int) -> bytes:
+            return m.tokenizer.token_to_piece(token)
+
+        def logprob_items(ev: Event) -> list[dict]:
+            """OpenAI's logprobs entries for the event's token (none for an end-of-generation token)."""
+            if not want_logprobs or ev.token < 0 or (ev.finish == "stop" and ev.token in eog):
+                return []
+            b = piece(ev.token)
+            top = [(piece(t), lp) for t, lp in ev.top]
+            return [
+                {
+                    "token": b.decode("utf-8", "replace"),
+                    "logprob": ev.logprob,
+                    "bytes": list(b),
+                    "top_logprobs": [
+                        {"token": t.decode("utf-8", "replace"), "logprob": lp, "bytes": list(t)}
+                        for t, lp in top
+                    ],
+                }
+            ]
+
+        def legacy(items: list[dict]) -> dict | None:
+            """The completions endpoint's logprobs object."""
+            if not want_logprobs:
+                return None
+            out: dict[str, list] = {"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []}
+            for it in items:
+                out["tokens"].append(it["token"])
+                out["token_logprobs"].append(it["logprob"])
+                out["top_logprobs"].append({t["token"]: t["logprob"] for t in it["top_logprobs"]})
+                out["text_offset"].append(offset[0])
+                offset[0] += len(it["token"])
+            return out
+
         created = int(time.time())
         obj = "chat.completion" if chat else "text_completion"
 
@@ -348,11 +401,13 @@ def create_app(
         if not stream:
             texts: list[str] = []
             last: list[Event] = []
+            items: list[dict] = []
 
             async def collect() -> None:
                 async for text, ev in events:
                     texts.append(text)
                     last.append(ev)
+                    items.extend(logprob_items(ev))
 
             async def disconnected() -> None:
                 while (await request.receive())["type"] != "http.disconnect":
@@ -373,8 +428,9 @@ def create_app(
             choice: dict[str, Any] = {"index": 0, "finish_reason": last[0].finish}
             if chat:
                 choice["message"] = {"role": "assistant", "content": text}
+                choice["logprobs"] = {"content": items} if want_logprobs else None
             else:
-                choice.update(text=text, logprobs=None)
+                choice.update(text=text, logprobs=legacy(items))
             body = {
                 "id": rid,
                 "object": obj,
@@ -387,8 +443,12 @@ def create_app(
 
         chunk_obj = "chat.completion.chunk" if chat else "text_completion"
 
-        def chunk(text: str | None, finish: str | None, first: bool = False) -> str:
+        def chunk(
+            text: str | None, finish: str | None, first: bool = False, items: list | None = None
+        ) -> str:
             c: dict[str, Any] = {"index": 0, "finish_reason": finish}
+            if want_logprobs:
+                c["logprobs"] = ({"content": items or []} if chat else legacy(items or [])) if items else None
             if chat:
                 delta: dict[str, Any] = {}
                 if first:
@@ -397,7 +457,8 @@ def create_app(
                     delta["content"] = text
                 c["delta"] = delta
             else:
-                c.update(text=text or "", logprobs=None)
+                c.update(text=text or "")
+                c.setdefault("logprobs", None)
             d = {"id": rid, "object": chunk_obj, "created": created, "model": state.name, "choices": [c]}
             if usage:
                 d["usage"] = None
@@ -409,13 +470,14 @@ def create_app(
                 yield chunk("", None, first=True)
                 first = False
             async for text, ev in events:
+                items = logprob_items(ev)
                 if ev.finish is None:
-                    if text:
-                        yield chunk(text, None, first)
+                    if text or items:
+                        yield chunk(text, None, first, items)
                         first = False
                     continue
-                if text:
-                    yield chunk(text, None, first)
+                if text or items:
+                    yield chunk(text, None, first, items)
                 yield chunk(None if chat else "", ev.finish)
                 if usage:
                     d = {
@@ -438,6 +500,7 @@ def create_app(
         body = await read_json(request)
         prompt = _prompt(body)
         kw, stream = _sampling(body, 16)
+        kw["logprobs"] = _logprobs(body, chat=False)
         return await run(request, m, prompt, kw, stream, stream and _include_usage(body), chat=False)
 
     @app.post("/v1/chat/completions")
@@ -447,6 +510,7 @@ def create_app(
         body = await read_json(request)
         messages = _messages(body)
         kw, stream = _sampling(body, None)
+        kw["logprobs"] = _logprobs(body, chat=True)
         try:
             prompt = m.render_chat(messages)
         except Exception as e:  # a template error or its size limit
