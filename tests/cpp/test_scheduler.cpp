@@ -143,6 +143,30 @@ int main() {
         bad.sampling.top_p = 0;
         check_throws<std::invalid_argument>([&] { s.submit(bad); }, "bad top_p", "top_p");
         bad = reqs[0];
+        bad.n_logprobs = 21;
+        check_throws<std::invalid_argument>([&] { s.submit(bad); }, "logprobs > 20", "logprobs");
+        {
+            // logprobs: the greedy token is the most likely, its log-probability the top one's, all <= 0
+            RequestOptions lp = reqs[0];
+            lp.n_logprobs = 3;
+            const int64_t id = s.submit(lp);
+            int seen = 0;
+            for (bool end = false; !end;) {
+                std::vector<TokenEvent> evs;
+                s.wait_events(evs, 10.0);
+                for (const TokenEvent& e : evs) {
+                    if (e.request != id) continue;
+                    end |= e.finish != Finish::None;
+                    if (e.token < 0) continue;
+                    ++seen;
+                    check(e.top.size() == 3 && e.top[0].token == e.token && e.top[0].logprob == e.logprob &&
+                              e.logprob <= 0 && e.top[1].logprob <= e.top[0].logprob,
+                          "logprobs: greedy token first, sorted");
+                }
+            }
+            check(seen == 10, "logprobs: one entry per token");
+        }
+        bad = reqs[0];
         bad.max_tokens = 0;
         const std::vector<Result> zero = run(s, {bad});
         check(zero[0].tokens.empty() && zero[0].finish == Finish::Length, "max_tokens 0: nothing, length");
