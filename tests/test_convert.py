@@ -204,15 +204,16 @@ def test_smollm2_matches_llamacpp(smollm2_hf, llamacpp_file, converted, ftype: s
 @pytest.mark.slow
 def test_smollm2_f16_matches_llamacpp(smollm2_hf, llamacpp_file, converted) -> None:
     """Our F16 against convert_hf_to_gguf.py --outtype f16: the same tensors and bytes (Q/K permuted the same
-    way; llama.cpp keeps the checkpoint's tensor order, qrt writes llama-quantize's)."""
-    ours = qrt.gguf.open(converted(smollm2_hf, "F16"))
-    ref = qrt.gguf.open(llamacpp_file(smollm2_hf, "F16"))
-    assert {n: (t.type, t.shape) for n, t in ours.tensors.items()} == {
-        n: (t.type, t.shape) for n, t in ref.tensors.items()
-    }
+    way), in llama.cpp's tensor and key order: the same file."""
+    ours_path, ref_path = converted(smollm2_hf, "F16"), llamacpp_file(smollm2_hf, "F16")
+    ours, ref = qrt.gguf.open(ours_path), qrt.gguf.open(ref_path)
+    assert [(t.name, t.type, t.shape) for t in ours.tensors.values()] == [
+        (t.name, t.type, t.shape) for t in ref.tensors.values()
+    ]
     for name in ref.tensors:
         assert np.array_equal(ours.raw(name), ref.raw(name)), name
-    assert_same_metadata(ours, ref, order=False)
+    assert_same_metadata(ours, ref)
+    assert ours_path.read_bytes() == ref_path.read_bytes()
 
 
 @pytest.mark.slow

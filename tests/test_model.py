@@ -688,7 +688,9 @@ def test_unknown_architecture(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "gpt9.gguf"
     write_gguf(path, "gpt9", tiny_metadata("gpt9"), tiny_tensors(10))
     with pytest.raises(
-        qrt.UnsupportedError, match=r"architecture 'gpt9' is not supported; supported: llama, mistral, qwen2"
+        qrt.UnsupportedError,
+        match=r"architecture 'gpt9' is not supported; supported: llama, mistral, qwen2, qwen3, gemma3, phi3, "
+        r"smollm3, granite$",
     ):
         Model(str(path), n_ctx=16)
 

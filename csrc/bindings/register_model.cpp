@@ -208,6 +208,9 @@ void register_model(py::module_& m) {
         .def_property_readonly("n_free_kv_blocks", &Session::n_free_kv_blocks,
                                "Blocks of the KV pool no sequence holds.")
         .def_property_readonly(
+            "sliding_window", [](const Session& s) { return s.hparams().n_swa; },
+            "Tokens a sliding-window layer sees (gemma3), 0 when the model has none.")
+        .def_property_readonly(
             "offload", &offload,
             "None when every layer runs on the CPU; else a dict: backend, gpu_layers (N as\n"
             "llama.cpp counts it), first_layer, n_layer_device, head (bool), weights_bytes,\n"

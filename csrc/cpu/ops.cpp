@@ -71,9 +71,9 @@ void add(float* out, const float* b, int64_t n) {
     for (int64_t i = 0; i < n; ++i) out[i] += b[i];
 }
 
-void rope(float* x, int n_head, int head_dim, int32_t pos, const float* inv_freq, float freq_scale,
-          bool neox) {
-    const int half = head_dim / 2;
+void rope(float* x, int n_head, int head_dim, int n_rot, int32_t pos, const float* inv_freq, float freq_scale,
+          float mscale, bool neox) {
+    const int half = n_rot / 2;
     // The angles of the last (pos, freq_scale, inv_freq values) this thread saw: the same values recomputed.
     constexpr int kCached = 256;
     thread_local struct {
@@ -102,6 +102,7 @@ void rope(float* x, int n_head, int head_dim, int32_t pos, const float* inv_freq
             const double theta = double(pos) * double(freq_scale) * double(inv_freq[i]);
             c = float(std::cos(theta)), s = float(std::sin(theta));
         }
+        if (mscale != 1.0f) c *= mscale, s *= mscale;
         // neox: dimensions i and i + half; norm: dimensions 2i and 2i + 1
         const int a = neox ? i : 2 * i, b = neox ? i + half : 2 * i + 1;
         for (int h = 0; h < n_head; ++h) {
@@ -111,6 +112,21 @@ void rope(float* x, int n_head, int head_dim, int32_t pos, const float* inv_freq
             xh[b] = x0 * s + x1 * c;
         }
     }
+}
+
+void gelu_mul_ref(float* gate, const float* up, int64_t n) {
+    constexpr float kSqrt2OverPi = 0.79788456080286535588f;
+    for (int64_t i = 0; i < n; ++i) {
+        const float g = gate[i];
+        gate[i] = 0.5f * g * (1.0f + std::tanh(kSqrt2OverPi * (g + 0.044715f * g * g * g))) * up[i];
+    }
+}
+
+void gelu_mul(float* gate, const float* up, int64_t n) {
+#if defined(QRT_HAVE_AVX2)
+    if (active_isa() == Isa::Avx2) return avx2::gelu_mul(gate, up, n);
+#endif
+    gelu_mul_ref(gate, up, n);
 }
 
 void attention_head(float* out, const float* q, const PagedKv& kv, int kv_head, int n_kv, float scale,
@@ -162,15 +178,16 @@ void attention_head_ref(float* out, const float* q, const PagedKv& kv, int kv_he
         const int64_t block = kv.block_table[t / bs];
         return pool + block * block_stride + (int64_t(kv_head) * bs + t % bs) * hd;
     };
-    for (int t = 0; t < n_kv; ++t) {
+    const int first = kv.window > 0 && n_kv > kv.window ? n_kv - kv.window : 0;  // keys [first, n_kv)
+    for (int t = first; t < n_kv; ++t) {
         const half_bits* k = at(kv.k, t);
         float s = 0;
         for (int d = 0; d < hd; ++d) s += q[d] * f16[k[d]];
         scores[t] = s * scale;
     }
-    softmax(scores, n_kv);
+    softmax(scores + first, n_kv - first);
     for (int d = 0; d < hd; ++d) out[d] = 0;
-    for (int t = 0; t < n_kv; ++t) {
+    for (int t = first; t < n_kv; ++t) {
         const half_bits* v = at(kv.v, t);
         const float p = scores[t];
         for (int d = 0; d < hd; ++d) out[d] += p * f16[v[d]];

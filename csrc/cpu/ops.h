@@ -28,17 +28,24 @@ void softmax(float* x, int64_t n);
 void silu_mul(float* gate, const float* up, int64_t n);
 void silu_mul_ref(float* gate, const float* up, int64_t n);
 
+// gate[i] = gelu(gate[i]) * up[i] with the tanh approximation (PyTorch's approximate="tanh", ggml_gelu):
+// gelu(g) = g/2 (1 + tanh(sqrt(2/pi) (g + 0.044715 g^3))), which the AVX2 version computes as
+// g / (1 + e^(-2 sqrt(2/pi) (g + 0.044715 g^3))), the same function.
+void gelu_mul(float* gate, const float* up, int64_t n);
+void gelu_mul_ref(float* gate, const float* up, int64_t n);
+
 // out[i] += b[i]
 void add(float* out, const float* b, int64_t n);
 
-// RoPE of one token: rotates the n_head heads of x ([n_head][head_dim], in place) by angles
-// pos * freq_scale * inv_freq[i] for pair i < head_dim/2, where inv_freq[i] = base^(-2i/head_dim) /
-// rope_freqs[i]. neox = false pairs dimensions (2i, 2i+1) (llama.cpp's NORM, used with Q/K rows that the
-// converter permuted); neox = true pairs (i, i + head_dim/2) (Hugging Face's rotate_half, qwen2).
-// The cos/sin of the last position seen are kept per thread (q and k of a token, and every layer, share
-// them).
-void rope(float* x, int n_head, int head_dim, int32_t pos, const float* inv_freq, float freq_scale,
-          bool neox);
+// RoPE of one token: rotates the leading n_rot dimensions of each of the n_head heads of x
+// ([n_head][head_dim], in place) by angles pos * freq_scale * inv_freq[i] for pair i < n_rot/2, where
+// inv_freq[i] = base^(-2i/n_rot) / factors[i], with cos and sin scaled by mscale (LongRoPE's attention
+// factor; 1 otherwise), as ggml_rope_ext computes it without YaRN. neox = false pairs dimensions (2i, 2i+1)
+// (llama.cpp's NORM, used with Q/K rows that the converter permuted; n_rot = head_dim); neox = true pairs
+// (i, i + n_rot/2) (Hugging Face's rotate_half). The cos/sin of the last position seen are kept per thread
+// (q and k of a token, and every layer, share them).
+void rope(float* x, int n_head, int head_dim, int n_rot, int32_t pos, const float* inv_freq, float freq_scale,
+          float mscale, bool neox);
 
 // A layer's K and V in the paged cache (kv/kv_cache.h): one sequence's view.
 struct PagedKv {
@@ -46,6 +53,9 @@ struct PagedKv {
     const half_bits* v = nullptr;          // same layout
     const int32_t* block_table = nullptr;  // logical block -> physical block
     int n_kv_head = 0, head_dim = 0, block_size = 0;
+    // > 0: sliding-window attention; a query that sees keys [0, n_kv) attends only to the last `window` of
+    // them (keys t < n_kv - window are masked). Every attention function below honours it.
+    int window = 0;
 };
 
 // One query head attending over the first n_kv tokens of the cache:
@@ -77,6 +87,7 @@ void attention_tile(float* out, const float* q, int64_t stride, int n_tok, int n
 // The AVX2 versions (ops_avx2.cpp): call only where cpu_features() has avx2, fma and f16c.
 namespace avx2 {
 void silu_mul(float* gate, const float* up, int64_t n);
+void gelu_mul(float* gate, const float* up, int64_t n);
 // head_dim must be a multiple of 8 and at most kMaxHeadDim.
 constexpr int kMaxHeadDim = 256;
 void attention_head(float* out, const float* q, const PagedKv& kv, int kv_head, int n_kv, float scale,

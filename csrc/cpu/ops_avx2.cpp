@@ -63,14 +63,32 @@ __m256 load_half8(const half_bits* p) {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
 
+// Sliding windows (PagedKv::window): the four scores of a step of nk <= KB keys from t, laid out as
+// reduce4 left them (lane j holds key t + j % KB, or key t where j % KB >= nk), set to -inf where the key
+// lies before `first`, so that neither the max nor the sum sees them.
+template <int KB>
+__m128 mask_before(__m128 sc, int t, int nk, int first) {
+    if (t >= first) return sc;
+    auto key = [&](int j) { return j % KB < nk ? t + j % KB : t; };
+    const __m128i keys = _mm_setr_epi32(key(0), key(1), key(2), key(3));
+    const __m128 masked = _mm_castsi128_ps(_mm_cmplt_epi32(keys, _mm_set1_epi32(first)));
+    return _mm_blendv_ps(sc, _mm_set1_ps(-__builtin_inff()), masked);
+}
+
+// The first key a query with n keys sees under kv's window.
+int window_first(const PagedKv& kv, int n) {
+    return kv.window > 0 && n > kv.window ? n - kv.window : 0;
+}
+
 // One (e^x) for a scalar through the vector path, for the tails.
 float exp1(float x) {
     return _mm256_cvtss_f32(exp8(_mm256_set1_ps(x)));
 }
 
 // The unnormalized softmax of one head's n scores, in place: sc[t] = e^(sc[t] - max), max the largest lane
-// of vmax; returns 1 / sum_t sc[t].
-float softmax_exp(float* sc, int n, __m128 vmax) {
+// of vmax; returns 1 / sum_t sc[t]. Scores before `first` (masked, -inf) become exactly 0 (exp8 clamps at
+// the smallest normal float, which cannot change a sum that holds e^0 = 1).
+float softmax_exp(float* sc, int n, __m128 vmax, int first = 0) {
     const float max = hmax4(vmax);
     __m256 vsum = _mm256_setzero_ps();
     const __m256 m = _mm256_set1_ps(max);
@@ -82,6 +100,7 @@ float softmax_exp(float* sc, int n, __m128 vmax) {
     }
     float sum = hsum8(vsum);
     for (; t < n; ++t) sum += sc[t] = exp1(sc[t] - max);
+    for (t = 0; t < first; ++t) sc[t] = 0.0f;
     return 1.0f / sum;
 }
 
@@ -101,6 +120,7 @@ void attention_group(float* out, const float* q, const PagedKv& kv, int kv_head,
     // side by side from one hadd tree (reduce4), instead of a horizontal sum per score. A key's score is the
     // same arithmetic whichever group it falls in (a short group repeats its keys in the spare lanes).
     constexpr int KB = G >= 4 ? 2 : 4;  // keys per step: G*KB accumulators in registers
+    const int first = window_first(kv, n_kv);
     __m128 vmax[G];
     for (int g = 0; g < G; ++g) vmax[g] = _mm_set1_ps(-__builtin_inff());
     for (int t0 = 0; t0 < n_kv; t0 += bs) {
@@ -118,9 +138,11 @@ void attention_group(float* out, const float* q, const PagedKv& kv, int kv_head,
                         a[g][i] = _mm256_fmadd_ps(_mm256_loadu_ps(q + g * hd + 8 * v), k, a[g][i]);
                 }
             for (int g = 0; g < G; ++g) {
-                const __m128 sc = _mm_mul_ps(KB == 4 ? reduce4(a[g][0], a[g][1], a[g][2 % KB], a[g][3 % KB])
-                                                     : reduce4(a[g][0], a[g][1], a[g][0], a[g][1]),
-                                             _mm_set1_ps(scale));
+                const __m128 sc =
+                    mask_before<KB>(_mm_mul_ps(KB == 4 ? reduce4(a[g][0], a[g][1], a[g][2 % KB], a[g][3 % KB])
+                                                       : reduce4(a[g][0], a[g][1], a[g][0], a[g][1]),
+                                               _mm_set1_ps(scale)),
+                                    t0 + t, nk, first);
                 vmax[g] = _mm_max_ps(vmax[g], sc);
                 alignas(16) float out4[4];
                 _mm_store_ps(out4, sc);
@@ -130,7 +152,7 @@ void attention_group(float* out, const float* q, const PagedKv& kv, int kv_head,
     }
 
     float inv_sum[G];
-    for (int g = 0; g < G; ++g) inv_sum[g] = softmax_exp(scores + g * n_kv, n_kv, vmax[g]);
+    for (int g = 0; g < G; ++g) inv_sum[g] = softmax_exp(scores + g * n_kv, n_kv, vmax[g], first);
 
     for (int v0 = 0; v0 < nv; v0 += 4) {  // 4 vectors of V at a time
         const int nw = nv - v0 < 4 ? nv - v0 : 4;
@@ -236,10 +258,11 @@ void attention_group_tile(float* out, const float* q, int64_t stride, int n_tok,
                             a[g][j] = _mm256_fmadd_ps(_mm256_loadu_ps(qi + g * hd + 8 * v), k, a[g][j]);
                     }
                 for (int g = 0; g < G; ++g) {
-                    const __m128 s4 =
+                    const __m128 s4 = mask_before<KB>(
                         _mm_mul_ps(KB == 4 ? reduce4(a[g][0], a[g][1], a[g][2 % KB], a[g][3 % KB])
                                            : reduce4(a[g][0], a[g][1], a[g][0], a[g][1]),
-                                   _mm_set1_ps(scale));
+                                   _mm_set1_ps(scale)),
+                        t, nk, window_first(kv, n_i));
                     vmax[i][g] = _mm_max_ps(vmax[i][g], s4);
                     float* dst = sc + g * ld + t;
                     if (nk == 4) {
@@ -258,7 +281,8 @@ void attention_group_tile(float* out, const float* q, int64_t stride, int n_tok,
     float inv_sum[kAttentionTile][G];
     for (int i = 0; i < n_tok; ++i)
         for (int g = 0; g < G; ++g)
-            inv_sum[i][g] = softmax_exp(scores + (i * G + g) * ld, n_kv + i, vmax[i][g]);
+            inv_sum[i][g] =
+                softmax_exp(scores + (i * G + g) * ld, n_kv + i, vmax[i][g], window_first(kv, n_kv + i));
 
     alignas(32) float acc[kAttentionTile * G * kMaxHeadDim];  // [n_tok][G][hd]: V sums so far
     for (int e = 0; e < n_tok * G * hd; e += 8) _mm256_store_ps(acc + e, _mm256_setzero_ps());
@@ -307,6 +331,24 @@ void attention_group_tile(float* out, const float* q, int64_t stride, int n_tok,
 }
 
 }  // namespace
+
+void gelu_mul(float* gate, const float* up, int64_t n) {
+    // g/2 (1 + tanh(y)) = g / (1 + e^(-2y)), y = sqrt(2/pi) (g + 0.044715 g^3)
+    const __m256 one = _mm256_set1_ps(1.0f), c1 = _mm256_set1_ps(-2.0f * 0.79788456080286535588f),
+                 c3 = _mm256_set1_ps(0.044715f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 g = _mm256_loadu_ps(gate + i);
+        const __m256 y = _mm256_mul_ps(c1, _mm256_fmadd_ps(_mm256_mul_ps(c3, g), _mm256_mul_ps(g, g), g));
+        const __m256 e = exp8(y);
+        _mm256_storeu_ps(gate + i,
+                         _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(one, e)), _mm256_loadu_ps(up + i)));
+    }
+    for (; i < n; ++i) {
+        const float g = gate[i];
+        gate[i] = g / (1.0f + exp1(-2.0f * 0.79788456080286535588f * (g + 0.044715f * g * g * g))) * up[i];
+    }
+}
 
 void silu_mul(float* gate, const float* up, int64_t n) {
     const __m256 one = _mm256_set1_ps(1.0f);

@@ -64,6 +64,7 @@ void attention_head(float* out, const float* q, const PagedKv& kv, int kv_head, 
     float32x4_t qv[kMaxHeadDim / 4];
     for (int v = 0; v < nv; ++v) qv[v] = vld1q_f32(q + 4 * v);
 
+    const int first = kv.window > 0 && n_kv > kv.window ? n_kv - kv.window : 0;
     float max = -__builtin_inff();
     for (int t0 = 0; t0 < n_kv; t0 += bs) {
         const half_bits* kb = kv.k + kv.block_table[t0 / bs] * block_stride + head_offset;
@@ -77,7 +78,8 @@ void attention_head(float* out, const float* q, const PagedKv& kv, int kv_head, 
                 a1 = vfmaq_f32(a1, qv[v + 1], load_half4(k + 4 * v + 4));
             }
             if (v < nv) a0 = vfmaq_f32(a0, qv[v], load_half4(k + 4 * v));
-            const float s = vaddvq_f32(vaddq_f32(a0, a1)) * scale;
+            // keys before a sliding window's first are masked: -inf, then exactly 0 after the exp
+            const float s = t0 + t < first ? -__builtin_inff() : vaddvq_f32(vaddq_f32(a0, a1)) * scale;
             scores[t0 + t] = s;
             max = s > max ? s : max;
         }
@@ -93,6 +95,7 @@ void attention_head(float* out, const float* q, const PagedKv& kv, int kv_head, 
     }
     float sum = vaddvq_f32(vsum);
     for (; t < n_kv; ++t) sum += scores[t] = exp1(scores[t] - max);
+    for (t = 0; t < first; ++t) scores[t] = 0.0f;  // exp4 clamps: e^-inf is the smallest normal there
 
     float32x4_t o[kMaxHeadDim / 4];
     for (int v = 0; v < nv; ++v) o[v] = vdupq_n_f32(0.0f);

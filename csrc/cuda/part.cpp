@@ -264,6 +264,11 @@ uint64_t free_bytes() {
 std::unique_ptr<model::DevicePart> make_part(const model::Model& model, const model::Placement& p,
                                              const KvCache& kv, int n_batch, int n_threads, uint64_t free) {
     if (!part_available()) throw std::runtime_error("no CUDA GPU is visible");
+    // The CUDA layers are the llama graph; the other architectures' extra steps (q/k norms, windows,
+    // scales, partial RoPE) have no kernels here yet, so their layers stay on the CPU.
+    if (!model.hp.llama_graph())
+        throw UnsupportedError("the CUDA backend runs llama, mistral and qwen2 layers; " + model.hp.arch +
+                               " runs on the CPU");
     if (cudaSetDevice(0) != cudaSuccess) check("cudaSetDevice");
     return std::make_unique<CudaPart>(model, p, kv, n_batch, n_threads, free);
 }

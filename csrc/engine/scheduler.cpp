@@ -100,6 +100,7 @@ Scheduler::Scheduler(Session& session, std::vector<std::string> pieces, Schedule
         throw std::invalid_argument("scheduler: prefill_budget must be >= 1, got " +
                                     std::to_string(params_.prefill_budget));
     if (params_.prefill_budget_idle <= 0) params_.prefill_budget_idle = session.params().n_batch;
+    if (session.has_window_cache()) params_.prefix_cache = false;  // its blocks are not shared (yet)
     for (int s = params_.n_seq - 1; s >= 0; --s) free_slots_.push_back(params_.first_seq + s);
     logits_.resize(size_t(params_.n_seq) * size_t(n_vocab_));
     order_.resize(size_t(n_vocab_));

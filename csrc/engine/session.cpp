@@ -34,14 +34,22 @@ SessionParams checked(SessionParams p) {
     return p;
 }
 
-KvCacheShape kv_shape(const model::HParams& hp, const SessionParams& p, int n_layer_host) {
+// The cache of the host's layers [0, n_layer_host) that attend to the whole context (window = false), or of
+// its sliding-window layers (window = true).
+KvCacheShape kv_shape(const model::HParams& hp, const SessionParams& p, int n_layer_host,
+                      bool window = false) {
     KvCacheShape s;
-    s.n_layer = n_layer_host;
+    s.n_layer = 0;
+    for (int l = 0; l < n_layer_host; ++l) s.n_layer += hp.is_swa(l) == window;
+    if (window) {
+        s.window = int(hp.n_swa);
+        s.n_batch = p.n_batch;
+    }
     s.n_kv_head = int(hp.n_head_kv);
     s.head_dim = int(hp.head_dim);
     s.n_ctx = p.n_ctx;
     s.n_seq_max = p.n_seq_max;
-    s.n_blocks = p.n_kv_blocks;
+    if (!window) s.n_blocks = p.n_kv_blocks;  // a window cache is sized by its window (kv/kv_cache.h)
     return s;
 }
 
@@ -64,6 +72,9 @@ Session::Session(const std::string& path, const SessionParams& params)
       packed_(model::pack_weights(model_->w, model_->file, 0, placement_.first, !placement_.head,
                                   params_.n_threads)),
       kv_(kv_shape(model_->hp, params_, int(placement_.first))),
+      kv_swa_(model_->hp.has_swa()
+                  ? std::make_unique<KvCache>(kv_shape(model_->hp, params_, int(placement_.first), true))
+                  : nullptr),
       pool_(params_.n_threads),
       buf_(*model_, params_.n_batch, params_.n_ctx, params_.n_threads, params_.n_seq_max),
       device_(placement_.any()
@@ -175,10 +186,10 @@ void Session::eval(std::span<const int32_t> tokens, std::span<const int32_t> pos
                 pos = positions_.data();
             }
             model::forward(*model_, kv_, pool_, buf_, seq, tokens.data() + b, pos, nb, out, all_logits,
-                           device_.get());
+                           device_.get(), kv_swa_.get());
         }
     } catch (...) {
-        kv_.seq_keep(seq, int(n_past));  // nothing appended on failure
+        keep(seq, int(n_past));  // nothing appended on failure
         throw;
     }
 }
@@ -231,13 +242,14 @@ int Session::eval_batch(std::span<const int32_t> tokens, std::span<const int32_t
             }
             model::forward(*model_, kv_, pool_, buf_, tokens.data() + b, seq_ids.data() + b,
                            positions_.data(), nb, want_.data(),
-                           logits && n_out > 0 ? logits + row * model_->hp.n_vocab : nullptr, device_.get());
+                           logits && n_out > 0 ? logits + row * model_->hp.n_vocab : nullptr, device_.get(),
+                           kv_swa_.get());
             row += n_out;
         }
     } catch (...) {
         for (int64_t i = 0; i < n; ++i) {  // nothing appended on failure
             const int s = seq_ids[size_t(i)];
-            kv_.seq_keep(s, seq_past_[size_t(s)]);
+            keep(s, seq_past_[size_t(s)]);
         }
         throw;
     }
@@ -248,6 +260,14 @@ void Session::seq_keep(int seq, int n) {
     check_seq(seq);
     if (n < 0) throw std::invalid_argument("seq_keep: n must be >= 0, got " + std::to_string(n));
     std::lock_guard<std::mutex> lock(mutex_);
+    keep(seq, n);
+}
+
+void Session::keep(int seq, int n) {
+    if (kv_swa_) {  // a window cache may have to forget the sequence (kv/kv_cache.h): both caches agree
+        kv_swa_->seq_keep(seq, n);
+        n = std::min(n, kv_swa_->seq_len(seq));
+    }
     kv_.seq_keep(seq, n);
 }
 

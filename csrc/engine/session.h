@@ -43,7 +43,8 @@ class Session {
     const model::Model& model() const { return *model_; }
     const model::HParams& hparams() const { return model_->hp; }
     const SessionParams& params() const { return params_; }
-    uint64_t kv_bytes() const { return kv_.bytes(); }  // the host's share (CPU layers)
+    // The host's share of the KV cache (CPU layers), sliding-window layers' cache included.
+    uint64_t kv_bytes() const { return kv_.bytes() + (kv_swa_ ? kv_swa_->bytes() : 0); }
     // The layers on a device, or nullptr when everything runs on the CPU.
     const model::DevicePart* device() const { return device_.get(); }
     int n_threads() const { return pool_.n_threads(); }
@@ -54,6 +55,8 @@ class Session {
     int kv_blocks_to_grow(int seq, int n) const;
     // Prefix sharing (kv/kv_cache.h: attach, pin, unpin, generation), for the scheduler's prefix cache.
     int n_evictable_kv_blocks() const;
+    // Sliding-window layers keep their own cache, which shares no blocks (no prefix sharing then).
+    bool has_window_cache() const { return kv_swa_ != nullptr; }
     void kv_attach(int seq, std::span<const int32_t> blocks);
     int32_t kv_pin(int seq, int i);
     void kv_unpin(int32_t block);
@@ -81,19 +84,23 @@ class Session {
     int eval_batch(std::span<const int32_t> tokens, std::span<const int32_t> seq_ids, float* logits,
                    bool all_logits);
 
-    // Forgets the tokens of `seq` from position n on (n = 0: the whole sequence), freeing its blocks.
+    // Forgets the tokens of `seq` from position n on (n = 0: the whole sequence), freeing its blocks. On a
+    // model with sliding-window layers, keeping fewer tokens than the window's blocks still hold forgets the
+    // whole sequence (seq_len becomes 0): their keys were given back.
     void seq_keep(int seq, int n);
     void clear(int seq) { seq_keep(seq, 0); }
 
   private:
     void check_seq(int seq) const;
+    void keep(int seq, int n);  // seq_keep under the lock
     void check_tokens(std::span<const int32_t> tokens) const;
 
     SessionParams params_;
     std::unique_ptr<model::Model> model_;
     model::Placement placement_;
-    model::PackedBytes packed_;  // the CPU layers' weights repacked for the packed kernels
-    KvCache kv_;
+    model::PackedBytes packed_;        // the CPU layers' weights repacked for the packed kernels
+    KvCache kv_;                       // layers attending to the whole context
+    std::unique_ptr<KvCache> kv_swa_;  // sliding-window layers (hparams has_swa()), else nullptr
     ThreadPool pool_;
     model::ForwardBuffers buf_;
     std::unique_ptr<model::DevicePart> device_;

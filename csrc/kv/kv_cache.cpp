@@ -1,5 +1,6 @@
 #include "kv/kv_cache.h"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "kernels/dispatch.h"
@@ -26,11 +27,25 @@ uint64_t physical_memory() {
     return 0;
 }
 
+namespace {
+
+// Blocks one sequence can hold at once: its whole context, or in a window cache what a window and one batch
+// span (a block may be partly before the window and the last one partly filled).
+uint64_t blocks_held_per_seq(const KvCacheShape& s) {
+    const uint64_t all = (uint64_t(s.n_ctx) + kKvBlockSize - 1) / kKvBlockSize;
+    if (s.window <= 0) return all;
+    const uint64_t span =
+        (uint64_t(s.window) - 1 + uint64_t(s.n_batch) + kKvBlockSize - 1) / kKvBlockSize + 1;
+    return span < all ? span : all;
+}
+
+}  // namespace
+
 uint64_t KvCache::bytes_needed(const KvCacheShape& s) {
     if (s.n_layer < 0 || s.n_kv_head <= 0 || s.head_dim <= 0 || s.n_ctx <= 0 || s.n_seq_max <= 0) return 0;
+    if (s.window < 0 || (s.window > 0 && s.n_batch <= 0)) return 0;
     const uint64_t blocks =
-        s.n_blocks > 0 ? uint64_t(s.n_blocks)
-                       : uint64_t(s.n_seq_max) * ((uint64_t(s.n_ctx) + kKvBlockSize - 1) / kKvBlockSize);
+        s.n_blocks > 0 ? uint64_t(s.n_blocks) : uint64_t(s.n_seq_max) * blocks_held_per_seq(s);
     // 2 (K and V) x 2 bytes (f16) x layers x blocks x heads x 16 x head_dim; every factor < 2^31, so
     // check each multiplication against overflow.
     const uint64_t factors[] = {blocks, uint64_t(s.n_layer), uint64_t(s.n_kv_head), uint64_t(s.head_dim),
@@ -46,12 +61,13 @@ uint64_t KvCache::bytes_needed(const KvCacheShape& s) {
 
 KvCache::KvCache(const KvCacheShape& shape) : shape_(shape), to_fp16_(kernels::quantize_row(TypeId::F16)) {
     if (shape.n_layer < 0 || shape.n_kv_head <= 0 || shape.head_dim <= 0 || shape.n_ctx <= 0 ||
-        shape.n_seq_max <= 0 || shape.n_blocks < 0)
+        shape.n_seq_max <= 0 || shape.n_blocks < 0 || shape.window < 0 ||
+        (shape.window > 0 && shape.n_batch <= 0))
         throw std::invalid_argument("KV cache: every dimension must be positive (n_layer may be 0)");
     bytes_ = bytes_needed(shape);
     const uint64_t blocks_per_seq = (uint64_t(shape.n_ctx) + kKvBlockSize - 1) / kKvBlockSize;
-    const uint64_t n_blocks =
-        shape.n_blocks > 0 ? uint64_t(shape.n_blocks) : uint64_t(shape.n_seq_max) * blocks_per_seq;
+    const uint64_t n_blocks = shape.n_blocks > 0 ? uint64_t(shape.n_blocks)
+                                                 : uint64_t(shape.n_seq_max) * blocks_held_per_seq(shape);
     const std::string what =
         "KV cache of " + std::to_string(shape.n_seq_max) + " x " + std::to_string(shape.n_ctx) + " tokens";
     if (bytes_ == 0 && shape.n_layer > 0)
@@ -88,6 +104,7 @@ KvCache::KvCache(const KvCacheShape& shape) : shape_(shape), to_fp16_(kernels::q
         gen_.assign(size_t(n_blocks_), 0);
         lru_prev_.assign(size_t(n_blocks_), -1);
         lru_next_.assign(size_t(n_blocks_), -1);
+        released_.assign(size_t(shape.n_seq_max), 0);
         pools_.resize(size_t(shape.n_layer));
         for (size_t l = 0; l < pools_.size(); ++l)
             pools_[l] = KvPools{k_.get() + l * pool_halves(), v_.get() + l * pool_halves()};
@@ -112,13 +129,29 @@ void KvCache::reserve(int seq, int n) {
                                 std::to_string(shape_.n_ctx));
     auto& table = tables_[size_t(seq)];
     const size_t need_blocks = size_t((need_tokens + kKvBlockSize - 1) / kKvBlockSize);
-    // Cannot run dry with the default pool (each sequence's share is blocks_per_seq); a smaller one can.
+    // Cannot run dry with the default full-context pool (each sequence's share is blocks_per_seq); a smaller
+    // shared pool (n_blocks) or a window cache can.
     const size_t available = free_.size() + size_t(n_evictable_);
-    if (need_blocks > table.size() && need_blocks - table.size() > available)
+    if (need_blocks - std::min(need_blocks, table.size()) > available) {
+        if (shape_.window > 0)
+            throw std::length_error("sequence " + std::to_string(seq) + ": " + std::to_string(n) +
+                                    " more tokens exceed the sliding-window cache's room");
         throw std::length_error("sequence " + std::to_string(seq) + " needs " +
                                 std::to_string(need_blocks - table.size()) +
                                 " more KV blocks, the pool has " + std::to_string(available) + " free");
+    }
     while (table.size() < need_blocks) table.push_back(take_block());
+}
+
+void KvCache::release_before(int seq, int pos) {
+    check_seq(seq);
+    auto& table = tables_[size_t(seq)];
+    int& released = released_[size_t(seq)];
+    const int end = std::min(pos < 0 ? 0 : pos / kKvBlockSize, int(table.size()));
+    for (; released < end; ++released) {
+        release_block(table[size_t(released)]);
+        table[size_t(released)] = kReleased;
+    }
 }
 
 void KvCache::store(const KvPools& pools, int seq, int t, const float* k, const float* v) const {
@@ -145,6 +178,7 @@ PagedKv KvCache::view(const KvPools& pools, int seq) const {
     kv.n_kv_head = shape_.n_kv_head;
     kv.head_dim = shape_.head_dim;
     kv.block_size = kKvBlockSize;
+    kv.window = shape_.window;
     return kv;
 }
 
@@ -155,16 +189,21 @@ void KvCache::seq_keep(int seq, int n) {
     auto& table = tables_[size_t(seq)];
     if (n < len && n % kKvBlockSize != 0) {
         const int32_t b = table[size_t(n / kKvBlockSize)];
-        if (ref_[size_t(b)] > 1 || pinned_[size_t(b)])
+        if (b != kReleased && (ref_[size_t(b)] > 1 || pinned_[size_t(b)]))
             throw std::invalid_argument("seq_keep: sequence " + std::to_string(seq) + " cannot keep " +
                                         std::to_string(n) + " tokens: that block is shared");
     }
     if (n < len) len = n;
+    int& released = released_[size_t(seq)];
+    // A window cache keeps a sequence only while the next token's window is still held: keys from
+    // len + 1 - window on.
+    if (released > 0 && (len + 1 - shape_.window) / kKvBlockSize < released) len = 0;
     const size_t keep_blocks = size_t((int64_t(len) + kKvBlockSize - 1) / kKvBlockSize);
     while (table.size() > keep_blocks) {
-        release_block(table.back());
+        if (table.back() != kReleased) release_block(table.back());
         table.pop_back();
     }
+    if (table.empty()) released = 0;
 }
 
 int32_t KvCache::take_block() {

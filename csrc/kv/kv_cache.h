@@ -26,8 +26,15 @@
 // sees its entry went stale) once the free list is empty. Tokens are only ever written past a sequence's
 // length, so a shared block, which is full, is never written.
 //
+// Sliding-window caches (shape.window > 0, for the sliding-window layers of gemma3): a token attends only
+// to the last `window` tokens, so blocks whose tokens all lie before every window still to come are given
+// back (release_before; their table entries become kReleased), and the pool holds only what one window plus
+// one batch can span per sequence: ceil((window - 1 + n_batch) / 16) + 1 blocks, however long n_ctx is.
+// Views carry the window (PagedKv::window), and the forward starts them at the first block still held.
+// Truncating such a sequence behind its window (seq_keep) forgets it entirely: its length becomes 0.
+//
 // Invariants (tests/cpp/test_kv.cpp): every physical block is free, evictable, or in at least one table; a
-// table holds at least ceil(len / 16) blocks and at most ceil(n_ctx / 16).
+// table holds at least ceil(len / 16) entries and at most ceil(n_ctx / 16). Window caches share no blocks.
 #pragma once
 
 #include <cstdint>
@@ -68,6 +75,8 @@ struct KvCacheShape {
     // smaller pool is shared on demand (engine/scheduler.h admits and preempts by free blocks); reserve()
     // then throws std::length_error when the pool runs dry.
     int n_blocks = 0;
+    int window = 0;   // > 0: a sliding-window cache of that many tokens
+    int n_batch = 0;  // window caches: the most tokens one forward appends to a sequence (>= 1)
 };
 
 // One layer's K and V pools, each [n_blocks][n_kv_head][16][head_dim] f16.
@@ -105,7 +114,14 @@ class KvCache {
 
     // Gives `seq` blocks for n more tokens. Throws std::length_error when it would exceed n_ctx or the pool
     // has too few free blocks (only possible with KvCacheShape::n_blocks set); nothing changes then.
+    // Gives `seq` blocks for n more tokens. Throws std::length_error when it would exceed n_ctx (or, in a
+    // window cache, n_batch tokens beyond what release_before left).
     void reserve(int seq, int n);
+    // Window caches: gives back the blocks of `seq` all of whose tokens lie before position `pos`.
+    void release_before(int seq, int pos);
+    // Window caches: the first logical block of `seq` still held.
+    int first_held_block(int seq) const { return released_.at(size_t(check_seq(seq))); }
+    static constexpr int32_t kReleased = -1;
     // Writes token t's K and V ([n_kv_head * head_dim] floats each, head-major) for `layer`; t must be
     // below the reserved capacity.
     void store(int layer, int seq, int t, const float* k, const float* v) {
@@ -165,6 +181,7 @@ class KvCache {
     void release_block(int32_t b);  // a table dropped b
     void lru_push(int32_t b);
     void lru_remove(int32_t b);
+    std::vector<int> released_;  // [n_seq_max] leading table entries given back (window)
 };
 
 }  // namespace qrt

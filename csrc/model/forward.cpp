@@ -1,15 +1,22 @@
-// The forward pass, one readable page (after llama2.c's run.c). Per layer:
+// The forward pass, one readable page (after llama2.c's run.c). x = token_embd[token] * embedding_scale, then
+// per layer:
 //
 //   xb = rmsnorm(x) * attn_norm
-//   q, k, v = xb Wq (+bq), xb Wk (+bk), xb Wv (+bv);  rope(q, k);  append k, v to the paged cache
-//   att = softmax(q K^T / sqrt(head_dim)) V   (per head; GQA: query head h reads KV head h / group)
-//   x += att Wo (+bo)
+//   q, k, v = xb Wq (+bq), xb Wk (+bk), xb Wv (+bv)
+//   q, k = rmsnorm(each head) * attn_{q,k}_norm         (qwen3, gemma3)
+//   rope(q, k) (not on smollm3's every 4th layer);  append k, v to the paged cache
+//   att = softmax(scale q K^T) V   (per head; GQA: query head h reads KV head h / group; sliding-window
+//                                   layers see the last n_swa keys only)
+//   o = att Wo (+bo);  o = rmsnorm(o) * post_attention_norm (gemma3);  x += o * residual_scale
 //   xb = rmsnorm(x) * ffn_norm
-//   x += (silu(xb Wgate) * (xb Wup)) Wdown
+//   f = (act(xb Wgate) * (xb Wup)) Wdown   (act: silu, gemma3: gelu-tanh)
+//   f = rmsnorm(f) * post_ffw_norm (gemma3);  x += f * residual_scale
 //
-// then logits = rmsnorm(x) * output_norm Woutput. Shapes below are per batch of n tokens, which may
-// belong to different sequences: token t is seq[t]'s token slot[t] in the cache, and attends to that
-// sequence's slots [0, slot[t]].
+// then logits = rmsnorm(x) * output_norm Woutput / logit_scale, soft-capped for gemma3. The scales are 1
+// and the optional steps absent unless hparams.h says otherwise for the architecture. Shapes below are per
+// batch of n tokens, which may belong to different sequences: token t is seq[t]'s token slot[t] in the
+// cache, and attends to that sequence's slots [0, slot[t]] (sliding-window layers: the last n_swa of them).
+// A mixture-of-experts FFN would be one more function beside ffn() below, chosen per layer.
 //
 // With a device part (model/offload.h) the layers from its placement's first on, and the head when it
 // holds it, run there: forward() hands it x once and gets back x or the logits.
@@ -57,32 +64,82 @@ ForwardBuffers::ForwardBuffers(const Model& model, int n_batch_, int n_ctx, int 
     seq_n.resize(size_t(n_seq_max));
     seq1.resize(nb);
     want1.resize(nb);
-    const int64_t half = hp.head_dim / 2;
+    // RoPE frequencies (ggml_rope_ext: theta_i = pos * base^(-2i/n_rot) / factor_i). Llama 3.1's rope_freqs,
+    // or phi3's LongRoPE factors: the long ones when the context exceeds the original one
+    // (llama_model::get_rope_factors).
+    const Weights& w = model.w;
+    const Vector& factors = !w.rope_freqs.empty()                                   ? w.rope_freqs
+                            : n_ctx > hp.n_ctx_orig && !w.rope_factors_long.empty() ? w.rope_factors_long
+                                                                                    : w.rope_factors_short;
+    const int64_t half = hp.n_rot / 2;
     inv_freq.resize(size_t(half));
+    inv_freq_swa.resize(size_t(half));
     for (int64_t i = 0; i < half; ++i) {
-        const double f = std::pow(double(hp.rope_freq_base), -2.0 * double(i) / double(hp.head_dim));
-        inv_freq[size_t(i)] = float(model.w.rope_freqs.empty() ? f : f / model.w.rope_freqs[size_t(i)]);
+        const double e = -2.0 * double(i) / double(hp.n_rot);
+        const double f = std::pow(double(hp.rope_freq_base), e);
+        inv_freq[size_t(i)] = float(factors.empty() ? f : f / factors[size_t(i)]);
+        inv_freq_swa[size_t(i)] = float(std::pow(double(hp.rope_freq_base_swa), e));
     }
+    kv_layer.resize(size_t(hp.n_layer));
+    int32_t n_global = 0, n_swa = 0;
+    for (int64_t l = 0; l < hp.n_layer; ++l) kv_layer[size_t(l)] = hp.is_swa(l) ? n_swa++ : n_global++;
 }
 
 namespace {
 
-// Layers [first, ...)'s K/V pools addressed through the cache's block tables, with KvCache's store/view.
+// Layers [first, ...)'s K/V pools addressed through the cache's block tables, with KvCache's store/view;
+// with a window cache, each layer in its own cache (buf.kv_layer: the index among that cache's layers).
 struct LayerKv {
     const KvCache& cache;
     const KvPools* pools;
     int64_t first;
+    const KvCache* swa;
+    const HParams& hp;
+    const int32_t* kv_layer;
     void store(int layer, int seq, int t, const float* k, const float* v) const {
-        cache.store(pools[layer - first], seq, t, k, v);
+        if (!swa) return cache.store(pools[layer - first], seq, t, k, v);
+        const KvCache& c = hp.is_swa(layer) ? *swa : cache;
+        c.store(c.pools()[kv_layer[layer]], seq, t, k, v);
     }
-    PagedKv view(int layer, int seq) const { return cache.view(pools[layer - first], seq); }
+    // The view for a tile whose first token is the sequence's token `slot`: a window layer's view starts at
+    // the block holding the window's first key (earlier blocks may be given back); *skip is the keys it
+    // leaves out.
+    PagedKv view(int layer, int seq, int slot, int* skip) const {
+        *skip = 0;
+        if (!swa) return cache.view(pools[layer - first], seq);
+        if (!hp.is_swa(layer)) return cache.view(cache.pools()[kv_layer[layer]], seq);
+        PagedKv v = swa->view(swa->pools()[kv_layer[layer]], seq);
+        const int first_key = std::max(0, slot + 1 - int(hp.n_swa));
+        v.block_table += first_key / kKvBlockSize;
+        *skip = first_key / kKvBlockSize * kKvBlockSize;
+        return v;
+    }
 };
+
+// The dense gated FFN, in place on buf.xb [n][n_embd]: xb = (act(xb Wgate) * (xb Wup)) Wdown. An
+// expert-routed FFN (mixture of experts) would be a function beside this one, chosen per layer.
+void ffn(const HParams& hp, const LayerWeights& L, ThreadPool& pool, ForwardBuffers& buf, int n) {
+    const int64_t n_ff = hp.n_ff;
+    float* xb = buf.xb.data();    // [n][n_embd]
+    float* hb = buf.hb.data();    // [n][n_ff]
+    float* hb2 = buf.hb2.data();  // [n][n_ff]
+    {
+        const Matrix* ws[2] = {&L.ffn_gate, &L.ffn_up};
+        float* ys[2] = {hb, hb2};
+        matmul(pool, ws, xb, n, ys, buf.row.data(), buf.row_stride);
+    }
+    const bool gelu = hp.ffn_act == FfnActivation::GeluTanh;
+    pool.parallel_for(n, [&](int64_t b, int64_t e, int) {
+        for (int64_t t = b; t < e; ++t) (gelu ? gelu_mul : silu_mul)(hb + t * n_ff, hb2 + t * n_ff, n_ff);
+    });
+    matmul(pool, L.ffn_down, hb, n, xb, buf.row.data(), buf.row_stride);
+}
 
 }  // namespace
 
 void forward(const Model& model, KvCache& kv, ThreadPool& pool, ForwardBuffers& buf, const int32_t* tokens,
              const int32_t* seq, const int32_t* pos, int n, const uint8_t* want, float* logits,
-             DevicePart* device) {
+             DevicePart* device, KvCache* kv_swa) {
     const HParams& hp = model.hp;
     const Weights& w = model.w;
     const int64_t n_embd = hp.n_embd;
@@ -102,31 +159,43 @@ void forward(const Model& model, KvCache& kv, ThreadPool& pool, ForwardBuffers& 
                                     std::to_string(kv.shape().n_ctx));
     }
     for (int t = 0; t < n; ++t)  // at its first token in the batch: blocks for all of its tokens
-        if (slot[t] == kv.seq_len(seq[t])) kv.reserve(seq[t], seq_n[seq[t]]);
+        if (slot[t] == kv.seq_len(seq[t])) {
+            if (kv_swa) {  // the window cache gives back what no window from this token on reaches
+                kv_swa->release_before(seq[t], slot[t] + 1 - int(hp.n_swa));
+                kv_swa->reserve(seq[t], seq_n[seq[t]]);
+            }
+            kv.reserve(seq[t], seq_n[seq[t]]);
+        }
 
-    float* x = buf.x.data();                                                             // [n][n_embd]
-    for (int t = 0; t < n; ++t) w.token_embd.dequantize_row(tokens[t], x + t * n_embd);  // x: [n][n_embd]
+    float* x = buf.x.data();  // [n][n_embd]
+    for (int t = 0; t < n; ++t) {
+        w.token_embd.dequantize_row(tokens[t], x + t * n_embd);
+        if (hp.embedding_scale != 1.0f)
+            for (int64_t i = 0; i < n_embd; ++i) x[t * n_embd + i] *= hp.embedding_scale;
+    }
 
     const int64_t first_device = device ? device->placement().first : hp.n_layer;
-    forward_layers(hp, w.layers.data(), 0, first_device, kv, kv.pools(), pool, buf, seq, pos, n);
+    forward_layers(hp, w.layers.data(), 0, first_device, kv, kv.pools(), pool, buf, seq, pos, n, kv_swa);
     const bool head_on_device = device && device->placement().head;
     if (device) device->forward(kv, pool, DeviceBatch{seq, slot, pos, n}, x, want, logits);
 
     for (int t = 0; t < n; ++t)  // at its last token in the batch: the sequence grows by its tokens
-        if (slot[t] == kv.seq_len(seq[t]) + seq_n[seq[t]] - 1) kv.commit(seq[t], seq_n[seq[t]]);
+        if (slot[t] == kv.seq_len(seq[t]) + seq_n[seq[t]] - 1) {
+            if (kv_swa) kv_swa->commit(seq[t], seq_n[seq[t]]);
+            kv.commit(seq[t], seq_n[seq[t]]);
+        }
 
     if (logits && !head_on_device) forward_head(hp, w.output_norm, w.output, pool, buf, x, n, want, logits);
 }
 
 void forward_layers(const HParams& hp, const LayerWeights* layers, int64_t first, int64_t last,
                     const KvCache& kv_cache, const KvPools* pools, ThreadPool& pool, ForwardBuffers& buf,
-                    const int32_t* seq, const int32_t* pos, int n) {
-    const int64_t n_embd = hp.n_embd, n_q = hp.n_embd_q(), n_kv = hp.n_embd_kv(), n_ff = hp.n_ff;
+                    const int32_t* seq, const int32_t* pos, int n, const KvCache* kv_swa) {
+    const int64_t n_embd = hp.n_embd, n_q = hp.n_embd_q(), n_kv = hp.n_embd_kv();
     const int n_head = int(hp.n_head), n_head_kv = int(hp.n_head_kv), hd = int(hp.head_dim);
     const int group = n_head / n_head_kv;  // query heads per KV head
     const bool neox = hp.rope_type == RopeType::Neox;
-    const float scale = 1.0f / std::sqrt(float(hd));
-    const LayerKv kv{kv_cache, pools, first};
+    const LayerKv kv{kv_cache, pools, first, kv_swa, hp, buf.kv_layer.data()};
     const int32_t* slot = buf.slot.data();  // [n]
     float* x = buf.x.data();                // [n][n_embd]
     float* xb = buf.xb.data();              // [n][n_embd]
@@ -134,8 +203,6 @@ void forward_layers(const HParams& hp, const LayerWeights* layers, int64_t first
     float* k = buf.k.data();                // [n][n_head_kv*hd]
     float* v = buf.v.data();                // [n][n_head_kv*hd]
     float* att = buf.att.data();            // [n][n_head*hd]
-    float* hb = buf.hb.data();              // [n][n_ff]
-    float* hb2 = buf.hb2.data();            // [n][n_ff]
     auto mm = [&](const Matrix& m, const float* in, int n_tok, float* out) {
         matmul(pool, m, in, n_tok, out, buf.row.data(), buf.row_stride);
     };
@@ -159,9 +226,22 @@ void forward_layers(const HParams& hp, const LayerWeights* layers, int64_t first
             for (int64_t t = b; t < e; ++t) fn(t);
         });
     };
+    // x += out * residual_scale, after gemma3's post-norm of the sublayer's output
+    auto residual_add = [&](const Vector& post_norm, float* out) {
+        per_token([&](int64_t t) {
+            float* o = out + t * n_embd;
+            if (!post_norm.empty()) rmsnorm(o, o, post_norm.data(), n_embd, hp.rms_eps);
+            if (hp.residual_scale != 1.0f)
+                for (int64_t i = 0; i < n_embd; ++i) o[i] *= hp.residual_scale;
+            add(x + t * n_embd, o, n_embd);
+        });
+    };
 
     for (int64_t l = first; l < last; ++l) {
         const LayerWeights& L = layers[size_t(l)];
+        const bool swa = hp.is_swa(l), use_rope = hp.rope_on(l);
+        const float* inv_freq = swa ? buf.inv_freq_swa.data() : buf.inv_freq.data();
+        const float freq_scale = swa ? 1.0f : hp.rope_freq_scale;
 
         // attention
         per_token([&](int64_t t) {
@@ -173,12 +253,22 @@ void forward_layers(const HParams& hp, const LayerWeights* layers, int64_t first
             matmul(pool, ws, xb, n, ys, buf.row.data(), buf.row_stride);
         }
         per_token([&](int64_t t) {
-            if (!L.attn_q_bias.empty()) add(q + t * n_q, L.attn_q_bias.data(), n_q);
-            if (!L.attn_k_bias.empty()) add(k + t * n_kv, L.attn_k_bias.data(), n_kv);
+            float *qt = q + t * n_q, *kt = k + t * n_kv;
+            if (!L.attn_q_bias.empty()) add(qt, L.attn_q_bias.data(), n_q);
+            if (!L.attn_k_bias.empty()) add(kt, L.attn_k_bias.data(), n_kv);
             if (!L.attn_v_bias.empty()) add(v + t * n_kv, L.attn_v_bias.data(), n_kv);
-            rope(q + t * n_q, n_head, hd, pos[t], buf.inv_freq.data(), hp.rope_freq_scale, neox);
-            rope(k + t * n_kv, n_head_kv, hd, pos[t], buf.inv_freq.data(), hp.rope_freq_scale, neox);
-            kv.store(int(l), seq[t], slot[t], k + t * n_kv, v + t * n_kv);
+            if (!L.attn_q_norm.empty()) {
+                for (int h = 0; h < n_head; ++h)
+                    rmsnorm(qt + h * hd, qt + h * hd, L.attn_q_norm.data(), hd, hp.rms_eps);
+                for (int h = 0; h < n_head_kv; ++h)
+                    rmsnorm(kt + h * hd, kt + h * hd, L.attn_k_norm.data(), hd, hp.rms_eps);
+            }
+            if (use_rope) {
+                rope(qt, n_head, hd, int(hp.n_rot), pos[t], inv_freq, freq_scale, hp.rope_attn_factor, neox);
+                rope(kt, n_head_kv, hd, int(hp.n_rot), pos[t], inv_freq, freq_scale, hp.rope_attn_factor,
+                     neox);
+            }
+            kv.store(int(l), seq[t], slot[t], kt, v + t * n_kv);
         });
         const int64_t n_jobs = int64_t(n_tiles) * n_head_kv;
         pool.parallel_for(n_jobs, [&](int64_t b, int64_t e, int thread) {
@@ -189,28 +279,23 @@ void forward_layers(const HParams& hp, const LayerWeights* layers, int64_t first
                 const int64_t i = (n_jobs - 1 - j) / n_head_kv, h = (n_jobs - 1 - j) % n_head_kv;
                 const int t = tile[i], n_tok = tile[i + 1] - t;
                 const int64_t o = t * n_q + h * group * hd;
-                attention_tile(att + o, q + o, n_q, n_tok, group, kv.view(int(l), seq[t]), int(h),
-                               slot[t] + 1, scale, scores);  // att: [n][n_head*hd]
+                int skip;
+                const PagedKv view = kv.view(int(l), seq[t], slot[t], &skip);
+                attention_tile(att + o, q + o, n_q, n_tok, group, view, int(h), slot[t] + 1 - skip,
+                               hp.attention_scale, scores);  // att: [n][n_head*hd]
             }
         });
         mm(L.attn_output, att, n, xb);  // xb: [n][n_embd]
-        per_token([&](int64_t t) {
-            if (!L.attn_output_bias.empty()) add(xb + t * n_embd, L.attn_output_bias.data(), n_embd);
-            add(x + t * n_embd, xb + t * n_embd, n_embd);
-        });
+        if (!L.attn_output_bias.empty())
+            per_token([&](int64_t t) { add(xb + t * n_embd, L.attn_output_bias.data(), n_embd); });
+        residual_add(L.post_attention_norm, xb);
 
         // feed-forward
         per_token([&](int64_t t) {
             rmsnorm(xb + t * n_embd, x + t * n_embd, L.ffn_norm.data(), n_embd, hp.rms_eps);
         });
-        {
-            const Matrix* ws[2] = {&L.ffn_gate, &L.ffn_up};
-            float* ys[2] = {hb, hb2};  // hb, hb2: [n][n_ff]
-            matmul(pool, ws, xb, n, ys, buf.row.data(), buf.row_stride);
-        }
-        per_token([&](int64_t t) { silu_mul(hb + t * n_ff, hb2 + t * n_ff, n_ff); });
-        mm(L.ffn_down, hb, n, xb);  // xb: [n][n_embd]
-        per_token([&](int64_t t) { add(x + t * n_embd, xb + t * n_embd, n_embd); });
+        ffn(hp, L, pool, buf, n);  // xb: [n][n_embd]
+        residual_add(L.post_ffw_norm, xb);
     }
 }
 
@@ -223,16 +308,22 @@ void forward_head(const HParams& hp, const Vector& output_norm, const Matrix& ou
     for (int t = 0; t < n; ++t)
         if (!want || want[t])
             rmsnorm(xb + n_out++ * n_embd, x + t * n_embd, output_norm.data(), n_embd, hp.rms_eps);
-    if (n_out > 0) matmul(pool, output, xb, n_out, logits, buf.row.data(), buf.row_stride);
+    if (n_out == 0) return;
+    matmul(pool, output, xb, n_out, logits, buf.row.data(), buf.row_stride);
+    const int64_t n_logits = int64_t(n_out) * hp.n_vocab;
+    if (hp.logit_scale != 1.0f)
+        for (int64_t i = 0; i < n_logits; ++i) logits[i] /= hp.logit_scale;
+    if (const float cap = hp.final_logit_softcap; cap > 0)
+        for (int64_t i = 0; i < n_logits; ++i) logits[i] = cap * std::tanh(logits[i] / cap);
 }
 
 void forward(const Model& model, KvCache& kv, ThreadPool& pool, ForwardBuffers& buf, int seq,
              const int32_t* tokens, const int32_t* pos, int n, float* logits, bool all_logits,
-             DevicePart* device) {
+             DevicePart* device, KvCache* kv_swa) {
     std::fill_n(buf.seq1.begin(), n, seq);
     std::fill_n(buf.want1.begin(), n, uint8_t(all_logits));
     buf.want1[size_t(n - 1)] = 1;
-    forward(model, kv, pool, buf, tokens, buf.seq1.data(), pos, n, buf.want1.data(), logits, device);
+    forward(model, kv, pool, buf, tokens, buf.seq1.data(), pos, n, buf.want1.data(), logits, device, kv_swa);
 }
 
 }  // namespace qrt::model

@@ -25,9 +25,9 @@ struct Architecture {
 };
 
 constexpr Architecture kArchitectures[] = {
-    {"llama", RopeType::Norm, false},
-    {"mistral", RopeType::Norm, false},
-    {"qwen2", RopeType::Neox, true},
+    {"llama", RopeType::Norm, false},   {"mistral", RopeType::Norm, false}, {"qwen2", RopeType::Neox, true},
+    {"qwen3", RopeType::Neox, false},   {"gemma3", RopeType::Neox, false},  {"phi3", RopeType::Neox, false},
+    {"smollm3", RopeType::Norm, false}, {"granite", RopeType::Norm, false},
 };
 
 class MetadataReader {
@@ -104,6 +104,30 @@ class MetadataReader {
         return float(x);
     }
 
+    // A float key that must be finite (any sign).
+    std::optional<float> finite_float(const std::string& key) const {
+        const Value* v = find(key, false);
+        if (!v) return std::nullopt;
+        double x;
+        if (!v->is_array() && v->type == ValueType::FLOAT32)
+            x = v->at<float>();
+        else if (!v->is_array() && v->type == ValueType::FLOAT64)
+            x = v->at<double>();
+        else
+            fail(key, std::string("has type ") + type_name(*v) + ", expected a float");
+        if (!std::isfinite(x) || std::fabs(x) > 3.0e38)
+            fail(key, "value " + std::to_string(x) + " is not finite");
+        return float(x);
+    }
+
+    std::optional<bool> boolean(const std::string& key) const {
+        const Value* v = find(key, false);
+        if (!v) return std::nullopt;
+        if (v->is_array() || v->type != ValueType::BOOL)
+            fail(key, std::string("has type ") + type_name(*v) + ", expected BOOL");
+        return v->at<uint8_t>() != 0;
+    }
+
     std::optional<std::string> string(const std::string& key, bool required) const {
         const Value* v = find(key, required);
         if (!v) return std::nullopt;
@@ -172,27 +196,85 @@ HParams read_hparams(const gguf::File& file) {
         throw UnsupportedError(file.path() + ": metadata: " + p + "attention.value_length " +
                                std::to_string(*v) + " differs from key_length " +
                                std::to_string(hp.head_dim));
-    if (auto n_rot = md.integer(p + "rope.dimension_count", false, 1, kMaxDim);
-        n_rot && *n_rot != hp.head_dim)
+    // Partial rotary (phi3's partial_rotary_factor) rotates the leading n_rot dimensions of each head; the
+    // NORM pairing of the other architectures assumes whole heads.
+    hp.n_rot = md.integer(p + "rope.dimension_count", false, 1, kMaxDim).value_or(hp.head_dim);
+    if (hp.n_rot > hp.head_dim || hp.n_rot % 2 != 0)
+        md.fail(p + "rope.dimension_count", "value " + std::to_string(hp.n_rot) +
+                                                " must be even and at most the head dimension " +
+                                                std::to_string(hp.head_dim));
+    if (hp.n_rot != hp.head_dim && hp.rope_type != RopeType::Neox)
         throw UnsupportedError(file.path() + ": metadata: " + p + "rope.dimension_count " +
-                               std::to_string(*n_rot) + " differs from the head dimension " +
-                               std::to_string(hp.head_dim) + " (partial RoPE is not supported)");
+                               std::to_string(hp.n_rot) + " differs from the head dimension " +
+                               std::to_string(hp.head_dim) +
+                               " (partial RoPE is supported for NEOX RoPE only)");
 
     hp.rms_eps = *md.positive_float(p + "attention.layer_norm_rms_epsilon", true);
     hp.rope_freq_base = md.positive_float(p + "rope.freq_base", false).value_or(10000.0f);
 
-    // RoPE scaling: none or linear (positions divided by the factor). The old key rope.scale_linear holds
-    // the factor directly.
+    // RoPE scaling (llama.cpp's llama_model_base::load_hparams): linear divides positions by the factor (the
+    // old key rope.scale_linear holds it directly); longrope (phi3) takes its frequency factors from the
+    // rope_factors_long/short tensors and scales cos and sin by attn_factor; none ignores the factor.
     float factor = md.positive_float(p + "rope.scale_linear", false).value_or(1.0f);
+    factor = md.positive_float(p + "rope.scaling.factor", false).value_or(factor);
     if (auto type = md.string(p + "rope.scaling.type", false)) {
-        if (*type == "linear") {
-            factor = md.positive_float(p + "rope.scaling.factor", false).value_or(factor);
-        } else if (*type != "none") {
+        if (*type == "none" || *type == "longrope") {
+            factor = 1.0f;
+        } else if (*type != "linear") {
             throw UnsupportedError(file.path() + ": metadata: " + p + "rope.scaling.type '" + *type +
-                                   "' is not supported (supported: none, linear)");
+                                   "' is not supported (supported: none, linear, longrope)");
         }
     }
     hp.rope_freq_scale = 1.0f / factor;
+    hp.rope_attn_factor = md.positive_float(p + "rope.scaling.attn_factor", false).value_or(1.0f);
+    hp.n_ctx_orig =
+        md.integer(p + "rope.scaling.original_context_length", false, 1, INT32_MAX).value_or(hp.n_ctx_train);
+    if (auto scale = md.positive_float(p + "attention.scale", false))
+        hp.attention_scale = *scale;
+    else
+        hp.attention_scale = 1.0f / std::sqrt(float(hp.head_dim));
+
+    if (hp.arch == "qwen3") hp.qk_norm = true;
+    if (hp.arch == "smollm3") hp.n_no_rope_step = 4;
+    if (hp.arch == "phi3") hp.fused_qkv_ffn = true;
+    if (hp.arch == "granite") {  // llama.cpp: logit_scale required, the others optional
+        hp.logit_scale = *md.positive_float(p + "logit_scale", true);
+        hp.embedding_scale = md.positive_float(p + "embedding_scale", false).value_or(1.0f);
+        hp.residual_scale = md.positive_float(p + "residual_scale", false).value_or(1.0f);
+        if (md.boolean(p + "rope.scaling.finetuned").value_or(true) == false)
+            throw UnsupportedError(file.path() + ": metadata: " + p +
+                                   "rope.scaling.finetuned is false (granite without RoPE is not supported)");
+    }
+    if (hp.arch == "gemma3") {
+        hp.qk_norm = hp.post_norms = true;
+        hp.ffn_act = FfnActivation::GeluTanh;
+        hp.embedding_scale = std::sqrt(float(hp.n_embd));
+        hp.final_logit_softcap = md.finite_float(p + "final_logit_softcapping").value_or(0.0f);
+        if (hp.final_logit_softcap < 0) md.fail(p + "final_logit_softcapping", "must be >= 0");
+        // Query scale 1/sqrt(head_dim), as llama.cpp takes it for every size but 27B, whose checkpoint says
+        // query_pre_attn_scalar = n_embd / n_head: both are 1/sqrt(query_pre_attn_scalar).
+        hp.attention_scale = hp.n_layer == 62 ? 1.0f / std::sqrt(float(hp.n_embd / hp.n_head))
+                                              : 1.0f / std::sqrt(float(hp.head_dim));
+        hp.n_swa = md.integer(p + "attention.sliding_window", false, 0, INT32_MAX).value_or(0);
+        if (hp.n_swa > 0) {
+            hp.swa_layers.assign(size_t(hp.n_layer), 0);
+            const std::string pattern_key = p + "attention.sliding_window_pattern";
+            const Value* pattern = md.find(pattern_key, false);
+            if (pattern && pattern->is_array()) {  // one bool per layer
+                if (pattern->element_type != ValueType::BOOL || pattern->count != uint64_t(hp.n_layer))
+                    md.fail(pattern_key, "expected an array of " + std::to_string(hp.n_layer) + " BOOLs");
+                for (int64_t il = 0; il < hp.n_layer; ++il)
+                    hp.swa_layers[size_t(il)] = pattern->at<uint8_t>(uint64_t(il)) != 0;
+            } else {  // every n-th layer global (llama_hparams::set_swa_pattern, dense last)
+                const int64_t n = md.integer(pattern_key, false, 0, kMaxLayers).value_or(6);
+                for (int64_t il = 0; il < hp.n_layer; ++il)
+                    hp.swa_layers[size_t(il)] = n == 0 || il % n < n - 1;
+            }
+            hp.rope_freq_base_swa =
+                md.positive_float(p + "rope.freq_base_swa", false)
+                    .value_or(md.positive_float(p + "rope.local.freq_base", false).value_or(10000.0f));
+        }
+    }
 
     // Vocabulary size: the key, else the tokenizer's token count; 0 here means "take token_embd's rows"
     // (weights.cpp checks token_embd against whichever is known).

@@ -221,10 +221,11 @@ int64_t matmul_scratch_min_floats(int64_t cols, int n_threads) {
 }
 
 Activations default_activations(const Matrix& w) {
-    // GGUF names: blk.N.attn_{q,k,v}.weight; the output layer is output.weight, or token_embd.weight when
-    // tied (the embedding lookup itself dequantizes rows and never comes here).
+    // GGUF names: blk.N.attn_{q,k,v}.weight (phi3: row views of blk.N.attn_qkv.weight); the output layer is
+    // output.weight, or token_embd.weight when tied (the embedding lookup itself dequantizes rows and never
+    // comes here).
     const std::string_view name = w.name;
-    for (const char* role : {".attn_q.", ".attn_k.", ".attn_v."})
+    for (const char* role : {".attn_q.", ".attn_k.", ".attn_v.", ".attn_qkv."})
         if (name.find(role) != std::string_view::npos) return Activations::Int8x2;
     if (name == "output.weight" || name == "token_embd.weight") return Activations::Int8x2;
     return Activations::Int8;

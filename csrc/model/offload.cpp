@@ -7,6 +7,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "errors.h"
 #include "model/forward.h"
 #include "model/matmul.h"
 #include "model/packing.h"
@@ -195,6 +196,9 @@ bool backend_available(const std::string& backend) {
 std::unique_ptr<DevicePart> make_device_part(const std::string& backend, const Model& model,
                                              const Placement& p, const KvCache& kv, int n_batch,
                                              int n_threads, uint64_t free_bytes_override) {
+    if (model.hp.has_swa())  // the device parts keep one cache geometry; window caches are host-only
+        throw UnsupportedError("offload of models with sliding-window layers (" + model.hp.arch +
+                               ") is not supported yet");
     if (backend == "cpu-test")
         return std::make_unique<CpuTestPart>(model, p, kv, n_batch, n_threads,
                                              device_free_bytes(backend, free_bytes_override));

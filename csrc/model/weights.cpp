@@ -44,6 +44,16 @@ void bind(const gguf::File& file, const gguf::TensorInfo& t, Vector& v) {
     t.type->dequantize_rows(file.tensor_data(t), t.ne[0], 1, 0, 1, v.data());
 }
 
+// Rows [r0, r0 + n) of m as a matrix of their own (phi3's fused tensors), named `name`.
+Matrix row_view(const Matrix& m, int64_t r0, int64_t n, const std::string& name) {
+    Matrix v = m;
+    v.name = name;
+    v.data = m.data + uint64_t(r0) * m.row_bytes;
+    v.rows = n;
+    v.nbytes = uint64_t(n) * m.row_bytes;
+    return v;
+}
+
 }  // namespace
 
 void Matrix::dequantize_row(int64_t r, float* out) const {
@@ -73,6 +83,25 @@ Weights bind_weights(const gguf::File& file, const HParams& hp) {
             throw UnsupportedError(file.path() + ": tensor '" + t.name + "' is not used by qrt's " + hp.arch +
                                    " forward (ignoring it would compute a different model)");
     if (!w.output.present()) w.output = w.token_embd;  // tied embeddings
+    if (hp.fused_qkv_ffn) {
+        const int64_t n_q = hp.n_embd_q(), n_kv = hp.n_embd_kv(), n_ff = hp.n_ff;
+        for (LayerWeights& l : w.layers) {
+            for (const Matrix* m : {&l.attn_qkv, &l.ffn_gate_up})
+                if (!m->type->dequantize_row)  // NF4: per-tensor state after the blocks
+                    throw UnsupportedError(file.path() + ": tensor '" + m->name + "' is " + m->type->name +
+                                           ", whose rows are not self-contained; qrt splits fused tensors "
+                                           "by rows");
+            // "attn_qkv" in the names keeps them on the two-pass activations of attention inputs
+            // (model/matmul.h default_activations)
+            l.attn_q = row_view(l.attn_qkv, 0, n_q, l.attn_qkv.name + "[q]");
+            l.attn_k = row_view(l.attn_qkv, n_q, n_kv, l.attn_qkv.name + "[k]");
+            l.attn_v = row_view(l.attn_qkv, n_q + n_kv, n_kv, l.attn_qkv.name + "[v]");
+            l.ffn_gate = row_view(l.ffn_gate_up, 0, n_ff, l.ffn_gate_up.name + "[gate]");
+            l.ffn_up = row_view(l.ffn_gate_up, n_ff, n_ff, l.ffn_gate_up.name + "[up]");
+            l.attn_qkv = Matrix{};  // the views are what the forward, packing and offload see
+            l.ffn_gate_up = Matrix{};
+        }
+    }
     return w;
 }
 

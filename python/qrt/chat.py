@@ -25,6 +25,34 @@ CHATML_TEMPLATE = (
 )
 
 
+# Gemma 3's own template (the text part of the one its instruction-tuned checkpoints ship), for gemma3 files
+# that carry none: a system message goes in front of the first user turn; the assistant is "model".
+GEMMA_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% if messages[0]['role'] == 'system' %}"
+    "{% set first_user_prefix = messages[0]['content'] + '\n\n' %}{% set loop_messages = messages[1:] %}"
+    "{% else %}{% set first_user_prefix = '' %}{% set loop_messages = messages %}{% endif %}"
+    "{% for message in loop_messages %}"
+    "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}"
+    "{% endif %}"
+    "{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
+    "{{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else '') }}"
+    "{{ message['content'] | trim }}{{ '<end_of_turn>\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+)
+
+#: The template a file without ``tokenizer.chat_template`` gets, by ``general.architecture`` (ChatML for
+#: the rest, as llama.cpp falls back to).
+BUILTIN_TEMPLATES = {"gemma3": GEMMA_TEMPLATE}
+
+
+def default_template(architecture: str | None) -> str:
+    """The template for a file that carries none: its architecture's own, else ChatML."""
+    return BUILTIN_TEMPLATES.get(architecture or "", CHATML_TEMPLATE)
+
+
 def _raise_exception(message: str) -> None:
     raise jinja2.TemplateError(message)
 

@@ -190,6 +190,13 @@ class Model:
             return self._engine
 
     @property
+    def kv_bytes(self) -> int:
+        """Bytes of the KV cache in host memory, allocated at load (address space, touched as it fills): by
+        default n_ctx tokens for each of the n_seq_max + 1 sequences (the engine's, and logits()'), or
+        kv_tokens shared; a model's sliding-window layers keep only their window per sequence (gemma3)."""
+        return int(self._native.kv_bytes)
+
+    @property
     def n_layer(self) -> int:
         """Transformer layers (blocks)."""
         return self._n_layer
@@ -287,16 +294,21 @@ class Model:
         from . import chat  # jinja2: only conversations pay for importing it
 
         tok = self.tokenizer
-        return chat.render(
-            self.metadata.get("tokenizer.chat_template"),
+        bos = tok.token_to_piece(tok.bos_id).decode("utf-8", "replace") if tok.bos_id is not None else ""
+        text = chat.render(
+            self.metadata.get("tokenizer.chat_template")
+            or chat.default_template(self.metadata.get("general.architecture")),
             messages,
-            bos_token=tok.token_to_piece(tok.bos_id).decode("utf-8", "replace")
-            if tok.bos_id is not None
-            else "",
+            bos_token=bos,
             eos_token=tok.token_to_piece(tok.eos_id).decode("utf-8", "replace")
             if tok.eos_id is not None
             else "",
         )
+        if (
+            bos and tok.add_bos and text.startswith(bos)
+        ):  # tokenizing adds it: one BOS, as llama.cpp strips it
+            text = text[len(bos) :]
+        return text
 
     # -- the engine's requests ---------------------------------------------------------------------------
 

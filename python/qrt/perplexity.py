@@ -34,21 +34,32 @@ def chunk_nll(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
 
 
 def perplexity(
-    model: Model, text: str, n_ctx: int = 512, on_chunk: Callable[[int, float], None] | None = None
+    model: Model,
+    text: str,
+    n_ctx: int = 512,
+    on_chunk: Callable[[int, float], None] | None = None,
+    max_chunks: int | None = None,
 ) -> Perplexity:
     """Perplexity of ``text`` under ``model`` with chunks of ``n_ctx`` tokens.
 
-    ``on_chunk(i, running_ppl)`` is called after each chunk. ValueError when the text has fewer than
-    2 * n_ctx tokens (llama.cpp's requirement).
+    ``on_chunk(i, running_ppl)`` is called after each chunk; ``max_chunks`` scores only the first chunks
+    (llama-perplexity's ``--chunks``). ValueError when the text has fewer than 2 * n_ctx tokens (llama.cpp's
+    requirement).
     """
     if n_ctx < 8 or n_ctx > model.n_ctx:
         raise ValueError(f"n_ctx must be in [8, {model.n_ctx}] (the model's context), got {n_ctx}")
+    if max_chunks is not None and (isinstance(max_chunks, bool) or not isinstance(max_chunks, int)):
+        raise TypeError(f"max_chunks must be an int or None, got {max_chunks!r}")
+    if max_chunks is not None and max_chunks < 1:
+        raise ValueError(f"max_chunks must be >= 1, got {max_chunks}")
     tokens = np.asarray(model.tokenize(text, add_bos=None), np.int64)
     n_chunks = len(tokens) // n_ctx
     if n_chunks < 2:
         raise ValueError(
             f"the text has {len(tokens)} tokens; perplexity needs at least 2 * n_ctx = {2 * n_ctx}"
         )
+    if max_chunks is not None:
+        n_chunks = min(n_chunks, max_chunks)
     bos = model.tokenizer.bos_id if model.tokenizer.add_bos else None
     first = n_ctx // 2
     nll_sum = nll2_sum = 0.0

@@ -2,16 +2,15 @@
 
 ``tokenizer.ggml.pre`` names one; each is a list of regular expressions applied one after the other
 (llama.cpp's ``llm_tokenizer_bpe``), evaluated over llama.cpp's own Unicode category table (Unicode 15,
-embedded here) rather than this Python's ``unicodedata``; llama.cpp's hand-written splitters for gpt2,
-llama3 and qwen2 are reproduced branch by branch.
+:mod:`qrt.unicode_tables`) rather than this Python's ``unicodedata``; llama.cpp's hand-written splitters
+(gpt2, llama3, qwen2, qwen35, newlines) are reproduced branch by branch.
 """
 
 from __future__ import annotations
 
-import base64
-import bisect
 import re
-import zlib
+
+from .unicode_tables import WHITESPACE, category
 
 # ---- pre-tokenizers (llm_tokenizer_bpe): the regular expressions, applied one after the other ----
 
@@ -23,6 +22,24 @@ _RE_LLAMA3 = (
 _RE_QWEN2 = (
     "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}"
     "| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+)
+_RE_QWEN35 = (
+    "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?[\\p{L}\\p{M}]+|\\p{N}"
+    "| ?[^\\s\\p{L}\\p{M}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+)
+_RE_NEWLINES = "[^\\n]+|[\\n]+"
+# Tekken and GPT-4o: llama.cpp's stand-ins for \p{Lu}/\p{Ll} are lookaheads, "(?=[\p{L}])([^a-z])" = a letter
+# that is not a-z; over the collapsed text every non-ASCII letter passes both, as in llama.cpp
+_RE_TEKKEN = (
+    "[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))*((?=[\\p{L}])([^A-Z]))+"
+    "|[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))+((?=[\\p{L}])([^A-Z]))*"
+    "|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+)
+_CONTRACTION = "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?"
+_RE_GPT4O = (
+    f"[^\\r\\n\\p{{L}}\\p{{N}}]?((?=[\\p{{L}}])([^a-z]))*((?=[\\p{{L}}])([^A-Z]))+{_CONTRACTION}"
+    f"|[^\\r\\n\\p{{L}}\\p{{N}}]?((?=[\\p{{L}}])([^a-z]))+((?=[\\p{{L}}])([^A-Z]))*{_CONTRACTION}"
+    "|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 )
 _EXPRS = {
     "default": ("[\\p{P}\\$\\+<=>\\^~\\|]+", _RE_GPT2, "\\p{N}+", "[0-9][0-9][0-9]"),
@@ -52,12 +69,25 @@ _EXPRS = {
     "starcoder": ("\\p{N}", _RE_GPT2),
     "gpt2": (_RE_GPT2,),
     "qwen2": (_RE_QWEN2,),
+    "qwen35": (_RE_QWEN35,),
+    "gemma4": (_RE_NEWLINES,),
+    "tekken": (_RE_TEKKEN,),
+    "gpt4o": (_RE_GPT4O,),
+    "deepseek-v3": (
+        "\\p{N}{1,3}",
+        "[一-龥\u3040-ゟ゠-ヿ]+",
+        "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+"
+        "| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+",
+    ),
     "poro": (" ?[^(\\s|.,!?…。，、।۔،)]+",),
     "viking": (" ?[^(\\s|.,!?…。，、।۔،)]+", "\\p{N}"),
 }
 
 # tokenizer.ggml.pre -> (expressions, ignore_merges, add_bos default), as llama_vocab::impl::load sets them
-# (its clean_spaces only changes llama_detokenize, which qrt does not imitate)
+# (its clean_spaces only changes llama_detokenize, which qrt does not imitate). "gemma4" is SentencePiece-
+# style BPE: spaces become "▁", words are lines, symbols are characters (not GPT-2's byte alphabet) and
+# what no token covers falls back to <0xHH> tokens; llama.cpp forces add_bos on for it. The ChatGLM/GLM
+# pre-tokenizers (_NO_BOS) also take away the default BOS id.
 _PRE: dict[str, tuple[str, bool, bool]] = {}
 for _names, _setting in (
     (("llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2"),
@@ -69,66 +99,19 @@ for _names, _setting in (
      ("starcoder", False, False)),
     (("qwen2", "deepseek-r1-qwen", "kormo", "f2llmv2", "hunyuan", "solar-open", "stablelm2", "megrez"),
      ("qwen2", False, False)),
+    (("qwen35",), ("qwen35", False, False)),
+    (("tekken",), ("tekken", True, True)),
+    (("gpt-4o", "llama4", "kanana2", "talkie", "minimax-m2"), ("gpt4o", False, False)),
+    (("deepseek-v3", "hunyuan-dense", "joyai-llm", "hy_v4"), ("deepseek-v3", False, False)),
+    (("chatglm-bpe",), ("llama3", False, False)),
+    (("glm4", "glm5"), ("llama3", True, False)),
+    (("gemma4", "granite-embed-multi-311m"), ("gemma4", False, True)),
     (("poro-chat", "bloom", "gpt3-finnish"), ("poro", False, False)),
     *(((name,), (name, False, False)) for name in ("default", "deepseek-llm", "deepseek-coder", "falcon", "viking")),
 ):  # fmt: skip
     for _name in _names:
         _PRE[_name] = _setting
-
-# ---- Unicode categories, as llama.cpp's unicode-data.cpp has them ----
-# Runs of code points with one class (0 other, 1 \p{N}, 2 \p{L}, 3 \p{P}, 4 \p{M}, 5 \p{S}): varint
-# (start delta * 8 + class), zlib, base85. tests/test_tokenizer.py regenerates it from llama.cpp's source.
-_UNICODE_CLASSES = (
-    "c-n1N4`>_L8Q=Hb$$t0UyXEwBYA+`V&L^oTvON^Vfr}D@;y>WH30!0w(j*<OJA;=k;ASm&Z3B+%47JI?crKVU1=UGM8q%Sd6tpY>"
-    "leS>82E1kg)1;6M2h_D2ZkK{-Q?@539V?XYc=zt^d++=6zTfY=ADtjEZL8MQ7mkRV5Yu$L3A(1U-x0l87jmLEg;5KusHqXW3ivJH"
-    "t*ASEq&26beiDj}t!RiivZT<^LWX6)Hv;$x<GBiAg$OPCXJUjc{u$vK4@qGi%izY1-$Ep;h0Oy@v+t0%q0cq(^#<gg&a-BiyTL+C"
-    "XrqGTeOLzZVPHRdu5gm{hBcd+y0`=`@8vd6g~sqhutE&?r9S}7?C$t0SpfbjxkPO~4LsK$3ijb7SeO@vr~rD%Y{!&lOvAKU7jq4a"
-    "8o@$1xK(JJnHFZ;M|wtGOvY0Q!?dC-=OEkGFQOXjx3EV>`ba4yH_LO2TY|l48o@rD<#>kwpS_1Fb$iwh>!G;;R5SfDRT<kt$2R25"
-    "unpU?2NS8N#T~)g*mH;TE$O^8Qw1D{`UcX5v%^4XM@T#VcC{UO1RtsR4~;z3$r@PKK$HE<t$X?*5$m5^ow-ppCmnc0rb_xa1@;2S"
-    "V3_ctERo@i=QsOihz(6rG`%G5=v4cR^Q7)z3Z*8)el&ZTNFn2%>I<hx^vF?7kA^qD1zeY+B}5*}Byk3~XxYchMDNlwdZ;xnx4A>+"
-    "K<&%6xe1%wW-jXfa)_(_Nl_ul(oEbYSToTP@`U8LNaRo=|9c+8MJjKziW%8e2KzYp*-AiULU`{94ND+v*066Y8|{2<2Atm05HWgZ"
-    "z!(}qiyK2{=>)O07;+Z$H~U)-T3q$Bi-BB=n5o;YD1|lPgNeZ;iv$a+AX5A95_btU?~6^7E079_3)JT|FxC3%oR%@y;3Q2yAg@Ax"
-    "V_$p!o+k}%--koN!U`GfbkCA9L^k>M#=;pQdUDG|MDkq`ejXCohO+3=lf0-@f+8a$mqT90SC=&q=P0(LE{mewc0@+E4_iXcjT5i{"
-    "oo|75SQ~sr9zt+yM5qH114m*d@^XnB6}qd70lBa>D<LT*iBF4Uy4BUyQ#9CWB;R{H`5A=oZny#a-iCYh3*}vS?}_KWf)h0S4Gg@#"
-    "@m=_aCMQU^@_2Zh=+_(G`EfR38_iAHcW1Lea~gYI7Fw@|-xEGTz9!mn5*mDsEP=il7_R8IU>sz!gW5o7Slzt^TZ48;H?R^g!y<w="
-    "1L&le39bh8V6t$Wl*!Y09M(V`_yW4sqsPd=AIZ_8dHggjDzzHMs<ijtM0{r0$Dm-$!2=TKefR*xMWsKK>Annm#MK5duB6wC^cqY8"
-    "Mlpd`pf$lZZgsL}sM958=oEAY{kCb?Vryusg%#)&S777-)*$LWAio+x)sKr7+*?RVw2byfu}cCd<X#0?sxuU2y^0peMeG_x#KC3}"
-    "H3}JdbeZ*Zd_wRA!#&;D$>o}C`Ep>W3T}zcO)0C7iKT{l;ti$J90zbjqKK{Y%DsjX6yf$`;UbJHqC(qQkqjp$z;By?S)#q5>6WHz"
-    "hMU4Fi~kTiYq`aMz3zgrVxI0DHpCz<0nUQleN2o_ljX){tEom}yKc}|AZ+O)G4?I_oUmzD1G_|DRwW4^BTny|fIC_G5=o_3L6gvR"
-    "JJr-jWL2$)LR@(*kd87vfctQ4oy;EHPbt+<Zv_hZYmmVuf<5Pzj9_?|NGfBZ3Yyw+6@s}n*x6I0b+0z1FG40FeQah$Wq~${;5Y=o"
-    "B$Ael7T1w1CGlk?)Sm4<xlbX4pMq5+-M9iqQ?u7wp^;n#f*rH4sbdPZJI{E<z@l=Q&eB7(bX)c;ad!F_#TrOYc!&w(j$(fb1=ev1"
-    "o{FdDVFu#PyzDXF98_VqeSyB@HQfg^1>5a@P7WAaf*o3fZGM}5mW-->E*GrhG|}W|dy*cBC*nL<&``6~GVGrM*>IkfKxSXkb!w9N"
-    "=wsOjWN?$;=6sL#xp+wXbv{qG7^W9ZeatS<X^3y?Gc=CYmoQ1^WUy?fKaUTHXFhou62>%{q$j{;Px)I$PQe{=NMoD*dAbbdSktpH"
-    "^sZ|w<Rv!Oa7>wnp}cGdd1>r@$Z*4SIr5OT%b!>B;)>iar%BHH7<l1*lH>6%*1`ARClg?6sY8p(c7J|D4_+X7-l3)T)?{U`f>{AR"
-    "dR?ize~DzGj2k@1rF+?od^1T>@;S}6`SYRE5I1&6M2z4J@uJN?_vZub*Y7|Let}EdE;g(+XsP{W{`a$RqQN*c-YH?(HulliP)%Ha"
-    "U0ICFx~KzgO_4k-jW)BwB;DTX#&x#WS3Nuj=~*Z?A5;DW&iRIAC4sz3ceo=(B_!iHXdGGi59z4v`H1vf{)6JICwo@B$o>H`)kmC;"
-    "yVl$kEH|V_?4Fz-mIX2Sd$LN*D(opY-lLTb162}Up{>zOSGU=IACfit4$LSq_Ls&oJX40@YGBtQTxRD2SXJb|jjSi(;GjHf4@-({"
-    "LU}p43-aV8oNW)wVQ~ZS#`>Sp503fZYjo1NN)xZqF8z5ulzKVE$BNx+kj-4sJzfISlX;Z@q$de0Hr7Zq=LLP)t&8S;V6VaoY4TfH"
-    "F}4Ct{`^loX;@+$&+*`H?>afF<XDp*H(uHN2~}gN^Ec(6L>-&v4ldWZfJspLa)s<LS>`_MG}fc{-%0(co<(O}&zJ2qZOPb5@D??`"
-    "GVYROxnX!LJf@H7=g8i}CH#Qa;IMq%({8+wxuq_&Crc0;iB%huYk{q@i5?wHF3@g&>jLRsg|P9JQVtJ~hDTyO?W;uhx<}>0p7vQ)"
-    "uhO@PKc64}msuoB6C}H;i>VqpQo2cBTzz8t6s$H)|8)5hNss@AOy0Up#y9*I-wjtQ"
-)
-_WHITESPACE = frozenset(
-    [*range(0x09, 0x0E), 0x20, 0x85, 0xA0, 0x1680, *range(0x2000, 0x200B), 0x2028, 0x2029, 0x202F, 0x205F,
-     0x3000]
-)  # fmt: skip
-
-
-def _class_runs() -> tuple[list[int], list[int]]:
-    data = zlib.decompress(base64.b85decode(_UNICODE_CLASSES))
-    starts: list[int] = []
-    classes: list[int] = []
-    cp = v = shift = 0
-    for b in data:
-        v |= (b & 0x7F) << shift
-        shift += 7
-        if b & 0x80:
-            continue
-        cp += v >> 3
-        starts.append(cp)
-        classes.append(v & 7)
-        v = shift = 0
-    return starts, classes
+_NO_BOS = frozenset(("chatglm-bpe", "glm4", "glm5"))
 
 
 class _CollapseTable(dict):
@@ -136,30 +119,28 @@ class _CollapseTable(dict):
     character per class (0x0B whitespace, 0xD1 \\p{N}, 0xD2 \\p{L}, 0xD3 \\p{P}, 0xD4 \\p{M}, 0xD5
     \\p{S}, 0xD0 anything else). Filled on first use of each code point."""
 
-    _runs: tuple[list[int], list[int]] | None = None
+    _BYTE = (0xD0, 0xD1, 0xD2, 0xD3, 0xD4, 0xD5, 0xD0, 0xD0)  # by unicode_tables class
 
     def __missing__(self, cp: int) -> int:
         if cp < 0x80:
             out = cp
-        elif cp in _WHITESPACE:
+        elif cp in WHITESPACE:
             out = 0x0B
         else:
-            if _CollapseTable._runs is None:
-                _CollapseTable._runs = _class_runs()
-            starts, classes = _CollapseTable._runs
-            out = 0xD0 + classes[bisect.bisect_right(starts, cp) - 1]
+            out = self._BYTE[category(cp)]
         self[cp] = out
         return out
 
 
 _COLLAPSE = _CollapseTable()
-_WIDE_WS = {cp: 0x0B for cp in _WHITESPACE if cp >= 0x80}  # std::wregex sees non-ASCII spaces as \v
+_WIDE_WS = {cp: 0x0B for cp in WHITESPACE if cp >= 0x80}  # std::wregex sees non-ASCII spaces as \v
 
-# The three hand-written splitters of unicode.cpp, as expressions over the collapsed text. They follow
+# The hand-written splitters of unicode.cpp, as expressions over the collapsed text. They follow
 # the C++ branch by branch (which differs from the regular expressions they are named after).
 _L, _N, _W = "A-Za-z\xd2", "0-9\xd1", "\t\n\x0b\x0c\r "
 _WS_TAIL = f"|[{_W}]+(?![^{_W}])|[{_W}]|(?s:.)"
 _O = f"[^{_L}{_N}{_W}]"
+_LM = _L + "\xd4"  # qwen35: letters and combining marks run together
 _CUSTOM = {
     _RE_GPT2: f"'(?:[stmd]|re|ve|ll)| ?[{_L}]+| ?[{_N}]+| ?{_O}+{_WS_TAIL}",
     _RE_LLAMA3: (
@@ -170,6 +151,11 @@ _CUSTOM = {
         f"'(?:[sStTmMdD]|[rR][eE]|[vV][eE]|[lL][lL])|[^\r\n{_N}]?[{_L}]+|[{_N}]| ?{_O}+[\r\n]*"
         f"|[{_W}]*[\r\n]+{_WS_TAIL}"
     ),
+    _RE_QWEN35: (
+        f"'(?:[sStTmMdD]|[rR][eE]|[vV][eE]|[lL][lL])|[^\r\n{_N}]?[{_LM}]+|[{_N}]| ?[^{_LM}{_N}{_W}]+[\r\n]*"
+        f"|[{_W}]*[\r\n]+{_WS_TAIL}"
+    ),
+    _RE_NEWLINES: "[^\n]+|\n+",
 }
 
 # unicode_regex_split: \p{X} -> the collapsed class character plus its ASCII members

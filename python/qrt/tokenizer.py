@@ -9,7 +9,7 @@
         print(stream.feed(i), end="")
     print(stream.flush())
 
-Two vocabulary kinds are read from ``tokenizer.ggml.*`` (``../shared/FORMATS.md`` §1.3):
+Four vocabulary kinds are read from ``tokenizer.ggml.*`` (``../shared/FORMATS.md`` §1.3):
 
 * ``model == "llama"``, SentencePiece (SPM): spaces become ``▁``, one is put in front of the text
   (``add_space_prefix``), adjacent pieces are merged highest score first, and what no token covers falls
@@ -17,15 +17,22 @@ Two vocabulary kinds are read from ``tokenizer.ggml.*`` (``../shared/FORMATS.md`
 * ``model == "gpt2"``, byte-level BPE: the text is cut into words by the pre-tokenizer that
   ``tokenizer.ggml.pre`` names (the regular expressions of llama.cpp's ``llm_tokenizer_bpe``), each word's
   bytes are spelled with GPT-2's byte alphabet and merged by ``tokenizer.ggml.merges`` rank.
+* ``model == "gemma4"``, SentencePiece-style BPE: spaces become ``▁``, each line is merged by rank as
+  characters (no byte alphabet), and what no token covers falls back to the ``<0xHH>`` byte tokens.
+* ``model == "bert"``, WordPiece (WPM): the text is normalized and cut into words as BERT does, and each
+  word is covered by the longest tokens first (:mod:`qrt.wordpiece`).
 
-Both follow ``src/llama-vocab.cpp`` and ``src/unicode.cpp`` of llama.cpp (the version vendored in
+Other kinds (``t5``/UGM, ``rwkv``, ``plamo2``) and pre-tokenizers qrt does not implement are refused with
+:class:`qrt.UnsupportedError` naming what is missing.
+
+All follow ``src/llama-vocab.cpp`` and ``src/unicode.cpp`` of llama.cpp (the version vendored in
 llama-cpp-python 0.3.36), including its quirks: control/user-defined tokens are cut out of the text
 before tokenizing (user-defined ones even with ``special=False``), Unicode categories come from
-llama.cpp's own table (Unicode 15, embedded below) rather than from this Python's ``unicodedata``, the
-pre-tokenizer's hand-written splitters are reproduced rather than the regular expressions they stand
-for, and the special tokens llama.cpp recognises by their text (``<|im_end|>``, ``<|eot_id|>``, ...)
-become control tokens. ``tests/test_tokenizer.py`` checks every llama.cpp vocabulary test file and
-``llama-tokenize`` on many texts.
+llama.cpp's own tables (Unicode 15, :mod:`qrt.unicode_tables`) rather than from this Python's
+``unicodedata``, the pre-tokenizer's hand-written splitters are reproduced rather than the regular
+expressions they stand for, and the special tokens llama.cpp recognises by their text (``<|im_end|>``,
+``<|eot_id|>``, ...) become control tokens. ``tests/test_tokenizer.py`` checks every llama.cpp vocabulary
+test file and ``llama-tokenize`` on many texts.
 
 Where llama.cpp's answer depends on the iteration order of a C++ ``unordered_map`` (which of several
 end-of-turn candidates becomes ``eot_id``), the first candidate in llama.cpp's list wins here. A
@@ -43,11 +50,13 @@ import itertools
 import operator
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from ._C import FormatError, UnsupportedError
-from .pretokenize import _EXPRS, _PRE, _Splitter
+from .pretokenize import _EXPRS, _NO_BOS, _PRE, _Splitter
+from .tokenizer_meta import _Meta
+from .wordpiece import WordPiece
 
 __all__ = ["Detokenizer", "Tokenizer"]
 
@@ -129,6 +138,21 @@ _BYTE_CHARS = _byte_alphabet()
 _BYTES_TO_CHARS = {b: c for b, c in enumerate(_BYTE_CHARS)}  # latin-1 decoded bytes -> alphabet
 _CHARS_TO_BYTE = {c: b for b, c in enumerate(_BYTE_CHARS)}
 
+_MODELS = {
+    "llama": "SentencePiece",
+    "gpt2": "byte-level BPE",
+    "gemma4": "SentencePiece-style BPE",
+    "bert": "WordPiece",
+}
+_REFUSED_MODELS = {  # what llama.cpp reads and qrt does not
+    "t5": "Unigram (UGM), as T5 and XLM-R use",
+    "rwkv": "RWKV's trie tokenizer",
+    "plamo2": "PLaMo-2's Aho-Corasick tokenizer",
+    "hybriddna": "HybriDNA's k-mer BPE",
+    "whitespace": "whitespace-split BPE",
+    "no_vocab": "no vocabulary",
+    "none": "no vocabulary",
+}
 _SPM_SPACE = "▁"
 _LONG_WORD = 48  # longer words are merged with a heap (O(n log n)), and split where no token spans
 _CACHE_LIMIT = 1 << 18
@@ -172,91 +196,41 @@ def _merge_heap(sym: list[str], priority: Any) -> list[str]:
     return [s for s in sym if s]
 
 
-# ---- metadata ----
+def _space_cutter(tokens: list[str], merges: Iterable[str] | None) -> re.Pattern[str]:
+    """The places where "▁"-spelled text can be cut into words that merge exactly as the whole text would
+    (for ``re.split``): before each run of "▁", unless the character c before it can be joined to a "▁".
 
-
-class _Meta:
-    """Typed access to tokenizer.ggml.* in a GGUF file's fields, or in a plain metadata dict."""
-
-    _INT_TYPES = frozenset("UINT8 INT8 UINT16 INT16 UINT32 INT32 UINT64 INT64".split())
-
-    def __init__(self, source: Any) -> None:
-        fields = getattr(source, "fields", None)
-        if fields is not None:  # qrt.gguf.GGUFFile: GGUF value types are known
-            self.values = {k: f.value for k, f in fields.items()}
-            self.types = {k: (f.type, f.element_type) for k, f in fields.items()}
-        elif isinstance(source, Mapping):
-            self.values = dict(source)
-            self.types = {}
-        else:
-            raise TypeError(
-                f"expected a path, a qrt.gguf file or a metadata mapping, not {type(source).__name__}"
-            )
-
-    def _fail(self, key: str, what: str) -> FormatError:
-        return FormatError(f"{key}: {what}")
-
-    def string(self, key: str, default: str | None = None) -> str | None:
-        if key not in self.values:
-            return default
-        v = self.values[key]
-        if not isinstance(v, str) or self.types.get(key, ("STRING",))[0] != "STRING":
-            raise self._fail(key, f"expected a string, got {self._describe(key)}")
-        return v
-
-    def boolean(self, key: str) -> bool | None:
-        if key not in self.values:
-            return None
-        v = self.values[key]
-        if not isinstance(v, bool) or self.types.get(key, ("BOOL",))[0] != "BOOL":
-            raise self._fail(key, f"expected a bool, got {self._describe(key)}")
-        return v
-
-    def integer(self, key: str) -> int | None:
-        if key not in self.values:
-            return None
-        v = self.values[key]
-        t = self.types.get(key, ("INT64",))[0]
-        if isinstance(v, bool) or not isinstance(v, int) or t not in self._INT_TYPES:
-            raise self._fail(key, f"expected an integer, got {self._describe(key)}")
-        return v
-
-    def array(self, key: str, element_types: tuple[str, ...], py_types: tuple[type, ...]) -> list | None:
-        if key not in self.values:
-            return None
-        v = self.values[key]
-        t = self.types.get(key)
-        if not isinstance(v, (list, tuple)) or (
-            t is not None and (t[0] != "ARRAY" or t[1] not in element_types)
-        ):
-            raise self._fail(
-                key, f"expected an array of {'/'.join(element_types)}, got {self._describe(key)}"
-            )
-        if t is None:  # plain dict: check the elements
-            for i, x in enumerate(v):
-                if isinstance(x, bool) or not isinstance(x, py_types):
-                    raise self._fail(
-                        f"{key}[{i}]", f"expected {'/'.join(element_types)}, got {type(x).__name__}"
-                    )
-        return list(v)
-
-    def _describe(self, key: str) -> str:
-        t = self.types.get(key)
-        if t is not None:
-            return f"{t[0]} of {t[1]}" if t[0] == "ARRAY" else t[0]
-        return type(self.values[key]).__name__
+    A symbol that came to span such a cut was first made by joining a symbol ending in c to one starting
+    with "▁": for SPM that merged symbol is a token containing "c▁", for BPE it is a merge "...c ▁...".
+    Where no token (SPM) or merge (BPE) does that, no merge crosses the cut and the merges on either
+    side do not depend on each other. Gemma 3 and 4 have one such c: ">", from their ">▁</" token.
+    """
+    space = _SPM_SPACE
+    if merges is None:
+        # one regex over the tokens joined by "\n"; "\n" itself, which the joining puts before every
+        # "▁"-initial token, is looked for token by token
+        glued = set(re.findall(f"([^{space}\n]){space}", "\n".join(tokens)))
+        if any(map(operator.contains, tokens, itertools.repeat("\n" + space))):
+            glued.add("\n")
+    else:
+        merges = list(merges)
+        parts = "\n".join(merges).split(" " + space)
+        glued = {p[-1] for p in parts[:-1] if p} - {space, "\n"}
+        if any(map(operator.contains, merges, itertools.repeat("\n " + space))):
+            glued.add("\n")
+    return re.compile(f"(?<=[^{space}{''.join(map(re.escape, sorted(glued)))}])(?={space})")
 
 
 # ---- the tokenizer ----
 
 
 class Tokenizer:
-    """A GGUF file's tokenizer (SPM or byte-level BPE), built by :meth:`from_gguf`.
+    """A GGUF file's tokenizer (SPM, BPE or WordPiece), built by :meth:`from_gguf`.
 
-    Attributes: ``n_vocab``; ``model`` (``"llama"`` or ``"gpt2"``) and ``pre`` (the pre-tokenizer name);
-    ``bos_id``, ``eos_id``, ``eot_id``, ``eom_id``, ``unk_id``, ``pad_id`` (``None`` when the vocabulary
-    has none); ``add_bos``, ``add_eos``, ``add_space_prefix`` (what the file asks for). Immutable, and safe
-    to share between threads.
+    Attributes: ``n_vocab``; ``model`` (``tokenizer.ggml.model``: ``"llama"``, ``"gpt2"``, ``"gemma4"``
+    or ``"bert"``) and ``pre`` (the pre-tokenizer name); ``bos_id``, ``eos_id``, ``eot_id``, ``eom_id``,
+    ``unk_id``, ``pad_id``, ``sep_id`` (``None`` when the vocabulary has none); ``add_bos``, ``add_eos``,
+    ``add_space_prefix`` (what the file asks for). Immutable, and safe to share between threads.
     """
 
     n_vocab: int
@@ -268,6 +242,7 @@ class Tokenizer:
     eom_id: int | None
     unk_id: int | None
     pad_id: int | None
+    sep_id: int | None
     add_bos: bool
     add_eos: bool
     add_space_prefix: bool
@@ -293,12 +268,15 @@ class Tokenizer:
         model = meta.string(P + "model")
         if model is None:
             raise FormatError(f"missing key {P}model")
-        if model not in ("llama", "gpt2"):
+        if model not in _MODELS:
+            what = f" ({_REFUSED_MODELS[model]})" if model in _REFUSED_MODELS else ""
             raise UnsupportedError(
-                f"{P}model {model!r} is not supported; qrt reads 'llama' (SentencePiece) and 'gpt2' (BPE)"
+                f"{P}model {model!r}{what} is not supported; qrt reads "
+                + ", ".join(f"{k!r} ({v})" for k, v in _MODELS.items())
             )
         self.model = model
         spm = model == "llama"
+        bpe = model in ("gpt2", "gemma4")
 
         tokens = meta.array(P + "tokens", ("STRING",), (str,))
         if tokens is None:
@@ -314,15 +292,19 @@ class Tokenizer:
         self.n_vocab = n
 
         # token texts (llama.cpp renames empty ones), text -> id (the last of duplicates wins), attributes
-        self._text = [t if t else f"[EMPTY_{i}]" for i, t in enumerate(tokens)]
-        self._id = {t: i for i, t in enumerate(self._text)}
-        self._score = [float(s) for s in scores] if scores is not None else None
+        self._text = list(tokens)
+        if "" in self._text:
+            self._text = [t if t else f"[EMPTY_{i}]" for i, t in enumerate(tokens)]
+        self._id = dict(zip(self._text, range(n), strict=True))
+        self._score = list(map(float, scores)) if scores is not None else None
         if types is None:
             attr = [ATTR_NORMAL] * n
         else:
-            attr = [_TYPE_TO_ATTR.get(t, ATTR_UNDEFINED) for t in types]
-            for i, t in enumerate(types):
-                if t == TYPE_BYTE and not re.fullmatch("<0x[0-9A-Fa-f]{2}>", self._text[i]):
+            attr = list(map(_TYPE_TO_ATTR.get, types))
+            if None in attr:
+                attr = [ATTR_UNDEFINED if a is None else a for a in attr]
+            for i in itertools.compress(range(n), map(TYPE_BYTE.__eq__, types)):
+                if not re.fullmatch("<0x[0-9A-Fa-f]{2}>", self._text[i]):
                     raise FormatError(
                         f"{P}tokens[{i}]: byte token {self._text[i]!r} is not of the form <0xHH>"
                     )
@@ -330,20 +312,26 @@ class Tokenizer:
 
         # pre-tokenizer and flags
         pre = meta.string(P + "pre")
-        if spm:
+        self._splitter: _Splitter | None = None
+        self._wordpiece: WordPiece | None = None
+        self._spm_bpe = False
+        self._ignore_merges, add_bos = False, True
+        self.add_space_prefix = spm
+        if not bpe:  # SPM and WPM have no pre-tokenizer (llama.cpp treats them all as "default")
             self.pre = pre or "default"
-            self._ignore_merges, add_bos = False, True
-            self._splitter = None
-            self.add_space_prefix = True
         else:
-            self.pre = pre if pre else "default"
+            # llama.cpp reads a "gemma4" vocabulary with the gemma4 pre-tokenizer whatever the file says
+            self.pre = "gemma4" if model == "gemma4" else pre if pre else "default"
             if self.pre not in _PRE:
                 raise UnsupportedError(
                     f"{P}pre {self.pre!r} is not supported; qrt knows {', '.join(sorted(_PRE))}"
                 )
             exprs, self._ignore_merges, add_bos = _PRE[self.pre]
             self._splitter = _Splitter(_EXPRS[exprs])
-            self.add_space_prefix = False
+            # SentencePiece-style BPE (gemma4): "▁" for spaces, characters (not GPT-2's byte alphabet) as
+            # symbols, <0xHH> tokens for what no token covers
+            self._spm_bpe = exprs == "gemma4"
+        self._byte_level = bpe and not self._spm_bpe  # GPT-2's byte alphabet
         self.add_bos = add_bos
         self.add_eos = False
         v = meta.boolean(P + "add_space_prefix")
@@ -352,10 +340,10 @@ class Tokenizer:
 
         # BPE merges: "left right" -> rank (the first of duplicates wins)
         self._rank: dict[str, int] = {}
-        if not spm:
+        if bpe:
             merges = meta.array(P + "merges", ("STRING",), (str,))
             if merges is None:
-                raise FormatError(f"missing key {P}merges (needed by the 'gpt2' tokenizer)")
+                raise FormatError(f"missing key {P}merges (needed by the {model!r} tokenizer)")
             rank = self._rank
             for i, m in enumerate(merges):
                 if m not in rank:
@@ -367,8 +355,10 @@ class Tokenizer:
         )
         if spm:
             ids.update(bos=1, eos=2, unk=0)
-        else:
-            ids.update(bos=11, eos=11)
+        elif model == "gpt2":
+            ids.update(bos=None if self.pre in _NO_BOS else 11, eos=11)
+        elif model == "bert":
+            ids.update(bos=101, unk=100, sep=102, pad=0, mask=103)
         for name, v in ids.items():
             if v is not None and v >= n:
                 ids[name] = None
@@ -383,6 +373,10 @@ class Tokenizer:
             v = meta.boolean(P + key)
             if v is not None:
                 setattr(self, key[:-6], v)
+        if self._spm_bpe:
+            self.add_bos = True  # llama.cpp overrides the file for Gemma 4 (its PR 21500)
+        if model == "bert":  # llama.cpp's WordPiece adds CLS ... SEP for add_special, whatever the keys say
+            self.add_bos, self.add_eos = True, False
 
         # special tokens recognised by their text; they become control tokens
         def find(texts: tuple[str, ...]) -> int | None:
@@ -423,9 +417,17 @@ class Tokenizer:
         self._eog = frozenset(eog)
         self.bos_id, self.eos_id, self.eot_id = ids["bos"], ids["eos"], ids["eot"]
         self.eom_id, self.unk_id, self.pad_id = ids["eom"], ids["unk"], ids["pad"]
+        self.sep_id = ids["sep"]
+        if model == "bert":
+            lowercase = meta.boolean(P + "normalizer.lowercase")
+            lowercase = True if lowercase is None else lowercase
+            strip_accents = meta.boolean(P + "normalizer.strip_accents")
+            strip_accents = lowercase if strip_accents is None else strip_accents
+            self._wordpiece = WordPiece(self._id, self.unk_id, lowercase, strip_accents)
 
         # tokens cut out of the text before tokenizing: longest first
-        specials = [i for i in range(n) if attr[i] & (ATTR_CONTROL | ATTR_USER_DEFINED | ATTR_UNKNOWN)]
+        special_attr = ATTR_CONTROL | ATTR_USER_DEFINED | ATTR_UNKNOWN
+        specials = list(itertools.compress(range(n), map(special_attr.__and__, attr)))
         specials.sort(key=lambda i: -len(self._text[i].encode("utf-8")))
         name = meta.string("general.name", "") or ""
         if "phi-3" in name.lower() or "phi3" in name.lower():
@@ -438,9 +440,9 @@ class Tokenizer:
         self._specials = specials
         self._special_prefixes = {self._text[i][:2] for i in specials}
 
-        # whether no token has "▁" after another character (see _encode_spm)
-        if spm:
-            self._spm_word_split = not any(_SPM_SPACE in t.lstrip(_SPM_SPACE) for t in self._text)
+        # where "▁"-spelled text may be cut into words: built on first use (about 0.05 s for 262k tokens
+        # or 500k merges), see _space_cutter
+        self._space_cut: re.Pattern[str] | None = None
         self._junctions: set[tuple[str, str]] | None = None  # built by _cut, on the first long word
         self._pieces: list[bytes | None] = [None] * n
         self._cache: dict[str, list[int]] = {}
@@ -457,7 +459,9 @@ class Tokenizer:
         (``tokenizer.ggml.add_bos_token``/``add_eos_token``, else llama.cpp's default for the vocabulary).
         ``special=True`` turns the text of control tokens (``<|im_start|>``, ``<s>``, ...) into those
         tokens; with ``False`` they are tokenized as ordinary text. User-defined tokens are always
-        recognised, as in llama.cpp. An empty text gives just the BOS/EOS tokens asked for.
+        recognised, as in llama.cpp. An empty text gives just the BOS/EOS tokens asked for. A WordPiece
+        (BERT) vocabulary's BOS is its CLS token, and ``add_bos`` also puts its SEP token last, as
+        llama.cpp does.
         Raises ``TypeError`` for a non-``str``, ``UnicodeEncodeError`` for lone surrogates and
         ``ValueError`` when BOS/EOS is asked for but the vocabulary has none.
         """
@@ -472,7 +476,13 @@ class Tokenizer:
                 raise ValueError("this vocabulary has no BOS token (add_bos=True)")
             out.append(self.bos_id)
         fragments: list[str | int] = self._partition(text, special) if text else []
-        if self._splitter is None:
+        if self._wordpiece is not None:
+            self._encode_wpm(fragments, out)
+            if add_bos:  # llama.cpp's add_special closes a WordPiece text with SEP
+                if self.sep_id is None:
+                    raise ValueError("this vocabulary has no SEP token to close the text (add_bos=True)")
+                out.append(self.sep_id)
+        elif self._splitter is None:
             prev_special = True
             for frag in fragments:
                 if isinstance(frag, int):
@@ -533,6 +543,22 @@ class Tokenizer:
             frags = out
         return frags
 
+    def _encode_wpm(self, fragments: list[str | int], out: list[int]) -> None:
+        wp = self._wordpiece
+        assert wp is not None
+        cache = self._cache
+        for frag in fragments:
+            if isinstance(frag, int):
+                out.append(frag)
+                continue
+            for word in wp.words(frag):
+                ids = cache.get(word)
+                if ids is None:
+                    ids = wp.word_ids(word)
+                    if len(word) <= _LONG_WORD:
+                        self._remember(word, ids)
+                out.extend(ids)
+
     def _remember(self, key: str, ids: list[int]) -> None:
         if len(self._cache) >= _CACHE_LIMIT:
             self._cache.clear()
@@ -541,10 +567,19 @@ class Tokenizer:
     def _encode_bpe(self, text: str, out: list[int]) -> None:
         cache = self._cache
         assert self._splitter is not None
-        for word in self._splitter.split(text):
+        spm_bpe = self._spm_bpe
+        if spm_bpe:
+            text = text.replace(" ", _SPM_SPACE)
+        words = self._splitter.split(text)
+        if spm_bpe:  # a line is one word to llama.cpp; cut it where no merge joins (_space_cutter)
+            words = [w for line in words for w in self._space_words(line)]
+        for word in words:
             ids = cache.get(word)
             if ids is None:
-                ids = self._bpe_word(word.encode("utf-8").decode("latin-1").translate(_BYTES_TO_CHARS))
+                if spm_bpe:
+                    ids = self._bpe_word(word)
+                else:
+                    ids = self._bpe_word(word.encode("utf-8").decode("latin-1").translate(_BYTES_TO_CHARS))
                 if len(word) <= _LONG_WORD:
                     self._remember(word, ids)
             out.extend(ids)
@@ -553,6 +588,8 @@ class Tokenizer:
         vocab = self._id
         if self._ignore_merges and word in vocab:
             return [vocab[word]]
+        if self._spm_bpe and word[0] == "\n" and word in vocab and not word.strip("\n"):
+            return [vocab[word]]  # llama.cpp's fix for Gemma 4 (its PR 21343): a run of newlines is one token
         if len(word) > _LONG_WORD:
             symbols = []
             for piece in self._cut(word):
@@ -564,6 +601,11 @@ class Tokenizer:
             i = vocab.get(s)
             if i is not None:
                 ids.append(i)
+            elif self._spm_bpe:  # each byte of the symbol as its <0xHH> token; llama.cpp drops misses
+                for b in s.encode("utf-8"):
+                    i = vocab.get(f"<0x{b:02X}>")
+                    if i is not None:
+                        ids.append(i)
             else:  # llama.cpp looks each byte of the symbol up as a one-byte token, and drops misses
                 ids.extend(vocab[c] for c in s if c < "\x80" and c in vocab)
         return ids
@@ -612,12 +654,15 @@ class Tokenizer:
         pieces.append(word[start:])
         return pieces
 
-    _SPM_WORDS = re.compile(f"{_SPM_SPACE}+[^{_SPM_SPACE}]*|[^{_SPM_SPACE}]+")
+    def _space_words(self, text: str) -> list[str]:
+        cut = self._space_cut
+        if cut is None:  # threads that race here build equal patterns
+            merges = None if self.model == "llama" else self._rank
+            cut = self._space_cut = _space_cutter(self._text, merges)
+        return cut.split(text)
 
     def _encode_spm(self, text: str, out: list[int]) -> None:
-        # No token has "▁" after another character (checked at load), so the text can be cut before
-        # each word's "▁"s: the pieces merge exactly as the whole would.
-        words = self._SPM_WORDS.findall(text) if self._spm_word_split else [text]
+        words = self._space_words(text)
         cache = self._cache
         for word in words:
             ids = cache.get(word)
@@ -704,7 +749,7 @@ class Tokenizer:
         if attr & (_ATTR_SPECIAL | ATTR_USER_DEFINED):
             return text.encode("utf-8")
         if attr & ATTR_NORMAL:
-            if self.model == "llama":
+            if not self._byte_level:  # "▁" spells a space
                 return text.replace(_SPM_SPACE, " ").encode("utf-8")
             out = bytearray()
             for c in text:  # llama_decode_text
@@ -725,14 +770,16 @@ class Tokenizer:
         puts a space in front of the text (SPM, ``add_space_prefix``) the first text token loses that one
         space again, so ``decode(encode(t), skip_special=True) == t``. (llama.cpp's ``llama_detokenize``
         also strips spaces before punctuation for some vocabularies; qrt never changes the text.)
+        WordPiece (BERT) encoding normalizes the text: decoding gives its words (lowercased, punctuation
+        apart) joined by single spaces, the first word's space removed likewise.
         ``ValueError`` for ids outside ``[0, n_vocab)``.
         """
         pieces = []
-        strip = self.add_space_prefix
+        strip = self.add_space_prefix or self._wordpiece is not None
         for tid in ids:
             i = self._check(tid)
             piece = self.token_to_piece(i, special=not skip_special)
-            if strip and not self._attr[i] & ATTR_CONTROL:
+            if strip and piece and not self._attr[i] & ATTR_CONTROL:
                 strip = False
                 if piece[:1] == b" ":
                     piece = piece[1:]

@@ -443,12 +443,32 @@ void test_ops(const std::string& isa, SiluMulFn silu_mul, AttentionHeadFn attent
         check(worst <= 2e-6,
               isa + " silu_mul n=" + std::to_string(n) + ": relative error " + std::to_string(worst));
     }
+#if defined(QRT_HAVE_AVX2)
+    if (isa == "avx2") {  // gelu_mul: the sigmoid form against the tanh reference
+        for (int64_t n : {1, 7, 8, 9, 31, 640, 2048}) {
+            std::vector<float> g(static_cast<size_t>(n)), u(g.size());
+            for (size_t i = 0; i < g.size(); ++i) g[i] = normal(rng) * 3.0f, u[i] = normal(rng);
+            if (n > 8) g[3] = 60.0f, g[4] = -60.0f, g[5] = 0.0f, g[6] = -1e-3f;
+            std::vector<float> ref(g), out(g);
+            gelu_mul_ref(ref.data(), u.data(), n);
+            avx2::gelu_mul(out.data(), u.data(), n);
+            double worst = 0;
+            for (int64_t i = 0; i < n; ++i)  // relative to |g * u|: gelu's own value can cancel to ~0
+                worst = std::max(worst, std::fabs(double(out[size_t(i)]) - ref[size_t(i)]) /
+                                            (std::fabs(double(g[size_t(i)]) * u[size_t(i)]) + 1e-30));
+            check(worst <= 2e-6,
+                  isa + " gelu_mul n=" + std::to_string(n) + ": relative error " + std::to_string(worst));
+        }
+    }
+#endif
     for (int hd : {4, 8, 12, 16, 64, 72, 128, 256}) {
         if (hd % lanes) continue;
         for (int n_kv : {1, 5, 16, 17, 100, 1000}) {
             const int bs = 16, n_head = 3, n_blocks = (n_kv + bs - 1) / bs + 2;
             const RandomPagedKv cache(n_blocks, n_head, bs, hd, rng);
-            const PagedKv& kv = cache.view;
+            PagedKv kv = cache.view;
+            // half the cases a sliding window, longer or shorter than n_kv
+            if (rng() % 2) kv.window = 1 + int(rng() % unsigned(n_kv + 8));
             std::vector<float> q(static_cast<size_t>(hd)), ref(q.size()), out(q.size()),
                 s1(static_cast<size_t>(n_kv)), s2(s1.size());
             for (auto& x : q) x = normal(rng) * 2.0f;
@@ -460,8 +480,9 @@ void test_ops(const std::string& isa, SiluMulFn silu_mul, AttentionHeadFn attent
                 err = std::max(err, std::fabs(double(out[size_t(d)]) - ref[size_t(d)]));
                 mag = std::max(mag, std::fabs(double(ref[size_t(d)])));
             }
-            check(err <= 1e-5 * (mag + 1e-3), isa + " attention_head hd=" + std::to_string(hd) + " n_kv=" +
-                                                  std::to_string(n_kv) + ": error " + std::to_string(err));
+            check(err <= 1e-5 * (mag + 1e-3),
+                  isa + " attention_head hd=" + std::to_string(hd) + " n_kv=" + std::to_string(n_kv) +
+                      " window=" + std::to_string(kv.window) + ": error " + std::to_string(err));
             // a GQA group of query heads at once: each head exactly as attention_head alone
             if (!attention_heads) continue;
             const int n_q = 1 + int(rng() % 9);
@@ -480,6 +501,31 @@ void test_ops(const std::string& isa, SiluMulFn silu_mul, AttentionHeadFn attent
     }
 }
 #endif
+
+// The scalar reference's sliding window: a query over n_kv keys with window w attends exactly as one over
+// only the last w keys, which a view whose block table starts at the window's first block gives when that
+// key starts a block.
+void test_window_ref(std::mt19937_64& rng) {
+    std::normal_distribution<float> normal;
+    const int bs = 16, hd = 64, n_head = 2;
+    int bad = 0;
+    for (int n_kv : {17, 40, 100, 333}) {
+        const RandomPagedKv cache((n_kv + bs - 1) / bs + 1, n_head, bs, hd, rng);
+        for (int blocks = 1; blocks * bs < n_kv; blocks += 2) {
+            PagedKv windowed = cache.view, tail = cache.view;
+            windowed.window = n_kv - blocks * bs;
+            tail.block_table += blocks;
+            std::vector<float> q(static_cast<size_t>(hd)), a(q.size()), b(q.size()),
+                s(static_cast<size_t>(n_kv));
+            for (auto& x : q) x = normal(rng);
+            attention_head_ref(a.data(), q.data(), windowed, 1, n_kv, 0.125f, s.data());
+            attention_head_ref(b.data(), q.data(), tail, 1, n_kv - blocks * bs, 0.125f, s.data());
+            bad += std::memcmp(a.data(), b.data(), sizeof(float) * a.size()) != 0;
+        }
+    }
+    check(bad == 0, "attention_head_ref with a window equals attention over the window's keys alone: " +
+                        std::to_string(bad) + " cases differ");
+}
 
 using AttentionTileFn = void (*)(float*, const float*, int64_t, int, int, const PagedKv&, int, int, float,
                                  float*);
@@ -502,7 +548,9 @@ void test_attention_tile(const std::string& isa, AttentionTileFn attention_tile,
                 const int n_tok = 1 + int(rng() % unsigned(max_tok)), n_q = 1 + int(rng() % 9);
                 const int n_head = 2, n_max = n_kv + n_tok - 1, n_blocks = (n_max + bs - 1) / bs + 2;
                 const RandomPagedKv cache(n_blocks, n_head, bs, hd, rng);
-                const PagedKv& kv = cache.view;
+                PagedKv kv = cache.view;
+                // a third of the cases a sliding window: each token's own, shorter or longer than the tile
+                if (rng() % 3 == 0) kv.window = 1 + int(rng() % unsigned(n_max + 4));
                 const int head = int(rng() % n_head);
                 const float qscale = rng() % 4 == 0 ? 40.0f : 2.0f;
                 // A batch row holds 2 * n_q heads, the group at head offset 1 of it.
@@ -522,7 +570,7 @@ void test_attention_tile(const std::string& isa, AttentionTileFn attention_tile,
                     if (bad++ == 0)
                         first_bad = " hd=" + std::to_string(hd) + " bs=" + std::to_string(bs) +
                                     " n_kv=" + std::to_string(n_kv) + " n_tok=" + std::to_string(n_tok) +
-                                    " n_q=" + std::to_string(n_q);
+                                    " n_q=" + std::to_string(n_q) + " window=" + std::to_string(kv.window);
                 }
             }
         }
@@ -734,6 +782,7 @@ int main() {
     // the dispatched tile (the AVX2 kernel in sub-tiles, elsewhere attention_heads per token), longer tiles
     // too
     test_attention_tile(isa_name(active_isa()), attention_tile, attention_heads, 1, 3 * kAttentionTile, rng);
+    test_window_ref(rng);
     test_matmul(rng);
     for (Isa isa : {Isa::Avx2, Isa::Neon}) {
         if (!cpu_runs(isa)) {

@@ -56,7 +56,14 @@ bool invariants_hold(const KvCache& kv, std::string* why) {
             *why = "table of seq " + std::to_string(seq) + " longer than n_ctx allows";
             return false;
         }
-        for (int32_t b : t) {
+        for (size_t i = 0; i < t.size(); ++i) {
+            const int32_t b = t[i];
+            const bool released = int(i) < kv.first_held_block(seq);  // window caches: given back
+            if (released != (b == KvCache::kReleased)) {
+                *why = "table of seq " + std::to_string(seq) + ": released entries are not its leading ones";
+                return false;
+            }
+            if (released) continue;
             if (b < 0 || b >= kv.n_blocks()) {
                 *why = "block id out of range";
                 return false;
@@ -101,7 +108,7 @@ bool contents_ok(const KvCache& kv, int seq) {
     for (int l = 0; l < s.n_layer; ++l) {
         const qrt::PagedKv view = kv.view(l, seq);
         const int64_t block_stride = int64_t(s.n_kv_head) * kKvBlockSize * s.head_dim;
-        for (int t = 0; t < kv.seq_len(seq); ++t)
+        for (int t = kv.first_held_block(seq) * kKvBlockSize; t < kv.seq_len(seq); ++t)
             for (int h = 0; h < s.n_kv_head; ++h)
                 for (int d = 0; d < s.head_dim; ++d) {
                     const int64_t at = view.block_table[t / kKvBlockSize] * block_stride +
@@ -305,6 +312,49 @@ void test_external_pools() {
         "negative n_layer");
 }
 
+// A sliding-window cache: appending in batches of up to n_batch tokens, each after release_before(the next
+// token's window start) as the forward does, a sequence never holds more than the window and a batch span,
+// every key of the window reads back, and the pool is that size whatever n_ctx is.
+void test_window_cache() {
+    KvCacheShape shape = small_shape(1000, 2);
+    shape.window = 20;
+    shape.n_batch = 8;
+    KvCache kv(shape);
+    const int per_seq = (20 - 1 + 8 + kKvBlockSize - 1) / kKvBlockSize + 1;  // 3
+    check(kv.n_blocks() == 2 * per_seq, "a window cache's pool holds its span per sequence");
+    check(kv.bytes() == KvCache::bytes_needed(shape) &&
+              kv.bytes() < KvCache::bytes_needed(small_shape(1000, 2)),
+          "and costs less than the full cache");
+    std::mt19937_64 rng(5);
+    std::string why;
+    bool ok = true, bounded = true;
+    for (int step = 0; step < 300; ++step) {
+        const int seq = int(rng() % 2), n = 1 + int(rng() % 8);
+        if (kv.seq_len(seq) + n > shape.n_ctx) continue;
+        kv.release_before(seq, kv.seq_len(seq) + 1 - shape.window);
+        append(kv, seq, n);
+        ok = ok && invariants_hold(kv, &why) && contents_ok(kv, seq);
+        const int held = int(kv.block_table(seq).size()) - kv.first_held_block(seq);
+        bounded = bounded && held <= per_seq;
+        const int first_key = kv.seq_len(seq) - shape.window;  // the last token's window
+        ok = ok && kv.first_held_block(seq) * kKvBlockSize <= std::max(first_key, 0);
+    }
+    check(ok, "window cache: invariants and the window's keys hold while appending: " + why);
+    check(bounded, "window cache: a sequence holds at most its span of blocks");
+    check(kv.view(0, 0).window == 20, "views carry the window");
+    // truncating within what is held keeps the sequence; behind the window forgets it
+    const int len = kv.seq_len(0), held_from = kv.first_held_block(0) * kKvBlockSize;
+    check(len > 40 && held_from > 0, "the test appended past the window");
+    kv.seq_keep(0, len - 1);
+    check(kv.seq_len(0) == len - 1 && contents_ok(kv, 0), "keeping a token less keeps the sequence");
+    kv.seq_keep(0, held_from + 2);
+    check(kv.seq_len(0) == 0 && kv.block_table(0).empty() && kv.first_held_block(0) == 0,
+          "keeping fewer tokens than the window needs forgets the sequence");
+    check(invariants_hold(kv, &why), "invariants after forgetting: " + why);
+    kv.seq_rm(1);
+    check(kv.n_free_blocks() == kv.n_blocks(), "every block back in the pool");
+}
+
 }  // namespace
 
 int main() {
@@ -314,5 +364,6 @@ int main() {
     test_random_operations();
     test_attention_through_blocks();
     test_external_pools();
+    test_window_cache();
     return qrt::testing::report();
 }

@@ -12,6 +12,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-f", "--file", required=True, help="UTF-8 text file")
     p.add_argument("-c", "--ctx-size", type=int, default=512, help="chunk size in tokens (default 512)")
     p.add_argument("-t", "--threads", type=int, default=None)
+    p.add_argument("--chunks", type=int, default=None, help="score only the first N chunks (default: all)")
     args = p.parse_args(argv)
     import qrt
     from qrt.perplexity import perplexity
@@ -29,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
             def progress(i: int, ppl: float) -> None:
                 print(f"[{i + 1}]{ppl:.4f},", end="" if (i + 1) % 8 else "\n", file=sys.stderr, flush=True)
 
-            result = perplexity(model, text, args.ctx_size, on_chunk=progress)
+            result = perplexity(model, text, args.ctx_size, on_chunk=progress, max_chunks=args.chunks)
     except KeyboardInterrupt:
         print("\nqrt-perplexity: interrupted", file=sys.stderr)
         return 130

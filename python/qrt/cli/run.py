@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         if model.offload:
             print(f"qrt-run: {offload_summary(model.offload, model.n_layer)}", file=sys.stderr)
         load_s = time.perf_counter() - t0
+        kv_mib = model.kv_bytes / (1 << 20)
         kwargs = dict(
             max_tokens=args.n_predict,
             temperature=args.temp,
@@ -142,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         return f"{n / secs:.1f} tok/s" if secs > 0 else "n/a"
 
     print(
-        f"qrt-run: load {load_s:.2f} s | prompt {s.get('prompt_tokens', 0)} tokens, "
+        f"qrt-run: load {load_s:.2f} s, KV cache {kv_mib:.1f} MiB | "
+        f"prompt {s.get('prompt_tokens', 0)} tokens, "
         f"{rate(s.get('prompt_tokens', 0), s.get('prompt_seconds', 0))} | "
         f"generated {s.get('generated_tokens', 0)} tokens, "
         f"{rate(s.get('generated_tokens', 0), s.get('generate_seconds', 0))}",

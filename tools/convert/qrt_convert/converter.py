@@ -26,7 +26,7 @@ import qrt
 from qrt import FormatError, UnsupportedError
 
 from .arch import Architecture, TensorMap, detect, map_tensors, permute_rows
-from .checkpoint import Checkpoint
+from .checkpoint import Checkpoint, read_json_object
 from .gguf_writer import KV, STRING, UINT32, GGUFStreamWriter, TensorSlot, file_size
 from .presets import FTYPES, ModelInfo, allows_quantization, choose_types, tensor_order
 from .safetensors import FLOAT_DTYPES, to_float32
@@ -137,6 +137,35 @@ def _general_metadata(hf_dir: pathlib.Path, arch: str, total_params: int) -> lis
     return out
 
 
+def _gemma3_vocab_rows(hf_dir: pathlib.Path, arch: Architecture) -> int | None:
+    """How many embedding rows ``Gemma3Model.modify_tensors`` keeps: the SentencePiece vocabulary (padded to
+    vocab_size), or tokenizer.json's vocab plus its added tokens."""
+    if arch.arch != "gemma3":
+        return None
+    if (hf_dir / "tokenizer.model").is_file():
+        return arch.vocab_size
+    tj = read_json_object(hf_dir / "tokenizer.json")
+    model, added = tj.get("model"), tj.get("added_tokens")
+    if not isinstance(model, dict) or not isinstance(model.get("vocab"), dict) or not isinstance(added, list):
+        raise FormatError(f"{hf_dir / 'tokenizer.json'}: no model.vocab object or added_tokens list")
+    return len(model["vocab"]) + len(added)
+
+
+def _convert_order(ckpt: Checkpoint, maps: list[TensorMap]) -> list[str]:
+    """convert_hf_to_gguf.py's tensor order: generated tensors first, then shard by shard (file names sorted),
+    each shard's tensors by checkpoint name (gguf-py's SafetensorsLocal sorts them as safetensors does)."""
+    out = [m.gguf_name for m in maps if m.hf_name is None]
+    by_file: dict[str, list[tuple[str, str]]] = {}
+    for m in maps:
+        if m.hf_name is not None:
+            by_file.setdefault(pathlib.Path(ckpt.file_of(m.hf_name).path).name, []).append(
+                (m.hf_name, m.gguf_name)
+            )
+    for name in sorted(by_file):
+        out += [g for _, g in sorted(by_file[name])]
+    return out
+
+
 def make_plan(ckpt: Checkpoint, ftype: str = "Q4_K_M", *, tokenizer_pre: str | None = None) -> Plan:
     """Decide metadata, tensor types and sizes for converting ``ckpt`` to ``ftype``."""
     ftype = ftype.upper()
@@ -144,8 +173,8 @@ def make_plan(ckpt: Checkpoint, ftype: str = "Q4_K_M", *, tokenizer_pre: str | N
         raise ValueError(f"unknown type {ftype!r}; choose one of {', '.join(FTYPES)}")
     arch = detect(ckpt.config)
     shapes = {e.name: e.shape for e in ckpt}
-    maps = {m.gguf_name: m for m in map_tensors(arch, shapes)}
-    order = tensor_order(list(maps))
+    maps = {m.gguf_name: m for m in map_tensors(arch, shapes, _gemma3_vocab_rows(ckpt.dir, arch))}
+    order = tensor_order(list(maps))  # llama-quantize's, which its per-tensor rules count along
 
     src: list[tuple[str, tuple[int, ...], str]] = []
     for name in order:
@@ -163,7 +192,8 @@ def make_plan(ckpt: Checkpoint, ftype: str = "Q4_K_M", *, tokenizer_pre: str | N
     types = choose_types(src, ftype, ModelInfo(arch.arch, arch.n_layer, arch.n_head, arch.n_head_kv))
 
     tensors = []
-    for name in order:
+    float_file = ftype in ("F16", "BF16")
+    for name in _convert_order(ckpt, list(maps.values())) if float_file else order:
         m = maps[name]
         t = types[name]
         dt = ckpt.tensors[m.hf_name].dtype if m.hf_name is not None else "F32"
@@ -172,14 +202,20 @@ def make_plan(ckpt: Checkpoint, ftype: str = "Q4_K_M", *, tokenizer_pre: str | N
         )
 
     total_params = sum(math.prod(t.shape) for t in tensors)
-    kvs = [KV("general.architecture", STRING, arch.arch)]
+    file_type = KV("general.file_type", UINT32, FTYPES[ftype][0])
+    kvs = [KV("general.architecture", STRING, arch.arch), *arch.early_kvs]
     kvs += _general_metadata(ckpt.dir, arch.arch, total_params)
-    kvs += arch.kvs
+    if float_file:  # as convert_hf_to_gguf.py writes them
+        kvs += [*arch.kvs[: arch.file_type_index], file_type, *arch.kvs[arch.file_type_index :]]
+        kvs.append(KV("general.quantization_version", UINT32, 2))
+    else:
+        kvs += arch.kvs
     try:
         kvs += vocab_metadata(ckpt.dir, arch, tokenizer_pre)
     except (AttributeError, TypeError, KeyError, IndexError) as e:  # JSON of an unexpected shape
         raise FormatError(f"{ckpt.dir}: tokenizer files have an unexpected structure: {e!r}") from None
-    kvs += [KV("general.quantization_version", UINT32, 2), KV("general.file_type", UINT32, FTYPES[ftype][0])]
+    if not float_file:  # as llama-quantize leaves them
+        kvs += [KV("general.quantization_version", UINT32, 2), file_type]
     notes = []
     if ftype == "NF4":
         kvs.append(KV("qrt.format_version", UINT32, NF4_FORMAT_VERSION))
@@ -220,6 +256,11 @@ def _chunks(ckpt: Checkpoint, t: PlannedTensor) -> Iterator[tuple[np.ndarray, in
         r1 = min(rows, r0 + step)
         raw = f.read(t.hf_name, r0, r1)
         x = to_float32(raw, t.src_dtype)
+        if t.tensor_map is not None and t.tensor_map.offset:
+            # llama.cpp adds in the source type when it is F16 (torch keeps F16), in float32 otherwise
+            x = x + np.float32(t.tensor_map.offset)
+            if t.src_dtype == "F16":
+                x = x.astype(np.float16).astype(np.float32)
         if t.permute_heads:
             x = permute_rows(x, (r1 - r0) // (rows // t.permute_heads))
         yield np.ascontiguousarray(x), raw.size * item

@@ -23,7 +23,7 @@ from typing import Any
 
 from qrt import FormatError, UnsupportedError
 
-from .arch import Architecture
+from .arch import LLAMA_FAMILY, Architecture
 from .checkpoint import read_json, read_json_object
 from .gguf_writer import ARRAY, BOOL, FLOAT32, INT32, KV, STRING, UINT32
 from .pre_tokenizers import CHECK_TEXT, PRE_TOKENIZERS
@@ -103,21 +103,32 @@ def vocab_metadata(hf_dir: pathlib.Path, arch: Architecture, pre_override: str |
     """The ``tokenizer.*`` entries for the checkpoint in ``hf_dir``, in convert_hf_to_gguf.py's order."""
     md = Metadata()
     tok_cfg = _opt_json_object(hf_dir / "tokenizer_config.json")
-    if arch.arch == "llama" and tok_cfg is not None:
+    if arch.arch in LLAMA_FAMILY and tok_cfg is not None:
         aps = tok_cfg.get("add_prefix_space")
         if aps is not None:
             if not isinstance(aps, bool):
                 raise FormatError(f"{hf_dir / 'tokenizer_config.json'}: add_prefix_space is not a boolean")
             md.bool("tokenizer.ggml.add_space_prefix", aps)
 
-    if (hf_dir / "tokenizer.model").is_file():
+    if arch.arch == "phi3":  # Phi3MiniModel.set_vocab: Phi-4's GPT2Tokenizer, else SentencePiece
+        if (tok_cfg or {}).get("tokenizer_class") == "GPT2Tokenizer":
+            _bpe(hf_dir, arch, tok_cfg, md, pre_override)
+        elif (hf_dir / "tokenizer.model").is_file():
+            _phi3_sentencepiece(hf_dir, arch, tok_cfg, md)
+        else:
+            raise FormatError(
+                f"{hf_dir}: a phi3 checkpoint needs tokenizer.model (or a GPT2Tokenizer tokenizer.json)"
+            )
+    elif (hf_dir / "tokenizer.model").is_file():
         _sentencepiece(hf_dir, arch, tok_cfg, md)
+        if arch.arch == "gemma3":
+            md.bool("tokenizer.ggml.add_space_prefix", False)
     elif (hf_dir / "tokenizer.json").is_file():
         _bpe(hf_dir, arch, tok_cfg, md, pre_override)
     else:
         raise FormatError(f"{hf_dir}: no tokenizer.json or tokenizer.model")
 
-    if arch.arch == "llama":
+    if arch.arch in LLAMA_FAMILY:
         if arch.vocab_size == 32016:  # CodeLlama's infill tokens (LlamaModel.set_vocab)
             for typ, tid in (("prefix", 32007), ("suffix", 32008), ("middle", 32009), ("eot", 32010)):
                 md.u32(_SPECIAL_ID_KEYS[typ], tid)
@@ -189,6 +200,66 @@ def _sentencepiece(hf_dir: pathlib.Path, arch: Architecture, tok_cfg: dict | Non
     SpecialVocab(hf_dir, load_merges=False, n_vocab=len(tokens)).write(md)
 
 
+def _phi3_sentencepiece(hf_dir: pathlib.Path, arch: Architecture, tok_cfg: dict | None, md: Metadata) -> None:
+    """``Phi3MiniModel.set_vocab``: like ``_create_vocab_sentencepiece`` but added tokens (added_tokens.json,
+    tokenizer_config.json's added_tokens_decoder, then tokenizer.json's added_tokens) are USER_DEFINED, or
+    CONTROL when marked special, kept as written."""
+    pieces = read_pieces(hf_dir / "tokenizer.model")
+    vocab_size = arch.vocab_size
+    tokens = [f"[PAD{i}]".encode() for i in range(vocab_size)]
+    scores = [-10000.0] * vocab_size
+    types = [T_UNUSED] * vocab_size
+    kinds = {UNKNOWN: T_UNKNOWN, CONTROL: T_CONTROL, UNUSED: T_UNUSED, BYTE: T_BYTE}
+    if len(pieces) > vocab_size:
+        raise FormatError(
+            f"{hf_dir / 'tokenizer.model'}: {len(pieces)} pieces, more than vocab_size {vocab_size}"
+        )
+    for i, p in enumerate(pieces):
+        tokens[i], scores[i], types[i] = p.piece.encode("utf-8"), p.score, kinds.get(p.type, T_NORMAL)
+
+    def put(where: str, tid: Any, content: Any, special: bool) -> None:
+        if not isinstance(tid, int) or isinstance(tid, bool) or not 0 <= tid < vocab_size:
+            raise FormatError(f"{where}: token id {tid!r} is not in [0, vocab_size {vocab_size})")
+        if not isinstance(content, str):
+            raise FormatError(f"{where}: token {tid} has no content string")
+        tokens[tid], scores[tid] = content.encode("utf-8"), -1000.0
+        types[tid] = T_CONTROL if special else T_USER_DEFINED
+
+    added_path = hf_dir / "added_tokens.json"
+    if added_path.is_file():
+        for key, tid in read_json_object(added_path).items():
+            if isinstance(tid, int) and not isinstance(tid, bool) and tid >= vocab_size:
+                continue
+            put(str(added_path), tid, key, False)
+    decoder = (tok_cfg or {}).get("added_tokens_decoder", {})
+    if not isinstance(decoder, dict):
+        raise FormatError("tokenizer_config.json: added_tokens_decoder is not an object")
+    for sid, data in decoder.items():
+        try:
+            tid = int(sid)
+        except ValueError:
+            raise FormatError(
+                f"tokenizer_config.json: added_tokens_decoder key {sid!r} is not an id"
+            ) from None
+        if not isinstance(data, dict):
+            raise FormatError(f"tokenizer_config.json: added_tokens_decoder[{sid}] is not an object")
+        put("tokenizer_config.json added_tokens_decoder", tid, data.get("content"), bool(data.get("special")))
+    tj_path = hf_dir / "tokenizer.json"
+    if tj_path.is_file():
+        added = read_json_object(tj_path).get("added_tokens", [])
+        if not isinstance(added, list) or not all(isinstance(a, dict) for a in added):
+            raise FormatError(f"{tj_path}: added_tokens is not a list of objects")
+        for a in added:
+            put(f"{tj_path} added_tokens", a.get("id"), a.get("content"), bool(a.get("special")))
+
+    md.string("tokenizer.ggml.model", "llama")
+    md.string("tokenizer.ggml.pre", "default")
+    md.array("tokenizer.ggml.tokens", STRING, tokens)
+    md.array("tokenizer.ggml.scores", FLOAT32, scores)
+    md.array("tokenizer.ggml.token_type", INT32, types)
+    SpecialVocab(hf_dir, load_merges=False, n_vocab=len(tokens)).write(md)
+
+
 # ---------------------------------------------------------------------------------------- BPE (gpt2)
 
 
@@ -225,7 +296,13 @@ def load_tokenizer(path: pathlib.Path):
 
 
 def pre_tokenizer_name(tok) -> tuple[str | None, str]:
-    """(llama.cpp's pre-tokenizer name or None, the hash) for a ``tokenizers.Tokenizer``."""
+    """(llama.cpp's pre-tokenizer name or None, the hash) for a ``tokenizers.Tokenizer``.
+
+    The tokenizer is tokenizer.json as written, which is what llama.cpp's table was made from. llama.cpp's
+    converter hashes what transformers' AutoTokenizer makes of the checkpoint instead; the two agree on every
+    checkpoint in the tests (Qwen2/Qwen3, Llama 3, SmolLM2/3, Granite, Gemma 3 tokenizer.json), but a
+    transformers 5 tokenizer class that rebuilds itself from vocab and merges alone (``GPT2Tokenizer`` when no
+    config.json picks another) would hash GPT-2's pre-tokenizer there, not the file's."""
     ids = tok.encode(CHECK_TEXT).ids
     h = hashlib.sha256(str(list(ids)).encode()).hexdigest()
     return PRE_TOKENIZERS.get(h), h
@@ -236,7 +313,7 @@ def _bpe(
 ) -> None:
     path = hf_dir / "tokenizer.json"
     tj = read_json_object(path)
-    if arch.arch == "llama" and _is_llama_hf_bpe(tj):
+    if arch.arch in LLAMA_FAMILY and _is_llama_hf_bpe(tj):
         raise UnsupportedError(
             f"{path}: a SentencePiece-style BPE tokenizer.json without tokenizer.model is not supported; "
             "add the checkpoint's tokenizer.model"
