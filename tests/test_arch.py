@@ -224,14 +224,15 @@ def test_gemma3_270m_greedy_and_chat(gemma3_270m: pathlib.Path) -> None:
 
 def test_gemma3_270m_window_cache_bytes(gemma3_270m: pathlib.Path) -> None:
     """15 of its 18 layers slide over 512 tokens: at n_ctx 8192 they hold a window and a batch of blocks, the
-    3 global layers the whole context."""
+    3 global layers the whole context (per sequence: the engine's n_seq_max and one for logits())."""
     n_ctx, n_batch, window, block = 8192, 512, 512, 16
     per_block = 2 * 2 * 1 * block * 256  # K and V, f16, 1 KV head, 16 tokens, head_dim 256
     full = 3 * (n_ctx // block) * per_block
     windowed = 15 * (-(-(window - 1 + n_batch) // block) + 1) * per_block
-    with qrt.load(gemma3_270m, n_ctx=n_ctx, n_threads=2) as model:
-        assert model.kv_bytes == full + windowed
-        assert model.kv_bytes < 0.3 * 18 * (n_ctx // block) * per_block
+    with qrt.load(gemma3_270m, n_ctx=n_ctx, n_threads=2, n_seq_max=1) as model:
+        n_seq = model.n_seq_max + 1
+        assert model.kv_bytes == n_seq * (full + windowed)
+        assert model.kv_bytes < 0.3 * n_seq * 18 * (n_ctx // block) * per_block
 
 
 def test_phi3_long_rope_factors_past_the_original_context() -> None:

@@ -75,5 +75,6 @@ PYBIND11_MODULE(_C, m) {
     qrt::bindings::register_gguf(m);
     qrt::bindings::register_sample(m);
     qrt::bindings::register_model(m);
+    qrt::bindings::register_scheduler(m);
     qrt::bindings::register_cuda(m);
 }

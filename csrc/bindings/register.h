@@ -9,6 +9,7 @@ void register_format(pybind11::module_& m);
 void register_gguf(pybind11::module_& m);
 void register_sample(pybind11::module_& m);
 void register_model(pybind11::module_& m);
+void register_scheduler(pybind11::module_& m);
 void register_cuda(pybind11::module_& m);
 
 }  // namespace qrt::bindings

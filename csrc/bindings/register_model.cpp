@@ -143,7 +143,8 @@ void register_model(py::module_& m) {
         "A llama-family GGUF model (llama, mistral, qwen2) with a paged KV cache for n_seq_max\n"
         "sequences of up to n_ctx tokens each, allocated up front (kv_bytes).")
         .def(py::init([](const std::string& path, int n_ctx, int n_threads, int n_seq_max, int n_batch,
-                         int gpu_layers, const std::string& device, uint64_t device_free_bytes) {
+                         int gpu_layers, const std::string& device, uint64_t device_free_bytes,
+                         int n_kv_blocks) {
                  SessionParams p;
                  p.n_ctx = n_ctx;
                  p.n_threads = n_threads;
@@ -152,16 +153,19 @@ void register_model(py::module_& m) {
                  p.gpu_layers = gpu_layers;
                  p.device = device;
                  p.device_free_bytes = device_free_bytes;
+                 p.n_kv_blocks = n_kv_blocks;
                  return new Session(path, p);
              }),
              "path"_a, "n_ctx"_a, "n_threads"_a = 0, "n_seq_max"_a = 1, "n_batch"_a = 512, "gpu_layers"_a = 0,
-             "device"_a = "", "device_free_bytes"_a = 0, py::call_guard<py::gil_scoped_release>(),
+             "device"_a = "", "device_free_bytes"_a = 0, "n_kv_blocks"_a = 0,
+             py::call_guard<py::gil_scoped_release>(),
              "Loads the model. n_threads 0 = one per hardware thread. FormatError / UnsupportedError for\n"
              "bad or unsupported files, MemoryError (with the bytes) when the KV cache does not fit.\n"
              "gpu_layers N puts the last N layers (N > n_layer: and the output head) on the backend\n"
              "`device` ('cuda', or 'cpu-test': a second CPU device, for tests only); -1: everything, -2:\n"
              "as many as fit in the device's free memory (device_free_bytes != 0 stands in for it).\n"
-             "MemoryError (with the bytes) when the layers asked for do not fit.")
+             "MemoryError (with the bytes) when the layers asked for do not fit. n_kv_blocks: KV pool\n"
+             "blocks of 16 tokens shared by all sequences (0: n_seq_max * ceil(n_ctx / 16)).")
         .def("logits", &logits, "ids"_a,
              "Logits [len(ids), n_vocab] of every position of `ids` in a fresh context. Uses (and clears)\n"
              "sequence 0.")
@@ -200,8 +204,12 @@ void register_model(py::module_& m) {
         .def_property_readonly("n_threads", &Session::n_threads)
         .def_property_readonly("n_batch", [](const Session& s) { return s.params().n_batch; })
         .def_property_readonly("kv_bytes", &Session::kv_bytes)
-        .def_property_readonly("sliding_window", [](const Session& s) { return s.hparams().n_swa; },
-                               "Tokens a sliding-window layer sees (gemma3), 0 when the model has none.")
+        .def_property_readonly("n_kv_blocks", &Session::n_kv_blocks, "Blocks of 16 tokens in the KV pool.")
+        .def_property_readonly("n_free_kv_blocks", &Session::n_free_kv_blocks,
+                               "Blocks of the KV pool no sequence holds.")
+        .def_property_readonly(
+            "sliding_window", [](const Session& s) { return s.hparams().n_swa; },
+            "Tokens a sliding-window layer sees (gemma3), 0 when the model has none.")
         .def_property_readonly(
             "offload", &offload,
             "None when every layer runs on the CPU; else a dict: backend, gpu_layers (N as\n"

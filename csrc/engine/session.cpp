@@ -20,6 +20,8 @@ SessionParams checked(SessionParams p) {
                                     std::to_string(p.n_threads));
     if (p.n_seq_max < 1 || p.n_seq_max > 4096)
         throw std::invalid_argument("n_seq_max must be in [1, 4096], got " + std::to_string(p.n_seq_max));
+    if (p.n_kv_blocks < 0)
+        throw std::invalid_argument("n_kv_blocks must be >= 0, got " + std::to_string(p.n_kv_blocks));
     if (p.n_batch < 1) throw std::invalid_argument("n_batch must be >= 1, got " + std::to_string(p.n_batch));
     if (p.gpu_layers < -2)
         throw std::invalid_argument("gpu_layers must be >= -1 (-1: all) or -2 (auto), got " +
@@ -47,6 +49,7 @@ KvCacheShape kv_shape(const model::HParams& hp, const SessionParams& p, int n_la
     s.head_dim = int(hp.head_dim);
     s.n_ctx = p.n_ctx;
     s.n_seq_max = p.n_seq_max;
+    if (!window) s.n_blocks = p.n_kv_blocks;  // a window cache is sized by its window (kv/kv_cache.h)
     return s;
 }
 
@@ -104,6 +107,44 @@ int Session::seq_len(int seq) const {
     check_seq(seq);
     std::lock_guard<std::mutex> lock(mutex_);
     return kv_.seq_len(seq);
+}
+
+int Session::n_free_kv_blocks() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return kv_.n_free_blocks();
+}
+
+int Session::kv_blocks_to_grow(int seq, int n) const {
+    check_seq(seq);
+    std::lock_guard<std::mutex> lock(mutex_);
+    return kv_.blocks_to_grow(seq, n);
+}
+
+int Session::n_evictable_kv_blocks() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return kv_.n_evictable_blocks();
+}
+
+void Session::kv_attach(int seq, std::span<const int32_t> blocks) {
+    check_seq(seq);
+    std::lock_guard<std::mutex> lock(mutex_);
+    kv_.attach(seq, blocks.data(), int(blocks.size()));
+}
+
+int32_t Session::kv_pin(int seq, int i) {
+    check_seq(seq);
+    std::lock_guard<std::mutex> lock(mutex_);
+    return kv_.pin(seq, i);
+}
+
+void Session::kv_unpin(int32_t block) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    kv_.unpin(block);
+}
+
+uint32_t Session::kv_generation(int32_t block) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return kv_.generation(block);
 }
 
 void Session::eval(std::span<const int32_t> tokens, std::span<const int32_t> positions, int seq,

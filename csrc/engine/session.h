@@ -22,10 +22,11 @@
 namespace qrt {
 
 struct SessionParams {
-    int n_ctx = 2048;   // tokens per sequence, >= 1
-    int n_threads = 0;  // >= 0; 0 = one per hardware thread
-    int n_seq_max = 1;  // sequences, >= 1
-    int n_batch = 512;  // tokens per forward call; longer inputs are split
+    int n_ctx = 2048;     // tokens per sequence, >= 1
+    int n_threads = 0;    // >= 0; 0 = one per hardware thread
+    int n_seq_max = 1;    // sequences, >= 1
+    int n_batch = 512;    // tokens per forward call; longer inputs are split
+    int n_kv_blocks = 0;  // KV pool blocks of 16 tokens; 0: n_seq_max * ceil(n_ctx / 16) (never runs dry)
     // Offload (model/offload.h): the last gpu_layers layers (> n_layer: and the head) on `device`;
     // -1: everything; -2: "auto", the most that fit in the device's free memory with a margin.
     int gpu_layers = 0;
@@ -48,6 +49,18 @@ class Session {
     const model::DevicePart* device() const { return device_.get(); }
     int n_threads() const { return pool_.n_threads(); }
     int seq_len(int seq) const;
+    int n_kv_blocks() const { return kv_.n_blocks(); }
+    int n_free_kv_blocks() const;
+    // Blocks sequence `seq` would take from the pool to grow by n tokens.
+    int kv_blocks_to_grow(int seq, int n) const;
+    // Prefix sharing (kv/kv_cache.h: attach, pin, unpin, generation), for the scheduler's prefix cache.
+    int n_evictable_kv_blocks() const;
+    // Sliding-window layers keep their own cache, which shares no blocks (no prefix sharing then).
+    bool has_window_cache() const { return kv_swa_ != nullptr; }
+    void kv_attach(int seq, std::span<const int32_t> blocks);
+    int32_t kv_pin(int seq, int i);
+    void kv_unpin(int32_t block);
+    uint32_t kv_generation(int32_t block) const;
 
     // Appends tokens to sequence `seq` at the given positions (empty: continuing the sequence, n_past + i)
     // and writes logits into `logits`:

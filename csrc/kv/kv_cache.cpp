@@ -44,7 +44,8 @@ uint64_t blocks_held_per_seq(const KvCacheShape& s) {
 uint64_t KvCache::bytes_needed(const KvCacheShape& s) {
     if (s.n_layer < 0 || s.n_kv_head <= 0 || s.head_dim <= 0 || s.n_ctx <= 0 || s.n_seq_max <= 0) return 0;
     if (s.window < 0 || (s.window > 0 && s.n_batch <= 0)) return 0;
-    const uint64_t blocks = uint64_t(s.n_seq_max) * blocks_held_per_seq(s);
+    const uint64_t blocks =
+        s.n_blocks > 0 ? uint64_t(s.n_blocks) : uint64_t(s.n_seq_max) * blocks_held_per_seq(s);
     // 2 (K and V) x 2 bytes (f16) x layers x blocks x heads x 16 x head_dim; every factor < 2^31, so
     // check each multiplication against overflow.
     const uint64_t factors[] = {blocks, uint64_t(s.n_layer), uint64_t(s.n_kv_head), uint64_t(s.head_dim),
@@ -60,11 +61,13 @@ uint64_t KvCache::bytes_needed(const KvCacheShape& s) {
 
 KvCache::KvCache(const KvCacheShape& shape) : shape_(shape), to_fp16_(kernels::quantize_row(TypeId::F16)) {
     if (shape.n_layer < 0 || shape.n_kv_head <= 0 || shape.head_dim <= 0 || shape.n_ctx <= 0 ||
-        shape.n_seq_max <= 0 || shape.window < 0 || (shape.window > 0 && shape.n_batch <= 0))
+        shape.n_seq_max <= 0 || shape.n_blocks < 0 || shape.window < 0 ||
+        (shape.window > 0 && shape.n_batch <= 0))
         throw std::invalid_argument("KV cache: every dimension must be positive (n_layer may be 0)");
     bytes_ = bytes_needed(shape);
     const uint64_t blocks_per_seq = (uint64_t(shape.n_ctx) + kKvBlockSize - 1) / kKvBlockSize;
-    const uint64_t n_blocks = uint64_t(shape.n_seq_max) * blocks_held_per_seq(shape);
+    const uint64_t n_blocks = shape.n_blocks > 0 ? uint64_t(shape.n_blocks)
+                                                 : uint64_t(shape.n_seq_max) * blocks_held_per_seq(shape);
     const std::string what =
         "KV cache of " + std::to_string(shape.n_seq_max) + " x " + std::to_string(shape.n_ctx) + " tokens";
     if (bytes_ == 0 && shape.n_layer > 0)
@@ -96,6 +99,11 @@ KvCache::KvCache(const KvCacheShape& shape) : shape_(shape), to_fp16_(kernels::q
         tables_.resize(size_t(shape.n_seq_max));
         for (auto& t : tables_) t.reserve(size_t(blocks_per_seq_));
         len_.assign(size_t(shape.n_seq_max), 0);
+        ref_.assign(size_t(n_blocks_), 0);
+        pinned_.assign(size_t(n_blocks_), 0);
+        gen_.assign(size_t(n_blocks_), 0);
+        lru_prev_.assign(size_t(n_blocks_), -1);
+        lru_next_.assign(size_t(n_blocks_), -1);
         released_.assign(size_t(shape.n_seq_max), 0);
         pools_.resize(size_t(shape.n_layer));
         for (size_t l = 0; l < pools_.size(); ++l)
@@ -121,14 +129,18 @@ void KvCache::reserve(int seq, int n) {
                                 std::to_string(shape_.n_ctx));
     auto& table = tables_[size_t(seq)];
     const size_t need_blocks = size_t((need_tokens + kKvBlockSize - 1) / kKvBlockSize);
-    if (need_blocks - std::min(need_blocks, table.size()) > free_.size())  // window caches only
-        throw std::length_error("sequence " + std::to_string(seq) + ": " + std::to_string(n) +
-                                " more tokens exceed the sliding-window cache's room");
-    while (table.size() < need_blocks) {
-        // Cannot be empty: each sequence's share of the pool is blocks_per_seq (window: checked above).
-        table.push_back(free_.back());
-        free_.pop_back();
+    // Cannot run dry with the default full-context pool (each sequence's share is blocks_per_seq); a smaller
+    // shared pool (n_blocks) or a window cache can.
+    const size_t available = free_.size() + size_t(n_evictable_);
+    if (need_blocks - std::min(need_blocks, table.size()) > available) {
+        if (shape_.window > 0)
+            throw std::length_error("sequence " + std::to_string(seq) + ": " + std::to_string(n) +
+                                    " more tokens exceed the sliding-window cache's room");
+        throw std::length_error("sequence " + std::to_string(seq) + " needs " +
+                                std::to_string(need_blocks - table.size()) +
+                                " more KV blocks, the pool has " + std::to_string(available) + " free");
     }
+    while (table.size() < need_blocks) table.push_back(take_block());
 }
 
 void KvCache::release_before(int seq, int pos) {
@@ -137,7 +149,7 @@ void KvCache::release_before(int seq, int pos) {
     int& released = released_[size_t(seq)];
     const int end = std::min(pos < 0 ? 0 : pos / kKvBlockSize, int(table.size()));
     for (; released < end; ++released) {
-        free_.push_back(table[size_t(released)]);
+        release_block(table[size_t(released)]);
         table[size_t(released)] = kReleased;
     }
 }
@@ -174,18 +186,105 @@ void KvCache::seq_keep(int seq, int n) {
     check_seq(seq);
     if (n < 0) throw std::invalid_argument("seq_keep: negative length");
     int& len = len_[size_t(seq)];
-    if (n < len) len = n;
     auto& table = tables_[size_t(seq)];
+    if (n < len && n % kKvBlockSize != 0) {
+        const int32_t b = table[size_t(n / kKvBlockSize)];
+        if (b != kReleased && (ref_[size_t(b)] > 1 || pinned_[size_t(b)]))
+            throw std::invalid_argument("seq_keep: sequence " + std::to_string(seq) + " cannot keep " +
+                                        std::to_string(n) + " tokens: that block is shared");
+    }
+    if (n < len) len = n;
     int& released = released_[size_t(seq)];
     // A window cache keeps a sequence only while the next token's window is still held: keys from
     // len + 1 - window on.
     if (released > 0 && (len + 1 - shape_.window) / kKvBlockSize < released) len = 0;
     const size_t keep_blocks = size_t((int64_t(len) + kKvBlockSize - 1) / kKvBlockSize);
     while (table.size() > keep_blocks) {
-        if (table.back() != kReleased) free_.push_back(table.back());
+        if (table.back() != kReleased) release_block(table.back());
         table.pop_back();
     }
     if (table.empty()) released = 0;
+}
+
+int32_t KvCache::take_block() {
+    int32_t b;
+    if (!free_.empty()) {
+        b = free_.back();
+        free_.pop_back();
+    } else {  // reserve() checked that there is one
+        b = lru_head_;
+        lru_remove(b);
+        pinned_[size_t(b)] = 0;
+        ++gen_[size_t(b)];
+    }
+    ref_[size_t(b)] = 1;
+    return b;
+}
+
+void KvCache::release_block(int32_t b) {
+    if (--ref_[size_t(b)] > 0) return;
+    if (pinned_[size_t(b)])
+        lru_push(b);
+    else
+        free_.push_back(b);
+}
+
+void KvCache::lru_push(int32_t b) {
+    lru_prev_[size_t(b)] = lru_tail_;
+    lru_next_[size_t(b)] = -1;
+    if (lru_tail_ >= 0)
+        lru_next_[size_t(lru_tail_)] = b;
+    else
+        lru_head_ = b;
+    lru_tail_ = b;
+    ++n_evictable_;
+}
+
+void KvCache::lru_remove(int32_t b) {
+    const int32_t p = lru_prev_[size_t(b)], q = lru_next_[size_t(b)];
+    (p >= 0 ? lru_next_[size_t(p)] : lru_head_) = q;
+    (q >= 0 ? lru_prev_[size_t(q)] : lru_tail_) = p;
+    lru_prev_[size_t(b)] = lru_next_[size_t(b)] = -1;
+    --n_evictable_;
+}
+
+void KvCache::attach(int seq, const int32_t* blocks, int n) {
+    check_seq(seq);
+    auto& table = tables_[size_t(seq)];
+    if (len_[size_t(seq)] != 0 || !table.empty())
+        throw std::invalid_argument("attach: sequence " + std::to_string(seq) + " is not empty");
+    if (n < 0 || int64_t(n) * kKvBlockSize > shape_.n_ctx)
+        throw std::invalid_argument("attach: " + std::to_string(n) + " blocks exceed the context");
+    for (int i = 0; i < n; ++i) {
+        const int32_t b = blocks[i];
+        if (b < 0 || b >= n_blocks_ || (ref_[size_t(b)] == 0 && !pinned_[size_t(b)]))
+            throw std::invalid_argument("attach: block " + std::to_string(b) + " holds nothing");
+    }
+    for (int i = 0; i < n; ++i) {
+        const int32_t b = blocks[i];
+        if (ref_[size_t(b)]++ == 0) lru_remove(b);  // was evictable
+        table.push_back(b);
+    }
+    len_[size_t(seq)] = n * kKvBlockSize;
+}
+
+int32_t KvCache::pin(int seq, int i) {
+    check_seq(seq);
+    if (i < 0 || int64_t(i + 1) * kKvBlockSize > len_[size_t(seq)])
+        throw std::invalid_argument("pin: block " + std::to_string(i) + " of sequence " +
+                                    std::to_string(seq) + " is not full");
+    const int32_t b = tables_[size_t(seq)][size_t(i)];
+    pinned_[size_t(b)] = 1;
+    return b;
+}
+
+void KvCache::unpin(int32_t block) {
+    if (block < 0 || block >= n_blocks_ || !pinned_[size_t(block)]) return;
+    pinned_[size_t(block)] = 0;
+    if (ref_[size_t(block)] == 0) {
+        lru_remove(block);
+        free_.push_back(block);
+    }
 }
 
 }  // namespace qrt

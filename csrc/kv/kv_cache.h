@@ -19,6 +19,13 @@
 // the one record of which blocks a sequence holds, and store()/view() take a KvPools for those layers. A
 // cache whose n_layer is 0 keeps only the tables (every layer is elsewhere).
 //
+// Prefix sharing (engine/scheduler.h's prefix cache): a full block may be held by several tables (attach())
+// and pinned by the prefix cache (pin()). Each block counts the tables holding it; a block no table holds
+// goes back to the free list, unless it is pinned: then it waits, evictable, in least-recently-released
+// order, and reserve() takes evictable blocks (unpinning them and bumping their generation, so the cache
+// sees its entry went stale) once the free list is empty. Tokens are only ever written past a sequence's
+// length, so a shared block, which is full, is never written.
+//
 // Sliding-window caches (shape.window > 0, for the sliding-window layers of gemma3): a token attends only
 // to the last `window` tokens, so blocks whose tokens all lie before every window still to come are given
 // back (release_before; their table entries become kReleased), and the pool holds only what one window plus
@@ -26,8 +33,8 @@
 // Views carry the window (PagedKv::window), and the forward starts them at the first block still held.
 // Truncating such a sequence behind its window (seq_keep) forgets it entirely: its length becomes 0.
 //
-// Invariants (tests/cpp/test_kv.cpp): every physical block is either free or in exactly one table; a
-// table holds at least ceil(len / 16) entries and at most ceil(n_ctx / 16).
+// Invariants (tests/cpp/test_kv.cpp): every physical block is free, evictable, or in at least one table; a
+// table holds at least ceil(len / 16) entries and at most ceil(n_ctx / 16). Window caches share no blocks.
 #pragma once
 
 #include <cstdint>
@@ -64,8 +71,12 @@ struct KvCacheShape {
     int n_kv_head = 0, head_dim = 0;
     int n_ctx = 0;      // tokens per sequence
     int n_seq_max = 1;  // sequences
-    int window = 0;     // > 0: a sliding-window cache of that many tokens
-    int n_batch = 0;    // window caches: the most tokens one forward appends to a sequence (>= 1)
+    // Blocks in the pool; 0: n_seq_max * ceil(n_ctx / 16), enough for every sequence at full length. A
+    // smaller pool is shared on demand (engine/scheduler.h admits and preempts by free blocks); reserve()
+    // then throws std::length_error when the pool runs dry.
+    int n_blocks = 0;
+    int window = 0;   // > 0: a sliding-window cache of that many tokens
+    int n_batch = 0;  // window caches: the most tokens one forward appends to a sequence (>= 1)
 };
 
 // One layer's K and V pools, each [n_blocks][n_kv_head][16][head_dim] f16.
@@ -87,6 +98,13 @@ class KvCache {
     uint64_t bytes() const { return bytes_; }
     int n_blocks() const { return n_blocks_; }
     int n_free_blocks() const { return int(free_.size()); }
+    // Pinned blocks no table holds: reserve() takes them when the free list runs out.
+    int n_evictable_blocks() const { return n_evictable_; }
+    // Blocks `seq` would need from the pool to grow by n tokens.
+    int blocks_to_grow(int seq, int n) const {
+        const int64_t len = len_.at(size_t(check_seq(seq)));
+        return int((len + n + kKvBlockSize - 1) / kKvBlockSize) - int(tables_[size_t(seq)].size());
+    }
     int seq_len(int seq) const { return len_.at(size_t(check_seq(seq))); }
     const std::vector<int32_t>& block_table(int seq) const { return tables_.at(size_t(check_seq(seq))); }
     // Halves in one K (or V) pool of one layer: n_blocks * n_kv_head * 16 * head_dim.
@@ -94,6 +112,8 @@ class KvCache {
     // The pools of the layers stored here, [shape().n_layer].
     const KvPools* pools() const { return pools_.data(); }
 
+    // Gives `seq` blocks for n more tokens. Throws std::length_error when it would exceed n_ctx or the pool
+    // has too few free blocks (only possible with KvCacheShape::n_blocks set); nothing changes then.
     // Gives `seq` blocks for n more tokens. Throws std::length_error when it would exceed n_ctx (or, in a
     // window cache, n_batch tokens beyond what release_before left).
     void reserve(int seq, int n);
@@ -120,6 +140,20 @@ class KvCache {
     // Ends a sequence: all its blocks go back to the pool.
     void seq_rm(int seq) { seq_keep(seq, 0); }
 
+    // --- prefix sharing ---
+    // Gives the empty sequence `seq` the full blocks `blocks` (each in use or evictable), as its first
+    // blocks.size() * 16 tokens. Throws std::invalid_argument if seq is not empty, a block is free, or it
+    // would exceed n_ctx.
+    void attach(int seq, const int32_t* blocks, int n);
+    // Pins block i of `seq` (which must be full) for the prefix cache; returns the physical block.
+    int32_t pin(int seq, int i);
+    // Unpins a block (a no-op if it is not pinned); if no table holds it, it goes back to the free list.
+    void unpin(int32_t block);
+    bool pinned(int32_t block) const { return pinned_[size_t(block)] != 0; }
+    // Bumped each time the block is evicted: a prefix cache entry (block, generation) is valid while equal.
+    uint32_t generation(int32_t block) const { return gen_[size_t(block)]; }
+    int block_refs(int32_t block) const { return ref_[size_t(block)]; }
+
   private:
     int check_seq(int seq) const;
 
@@ -134,7 +168,20 @@ class KvCache {
     std::vector<int32_t> free_;                 // free physical blocks (a stack)
     std::vector<std::vector<int32_t>> tables_;  // [n_seq_max] block tables, capacity blocks_per_seq
     std::vector<int> len_;                      // [n_seq_max] tokens committed
-    std::vector<int> released_;                 // [n_seq_max] leading table entries given back (window)
+    // Prefix sharing, [n_blocks] each: tables holding the block, pinned flag, generation, and the
+    // evictable list (pinned, no table) as a doubly linked list from lru_head_ (oldest) to lru_tail_.
+    std::vector<int32_t> ref_;
+    std::vector<uint8_t> pinned_;
+    std::vector<uint32_t> gen_;
+    std::vector<int32_t> lru_prev_, lru_next_;
+    int32_t lru_head_ = -1, lru_tail_ = -1;
+    int n_evictable_ = 0;
+
+    int32_t take_block();           // from the free list, else the oldest evictable block
+    void release_block(int32_t b);  // a table dropped b
+    void lru_push(int32_t b);
+    void lru_remove(int32_t b);
+    std::vector<int> released_;  // [n_seq_max] leading table entries given back (window)
 };
 
 }  // namespace qrt

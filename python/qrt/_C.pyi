@@ -15,7 +15,9 @@ __all__: list[str] = [
     "FormatError",
     "GGUFFile",
     "Model",
+    "QueueFullError",
     "Sampler",
+    "Scheduler",
     "StopMatcher",
     "UnsupportedError",
     "build_info",
@@ -157,6 +159,51 @@ class StopMatcher:
     @property
     def stops(self) -> list: ...
 
+class QueueFullError(RuntimeError):
+    pass
+
+class Scheduler:
+    """
+    Continuous batching over a Model's sequences [first_seq, first_seq + n_seq),
+    stepped by a background thread (engine/scheduler.h).
+    """
+    def __init__(
+        self,
+        model: Model,
+        pieces: collections.abc.Sequence[bytes],
+        first_seq: typing.SupportsInt = 0,
+        n_seq: typing.SupportsInt = 0,
+        prefill_budget: typing.SupportsInt = 256,
+        prefill_budget_idle: typing.SupportsInt = 0,
+        max_waiting: typing.SupportsInt = 1048576,
+        prefix_cache: bool = True,
+    ) -> None: ...
+    def submit(
+        self,
+        prompt: numpy.typing.ArrayLike,
+        max_tokens: typing.SupportsInt,
+        temperature: typing.SupportsFloat = 0.8,
+        top_k: typing.SupportsInt = 40,
+        top_p: typing.SupportsFloat = 0.95,
+        min_p: typing.SupportsFloat = 0.05,
+        repeat_penalty: typing.SupportsFloat = 1.0,
+        frequency_penalty: typing.SupportsFloat = 0.0,
+        presence_penalty: typing.SupportsFloat = 0.0,
+        penalty_last_n: typing.SupportsInt = 64,
+        seed: typing.Any = None,
+        eog: numpy.typing.ArrayLike | None = None,
+        suppress: numpy.typing.ArrayLike | None = None,
+        stop: collections.abc.Sequence[str] = [],
+        logprobs: typing.SupportsInt = -1,
+    ) -> int: ...
+    def cancel(self, request: typing.SupportsInt) -> None: ...
+    def wait_events(
+        self, timeout: typing.SupportsFloat
+    ) -> list[tuple[int, int, bytes, str | None, int, int, str, float, list[tuple[int, float]]]] | None: ...
+    def shutdown(self) -> None: ...
+    @property
+    def stats(self) -> dict: ...
+
 class Model:
     """
     A llama-family GGUF model (llama, mistral, qwen2) with a paged KV cache for n_seq_max
@@ -172,6 +219,7 @@ class Model:
         gpu_layers: typing.SupportsInt | typing.SupportsIndex = 0,
         device: str = "",
         device_free_bytes: typing.SupportsInt | typing.SupportsIndex = 0,
+        n_kv_blocks: typing.SupportsInt | typing.SupportsIndex = 0,
     ) -> None:
         """
         Loads the model. n_threads 0 = one per hardware thread. FormatError / UnsupportedError for
@@ -179,7 +227,8 @@ class Model:
         gpu_layers N puts the last N layers (N > n_layer: and the output head) on the backend
         `device` ('cuda', or 'cpu-test': a second CPU device, for tests only); -1: everything, -2:
         as many as fit in the device's free memory (device_free_bytes != 0 stands in for it).
-        MemoryError (with the bytes) when the layers asked for do not fit.
+        MemoryError (with the bytes) when the layers asked for do not fit. n_kv_blocks: KV pool
+        blocks of 16 tokens shared by all sequences (0: n_seq_max * ceil(n_ctx / 16)).
         """
     def clear(self, seq_id: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
         """
@@ -245,6 +294,10 @@ class Model:
     def n_layer(self) -> int: ...
     @property
     def n_seq_max(self) -> int: ...
+    @property
+    def n_kv_blocks(self) -> int: ...
+    @property
+    def n_free_kv_blocks(self) -> int: ...
     @property
     def n_threads(self) -> int: ...
     @property

@@ -18,7 +18,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from . import _C
-from ._C import FormatError, UnsupportedError
+from ._C import FormatError, QueueFullError, UnsupportedError
 
 if TYPE_CHECKING:
     from . import gguf
@@ -46,6 +46,7 @@ __all__ = [
     "Detokenizer",
     "FormatError",
     "Model",
+    "QueueFullError",
     "Tokenizer",
     "TypeInfo",
     "UnsupportedError",
