@@ -331,9 +331,10 @@ def quantize(
     a: typing.Annotated[numpy.typing.ArrayLike, numpy.float32],
     type: str,
     n_threads: typing.SupportsInt | typing.SupportsIndex = 0,
+    imatrix: typing.Annotated[numpy.typing.ArrayLike, numpy.float32] | None = None,
 ) -> numpy.ndarray:
     """
-    Quantize float32 rows (last axis) with the type's reference quantizer.
+    Quantize float32 rows (last axis) with the type's reference quantizer, or with its weighted quantizer (ggml's quantize_row_*_impl) when imatrix holds one weight per column.
     """
 
 def types() -> list:
