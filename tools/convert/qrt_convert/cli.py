@@ -30,6 +30,12 @@ def _parser() -> argparse.ArgumentParser:
         help=f"one of {', '.join(FTYPES)} (default: Q4_K_M)",
     )
     ap.add_argument(
+        "--imatrix",
+        metavar="FILE",
+        help="importance matrix (llama-imatrix/qrt-imatrix output, GGUF or legacy .dat): weighted rounding, "
+        "as llama-quantize --imatrix; required by Q2_K_S",
+    )
+    ap.add_argument(
         "--dry-run",
         action="store_true",
         help="print the plan (tensor, shape, type, bytes) and the expected file size; write nothing",
@@ -51,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.dry_run:
             with Checkpoint(args.hf_dir) as ckpt:
-                plan = make_plan(ckpt, args.type, tokenizer_pre=args.tokenizer_pre)
+                plan = make_plan(ckpt, args.type, tokenizer_pre=args.tokenizer_pre, imatrix=args.imatrix)
             print(plan.describe())
             return 0
         convert(
@@ -61,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             progress=not args.no_progress,
             n_threads=args.threads,
             tokenizer_pre=args.tokenizer_pre,
+            imatrix=args.imatrix,
         )
         return 0
     except (FormatError, UnsupportedError, OSError, ValueError) as e:
