@@ -23,6 +23,7 @@ from ._C import FormatError, UnsupportedError
 if TYPE_CHECKING:
     from . import gguf, imatrix_file
     from .formats import TypeInfo, dequantize, quantize, types
+    from .importance import imatrix
     from .model import Model, load
     from .tokenizer import Detokenizer, Tokenizer
 
@@ -37,6 +38,7 @@ _LAZY = {
     "quantize": "formats",
     "types": "formats",
     "Model": "model",
+    "imatrix": "importance",
     "imatrix_file": "imatrix_file",
     "load": "model",
     "Detokenizer": "tokenizer",
@@ -55,6 +57,7 @@ __all__ = [
     "convert",
     "dequantize",
     "gguf",
+    "imatrix",
     "imatrix_file",
     "load",
     "quantize",
