@@ -149,6 +149,14 @@ def test_q2_k_s_refused_without_imatrix(smollm2_path, tmp_path: pathlib.Path, ca
     assert not out.exists()
 
 
+def test_imatrix_refused_for_float_and_nf4(tiny, tiny_imatrix, tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "m.imatrix.gguf"
+    write_gguf(path, tiny_imatrix)
+    for ftype in ("F16", "NF4"):
+        with pytest.raises(ValueError, match=f"no effect on {ftype}"):
+            qrt_convert.convert(tiny, tmp_path / "o.gguf", ftype, progress=False, imatrix=path)
+
+
 def _convert_error(tiny: pathlib.Path, tmp_path: pathlib.Path, m: Imatrix) -> str:
     path = tmp_path / "other.imatrix.gguf"
     write_gguf(path, m)

@@ -151,6 +151,10 @@ def make_plan(
     ftype = ftype.upper()
     if ftype not in FTYPES:
         raise ValueError(f"unknown type {ftype!r}; choose one of {', '.join(FTYPES)}")
+    if imatrix is not None and ftype in ("F16", "BF16", "NF4"):
+        raise ValueError(
+            f"--imatrix has no effect on {ftype}: only the GGUF block types round with importances"
+        )
     imat = imatrix_mod.load(imatrix) if imatrix is not None else None
     arch = detect(ckpt.config)
     shapes = {e.name: e.shape for e in ckpt}
