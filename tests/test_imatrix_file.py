@@ -197,3 +197,28 @@ def test_gguf_every_prefix_is_format_error(tmp_path: pathlib.Path) -> None:
         p.write_bytes(data[:n])
         with pytest.raises(qrt.FormatError):
             imatrix_file.read(p)
+
+
+@pytest.mark.parametrize("fmt", ["gguf", "dat"])
+def test_random_mutations_never_crash(tmp_path: pathlib.Path, fmt: str) -> None:
+    """Single-byte mutations anywhere: the file reads, or FormatError; never another exception."""
+    src = tmp_path / f"ok.{fmt}"
+    if fmt == "gguf":
+        imatrix_file.write_gguf(src, sample())
+    else:
+        write_legacy(src, sample())
+    data = src.read_bytes()
+    rng = np.random.default_rng(7)
+    p = tmp_path / f"mut.{fmt}"
+    limit = min(len(data), 1200)  # headers, names, counts and the first values
+    for _ in range(400):
+        b = bytearray(data)
+        b[int(rng.integers(limit))] = int(rng.integers(256))
+        p.write_bytes(bytes(b))
+        try:
+            m = imatrix_file.read(p)
+        except qrt.FormatError:
+            continue
+        for name in m.entries:
+            w = m.weights(name)
+            assert w is not None and np.isfinite(w).all() and (w >= 0).all()

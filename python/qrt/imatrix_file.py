@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._C import FormatError
+from ._C import FormatError, UnsupportedError
 
 GGUF_MAGIC = b"GGUF"
 _ALIGNMENT = 32
@@ -90,7 +90,11 @@ def read(path: str | os.PathLike[str]) -> Imatrix:
 def _read_gguf(path: str) -> Imatrix:
     from . import gguf
 
-    with gguf.open(path) as f:
+    try:
+        f = gguf.open(path)
+    except UnsupportedError as e:  # a tensor type qrt does not know: imatrix tensors are F32
+        raise FormatError(f"{e} (imatrix tensors must be F32)") from None
+    with f:
         meta = f.metadata
         missing = [
             k for k in ("imatrix.datasets", "imatrix.chunk_count", "imatrix.chunk_size") if k not in meta
