@@ -137,6 +137,10 @@ def _read_gguf(path: str) -> Imatrix:
                 raise FormatError(f"{path}: imatrix entry {name!r} has non-finite counts")
             if (cnt < 0).any():
                 raise FormatError(f"{path}: imatrix entry {name!r} holds negative sums or counts")
+            if (cnt > 2.0**53).any():
+                raise FormatError(
+                    f"{path}: imatrix entry {name!r} has an implausible token count {cnt.max()}"
+                )
             entries[name] = ImatrixEntry(sums, np.floor(cnt.astype(np.float64) + 0.5).astype(np.int64))
     return Imatrix(entries, list(datasets), counts_of["imatrix.chunk_count"], counts_of["imatrix.chunk_size"])
 
