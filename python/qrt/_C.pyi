@@ -14,6 +14,7 @@ __all__: list[str] = [
     "DEVICE_MARGIN_BYTES",
     "FormatError",
     "GGUFFile",
+    "ImatrixCollector",
     "Model",
     "Sampler",
     "StopMatcher",
@@ -25,6 +26,7 @@ __all__: list[str] = [
     "cuda_test_silu_mul",
     "dequantize",
     "gguf_open",
+    "imatrix_eval",
     "offload_backends",
     "quantize",
     "types",
@@ -156,6 +158,16 @@ class StopMatcher:
     def stopped(self) -> bool: ...
     @property
     def stops(self) -> list: ...
+
+class ImatrixCollector:
+    """
+    Σx² per input column and token counts of every block matrix (and output.weight with process_output), as llama-imatrix collects them.
+    """
+    def __init__(self, process_output: bool = False) -> None: ...
+    def stats(self) -> dict:
+        """
+        {matrix name: (float32 Σx² per input column, tokens seen)}
+        """
 
 class Model:
     """
@@ -320,6 +332,16 @@ def dequantize(
 def gguf_open(path: str) -> GGUFFile:
     """
     Map and validate a GGUF file; FormatError/UnsupportedError/OSError on failure.
+    """
+
+def imatrix_eval(
+    model: Model,
+    ids: typing.Annotated[numpy.typing.ArrayLike, numpy.int32],
+    collector: ImatrixCollector,
+    all_logits: bool = False,
+) -> None:
+    """
+    Evaluate ids as a fresh sequence while the collector observes every matrix product.
     """
 
 def offload_backends() -> list:
