@@ -206,3 +206,28 @@ def test_imatrix_nan_refused_by_the_cli(tiny, tiny_imatrix, tmp_path: pathlib.Pa
     assert proc.returncode == 1
     assert "blk.0.attn_k.weight" in proc.stderr and "NaN" in proc.stderr
     assert not out.exists()
+
+
+def test_calibrate_in_one_step(tiny, tmp_path: pathlib.Path) -> None:
+    out = tmp_path / "out" / "tiny.Q4_K_M.gguf"
+    out.parent.mkdir()
+    calib = pathlib.Path(__file__).parent / "data" / "calibration.txt"
+    args = [str(tiny), "-o", str(out), "--type", "Q4_K_M", "--calibrate", str(calib), "--calib-chunks", "2"]
+    assert cli.main([*args, "--no-progress"]) == 0
+    imatrix = out.parent / "tiny.Q4_K_M.imatrix.gguf"
+    assert sorted(p.name for p in out.parent.iterdir()) == sorted([imatrix.name, out.name])  # no F16 left
+    m = qrt.imatrix_file.read(imatrix)
+    assert m.chunk_count == 2 and len(m.entries) == 2 * 7
+    with qrt.gguf.open(out) as f:
+        assert f.metadata["quantize.imatrix.file"] == str(imatrix)
+        assert f.metadata["quantize.imatrix.chunks_count"] == 2
+
+
+def test_calibrate_short_text_leaves_nothing(tiny, tmp_path: pathlib.Path, capsys) -> None:  # BAD_INPUTS 47
+    short = tmp_path / "short.txt"
+    short.write_text("just a few words")
+    out = tmp_path / "out" / "x.gguf"
+    out.parent.mkdir()
+    assert cli.main([str(tiny), "-o", str(out), "--calibrate", str(short), "--no-progress"]) == 1
+    assert "tokens; at least 1024" in capsys.readouterr().err
+    assert list(out.parent.iterdir()) == []
