@@ -77,4 +77,5 @@ PYBIND11_MODULE(_C, m) {
     qrt::bindings::register_model(m);
     qrt::bindings::register_scheduler(m);
     qrt::bindings::register_cuda(m);
+    qrt::bindings::register_imatrix(m);
 }

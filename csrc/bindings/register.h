@@ -11,5 +11,6 @@ void register_sample(pybind11::module_& m);
 void register_model(pybind11::module_& m);
 void register_scheduler(pybind11::module_& m);
 void register_cuda(pybind11::module_& m);
+void register_imatrix(pybind11::module_& m);
 
 }  // namespace qrt::bindings

@@ -12,6 +12,7 @@
 #include "bindings/register.h"
 #include "cpu/parallel.h"
 #include "format/types.h"
+#include "format/weighted.h"
 #include "kernels/dispatch.h"
 
 namespace py = pybind11;
@@ -48,7 +49,8 @@ py::list types() {
 }
 
 py::array quantize(py::array_t<float, py::array::c_style | py::array::forcecast> a, const std::string& type,
-                   int n_threads) {
+                   int n_threads,
+                   std::optional<py::array_t<float, py::array::c_style | py::array::forcecast>> imatrix) {
     const TypeTraits& t = type_by_name(type);
     if (a.ndim() < 1) throw py::value_error("quantize: expected an array with at least one dimension");
     const int64_t ne0 = a.shape(a.ndim() - 1);
@@ -63,6 +65,17 @@ py::array quantize(py::array_t<float, py::array::c_style | py::array::forcecast>
     for (int64_t i = 0; i < a.size(); ++i)
         if (!std::isfinite(x[i]))
             throw py::value_error("quantize: value at flat index " + std::to_string(i) + " is not finite");
+    const float* qw = nullptr;
+    if (imatrix) {
+        if (imatrix->ndim() != 1 || imatrix->shape(0) != ne0)
+            throw py::value_error("quantize: imatrix must hold one weight per column (" +
+                                  std::to_string(ne0) + " values)");
+        qw = imatrix->data();
+        for (int64_t i = 0; i < ne0; ++i)
+            if (!std::isfinite(qw[i]) || qw[i] < 0)
+                throw py::value_error("quantize: imatrix value at index " + std::to_string(i) +
+                                      " is negative or not finite");
+    }
 
     // Block types keep gguf-py's shape (..., row_bytes); types with per-tensor state are one flat run.
     std::vector<py::ssize_t> shape(a.shape(), a.shape() + a.ndim());
@@ -74,7 +87,7 @@ py::array quantize(py::array_t<float, py::array::c_style | py::array::forcecast>
     uint8_t* dst = out.mutable_data();
     {
         py::gil_scoped_release release;
-        t.quantize_tensor(x, ne0, nrows, dst, n_threads);
+        quantize_tensor_weighted(t, x, ne0, nrows, qw, dst, n_threads);
     }
     return out;
 }
@@ -194,7 +207,9 @@ py::array vec_dot(py::array_t<uint8_t, py::array::c_style | py::array::forcecast
 void register_format(py::module_& m) {
     m.def("types", &types, "The type registry: one dict per tensor type.");
     m.def("quantize", &quantize, py::arg("a"), py::arg("type"), py::arg("n_threads") = 0,
-          "Quantize float32 rows (last axis) with the type's reference quantizer.");
+          py::arg("imatrix") = py::none(),
+          "Quantize float32 rows (last axis) with the type's reference quantizer, or with its weighted "
+          "quantizer (ggml's quantize_row_*_impl) when imatrix holds one weight per column.");
     m.def("dequantize", &dequantize, py::arg("raw"), py::arg("type"), py::arg("shape"),
           py::arg("n_threads") = 0, py::arg("out") = py::none(),
           "Dequantize raw tensor bytes of the given numpy shape to float32 (into out when given).");

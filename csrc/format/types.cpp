@@ -8,6 +8,7 @@
 #include "format/kquants.h"
 #include "format/legacy.h"
 #include "format/nf4.h"
+#include "format/weighted.h"
 
 namespace qrt {
 
@@ -58,6 +59,7 @@ constexpr TypeTraits activation_type(TypeId id, const char* name, double max_rel
         .quantize_row_ref = Quantize,
         .dequantize_rows = dequantize_rows_of_blocks<Dequantize, QK, sizeof(Block)>,
         .quantize_tensor = quantize_tensor_of_blocks<Quantize, QK, sizeof(Block)>,
+        .quantize_row_weighted = nullptr,
         .vec_dot = nullptr,
         .vec_dot_rows = nullptr,
         .tail_bytes = no_tail,
@@ -76,34 +78,48 @@ constexpr TypeTraits block_type(TypeId id, const char* name, TypeId vec_dot_type
     return t;
 }
 
+constexpr TypeTraits weighted(TypeTraits t, QuantizeRowWeightedFn f) {
+    t.quantize_row_weighted = f;
+    return t;
+}
+
 // Tolerances: measured relative RMS error on N(0,1) rows of 4096, plus ~30% headroom.
 const std::vector<TypeTraits> kTypes = {
     block_type<float, 1, dequantize_row_f32, quantize_row_f32_ref, vec_dot_f32_f32>(TypeId::F32, "F32",
                                                                                     TypeId::F32, true, 0.0),
     block_type<half_bits, 1, dequantize_row_f16, quantize_row_f16_ref, vec_dot_f16_f16>(
         TypeId::F16, "F16", TypeId::F16, true, 4e-4),
-    block_type<block_q4_0, QK4_0, dequantize_row_q4_0, quantize_row_q4_0_ref, vec_dot_q4_0_q8_0>(
-        TypeId::Q4_0, "Q4_0", TypeId::Q8_0, true, 0.14),
-    block_type<block_q4_1, QK4_1, dequantize_row_q4_1, quantize_row_q4_1_ref, vec_dot_q4_1_q8_1>(
-        TypeId::Q4_1, "Q4_1", TypeId::Q8_1, true, 0.12),
-    block_type<block_q5_0, QK5_0, dequantize_row_q5_0, quantize_row_q5_0_ref, vec_dot_q5_0_q8_0>(
-        TypeId::Q5_0, "Q5_0", TypeId::Q8_0, true, 0.07),
-    block_type<block_q5_1, QK5_1, dequantize_row_q5_1, quantize_row_q5_1_ref, vec_dot_q5_1_q8_1>(
-        TypeId::Q5_1, "Q5_1", TypeId::Q8_1, true, 0.06),
+    weighted(block_type<block_q4_0, QK4_0, dequantize_row_q4_0, quantize_row_q4_0_ref, vec_dot_q4_0_q8_0>(
+                 TypeId::Q4_0, "Q4_0", TypeId::Q8_0, true, 0.14),
+             quantize_row_q4_0_weighted),
+    weighted(block_type<block_q4_1, QK4_1, dequantize_row_q4_1, quantize_row_q4_1_ref, vec_dot_q4_1_q8_1>(
+                 TypeId::Q4_1, "Q4_1", TypeId::Q8_1, true, 0.12),
+             quantize_row_q4_1_weighted),
+    weighted(block_type<block_q5_0, QK5_0, dequantize_row_q5_0, quantize_row_q5_0_ref, vec_dot_q5_0_q8_0>(
+                 TypeId::Q5_0, "Q5_0", TypeId::Q8_0, true, 0.07),
+             quantize_row_q5_0_weighted),
+    weighted(block_type<block_q5_1, QK5_1, dequantize_row_q5_1, quantize_row_q5_1_ref, vec_dot_q5_1_q8_1>(
+                 TypeId::Q5_1, "Q5_1", TypeId::Q8_1, true, 0.06),
+             quantize_row_q5_1_weighted),
     block_type<block_q8_0, QK8_0, dequantize_row_q8_0, quantize_row_q8_0_ref, vec_dot_q8_0_q8_0>(
         TypeId::Q8_0, "Q8_0", TypeId::Q8_0, true, 0.01),
     activation_type<block_q8_1, QK8_1, dequantize_row_q8_1, quantize_row_q8_1_ref>(TypeId::Q8_1, "Q8_1",
                                                                                    0.01),
-    block_type<block_q2_K, QK_K, dequantize_row_q2_K, quantize_row_q2_K_ref, vec_dot_q2_K_q8_K>(
-        TypeId::Q2_K, "Q2_K", TypeId::Q8_K, true, 0.39),
-    block_type<block_q3_K, QK_K, dequantize_row_q3_K, quantize_row_q3_K_ref, vec_dot_q3_K_q8_K>(
-        TypeId::Q3_K, "Q3_K", TypeId::Q8_K, true, 0.20),
-    block_type<block_q4_K, QK_K, dequantize_row_q4_K, quantize_row_q4_K_ref, vec_dot_q4_K_q8_K>(
-        TypeId::Q4_K, "Q4_K", TypeId::Q8_K, true, 0.093),
-    block_type<block_q5_K, QK_K, dequantize_row_q5_K, quantize_row_q5_K_ref, vec_dot_q5_K_q8_K>(
-        TypeId::Q5_K, "Q5_K", TypeId::Q8_K, true, 0.047),
-    block_type<block_q6_K, QK_K, dequantize_row_q6_K, quantize_row_q6_K_ref, vec_dot_q6_K_q8_K>(
-        TypeId::Q6_K, "Q6_K", TypeId::Q8_K, true, 0.023),
+    weighted(block_type<block_q2_K, QK_K, dequantize_row_q2_K, quantize_row_q2_K_ref, vec_dot_q2_K_q8_K>(
+                 TypeId::Q2_K, "Q2_K", TypeId::Q8_K, true, 0.39),
+             quantize_row_q2_K_weighted),
+    weighted(block_type<block_q3_K, QK_K, dequantize_row_q3_K, quantize_row_q3_K_ref, vec_dot_q3_K_q8_K>(
+                 TypeId::Q3_K, "Q3_K", TypeId::Q8_K, true, 0.20),
+             quantize_row_q3_K_weighted),
+    weighted(block_type<block_q4_K, QK_K, dequantize_row_q4_K, quantize_row_q4_K_ref, vec_dot_q4_K_q8_K>(
+                 TypeId::Q4_K, "Q4_K", TypeId::Q8_K, true, 0.093),
+             quantize_row_q4_K_weighted),
+    weighted(block_type<block_q5_K, QK_K, dequantize_row_q5_K, quantize_row_q5_K_ref, vec_dot_q5_K_q8_K>(
+                 TypeId::Q5_K, "Q5_K", TypeId::Q8_K, true, 0.047),
+             quantize_row_q5_K_weighted),
+    weighted(block_type<block_q6_K, QK_K, dequantize_row_q6_K, quantize_row_q6_K_ref, vec_dot_q6_K_q8_K>(
+                 TypeId::Q6_K, "Q6_K", TypeId::Q8_K, true, 0.023),
+             quantize_row_q6_K_weighted),
     activation_type<block_q8_K, QK_K, dequantize_row_q8_K, quantize_row_q8_K_ref>(TypeId::Q8_K, "Q8_K",
                                                                                   0.009),
     block_type<bf16_bits, 1, dequantize_row_bf16, quantize_row_bf16_ref, vec_dot_bf16_bf16>(
@@ -119,6 +135,7 @@ const std::vector<TypeTraits> kTypes = {
                .quantize_row_ref = nullptr,
                .dequantize_rows = dequantize_rows_nf4,
                .quantize_tensor = quantize_tensor_nf4,
+               .quantize_row_weighted = nullptr,
                .vec_dot = nullptr,  // needs the tensor's state: vec_dot_nf4_q8_0 (nf4.h)
                .vec_dot_rows = vec_dot_rows_nf4,
                .tail_bytes = nf4_tail_bytes_of,

@@ -45,6 +45,8 @@ using QuantizeTensorFn = void (*)(const float* x, int64_t ne0, int64_t nrows, ui
 // Plain per-row reference functions of block types (n is a multiple of block_size).
 using DequantizeRowFn = void (*)(const void* blocks, float* y, int64_t n);
 using QuantizeRowFn = void (*)(const float* x, void* blocks, int64_t n);
+// One row of n values weighted by quant_weights (n values, one per column): weighted.h.
+using QuantizeRowWeightedFn = void (*)(const float* x, void* blocks, int64_t n, const float* quant_weights);
 
 // Dot product of n elements (a multiple of block_size) of weight blocks x with activations y in the type's
 // vec_dot_type: ggml-cpu's ggml_vec_dot_<type>_<partner>, scalar. The scalar reference every fast kernel is
@@ -68,6 +70,8 @@ struct TypeTraits {
     QuantizeRowFn quantize_row_ref;  // nullptr when rows are not self-contained (NF4)
     DequantizeRowsFn dequantize_rows;
     QuantizeTensorFn quantize_tensor;
+    // ggml's quantize_row_<type>_impl with quant_weights; nullptr where ggml ignores the weights.
+    QuantizeRowWeightedFn quantize_row_weighted;
     VecDotFn vec_dot;           // nullptr when rows are not self-contained (NF4) or for compute-only types
     VecDotRowsFn vec_dot_rows;  // nullptr only for compute-only types (Q8_1, Q8_K)
     // Bytes a tensor of n elements keeps after its blocks (0 for every ggml type).

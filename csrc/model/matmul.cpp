@@ -231,8 +231,21 @@ Activations default_activations(const Matrix& w) {
     return Activations::Int8;
 }
 
+namespace {
+thread_local MatmulObserver* t_observer = nullptr;
+}  // namespace
+
+ScopedMatmulObserver::ScopedMatmulObserver(MatmulObserver* observer) : previous_(t_observer) {
+    t_observer = observer;
+}
+
+ScopedMatmulObserver::~ScopedMatmulObserver() {
+    t_observer = previous_;
+}
+
 void matmul(ThreadPool& pool, const Matrix& w, const float* x, int n_tokens, float* y, float* scratch,
             int64_t scratch_stride, Activations acts) {
+    if (t_observer) t_observer->observe(w, x, n_tokens);
     const Matrix* ws[1] = {&w};
     float* ys[1] = {y};
     run(pool, ws, 1, make_plan(w, acts), x, n_tokens, ys, scratch, scratch_stride);
@@ -255,6 +268,8 @@ void matmul(ThreadPool& pool, std::span<const Matrix* const> ws, const float* x,
             matmul(pool, *ws[i], x, n_tokens, ys[i], scratch, scratch_stride);
         return;
     }
+    if (t_observer)
+        for (size_t i = 0; i < n; ++i) t_observer->observe(*ws[i], x, n_tokens);
     run(pool, ws.data(), int(n), make_plan(*ws[0], default_activations(*ws[0])), x, n_tokens, ys.data(),
         scratch, scratch_stride);
 }

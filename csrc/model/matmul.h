@@ -63,4 +63,24 @@ void matmul(ThreadPool& pool, const Matrix& w, const float* x, int n_tokens, flo
 void matmul(ThreadPool& pool, std::span<const Matrix* const> ws, const float* x, int n_tokens,
             std::span<float* const> ys, float* scratch, int64_t scratch_stride);
 
+// Sees the float inputs of every matrix product the forward computes on this thread, before the product
+// (qrt-imatrix collects Σx² per input column this way). Installed for a scope with ScopedMatmulObserver;
+// per thread, so a model evaluated on another thread is not observed. x: [n_tokens][w.cols].
+class MatmulObserver {
+  public:
+    virtual ~MatmulObserver() = default;
+    virtual void observe(const Matrix& w, const float* x, int n_tokens) = 0;
+};
+
+class ScopedMatmulObserver {
+  public:
+    explicit ScopedMatmulObserver(MatmulObserver* observer);
+    ~ScopedMatmulObserver();
+    ScopedMatmulObserver(const ScopedMatmulObserver&) = delete;
+    ScopedMatmulObserver& operator=(const ScopedMatmulObserver&) = delete;
+
+  private:
+    MatmulObserver* previous_;
+};
+
 }  // namespace qrt::model

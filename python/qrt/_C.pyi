@@ -14,6 +14,7 @@ __all__: list[str] = [
     "DEVICE_MARGIN_BYTES",
     "FormatError",
     "GGUFFile",
+    "ImatrixCollector",
     "Model",
     "QueueFullError",
     "Sampler",
@@ -27,6 +28,7 @@ __all__: list[str] = [
     "cuda_test_silu_mul",
     "dequantize",
     "gguf_open",
+    "imatrix_eval",
     "offload_backends",
     "quantize",
     "types",
@@ -204,6 +206,16 @@ class Scheduler:
     @property
     def stats(self) -> dict: ...
 
+class ImatrixCollector:
+    """
+    Σx² per input column and token counts of every block matrix (and output.weight with process_output), as llama-imatrix collects them.
+    """
+    def __init__(self, process_output: bool = False) -> None: ...
+    def stats(self) -> dict:
+        """
+        {matrix name: (float32 Σx² per input column, tokens seen)}
+        """
+
 class Model:
     """
     A llama-family GGUF model (llama, mistral, qwen2) with a paged KV cache for n_seq_max
@@ -375,6 +387,16 @@ def gguf_open(path: str) -> GGUFFile:
     Map and validate a GGUF file; FormatError/UnsupportedError/OSError on failure.
     """
 
+def imatrix_eval(
+    model: Model,
+    ids: typing.Annotated[numpy.typing.ArrayLike, numpy.int32],
+    collector: ImatrixCollector,
+    all_logits: bool = False,
+) -> None:
+    """
+    Evaluate ids as a fresh sequence while the collector observes every matrix product.
+    """
+
 def offload_backends() -> list:
     """
     The device backends that can run layers in this build on this machine ('cpu-test' is for tests).
@@ -384,9 +406,10 @@ def quantize(
     a: typing.Annotated[numpy.typing.ArrayLike, numpy.float32],
     type: str,
     n_threads: typing.SupportsInt | typing.SupportsIndex = 0,
+    imatrix: typing.Annotated[numpy.typing.ArrayLike, numpy.float32] | None = None,
 ) -> numpy.ndarray:
     """
-    Quantize float32 rows (last axis) with the type's reference quantizer.
+    Quantize float32 rows (last axis) with the type's reference quantizer, or with its weighted quantizer (ggml's quantize_row_*_impl) when imatrix holds one weight per column.
     """
 
 def types() -> list:

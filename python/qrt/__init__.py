@@ -21,8 +21,9 @@ from . import _C
 from ._C import FormatError, QueueFullError, UnsupportedError
 
 if TYPE_CHECKING:
-    from . import gguf
+    from . import gguf, imatrix_file
     from .formats import TypeInfo, dequantize, quantize, types
+    from .importance import imatrix
     from .model import Model, load
     from .tokenizer import Detokenizer, Tokenizer
 
@@ -37,6 +38,8 @@ _LAZY = {
     "quantize": "formats",
     "types": "formats",
     "Model": "model",
+    "imatrix": "importance",
+    "imatrix_file": "imatrix_file",
     "load": "model",
     "Detokenizer": "tokenizer",
     "Tokenizer": "tokenizer",
@@ -55,6 +58,8 @@ __all__ = [
     "convert",
     "dequantize",
     "gguf",
+    "imatrix",
+    "imatrix_file",
     "load",
     "quantize",
     "types",
@@ -82,7 +87,8 @@ def convert(
 
     ``type``: F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K_S/M/L, Q4_K_S/M, Q5_K_S/M, Q6_K (llama-quantize's
     per-tensor mixes; the file loads in llama.cpp too) or NF4 (qrt only). ``progress`` shows a progress bar.
-    Keyword arguments ``n_threads`` and ``tokenizer_pre`` are passed on. Returns the plan that was written
+    Keyword arguments ``n_threads``, ``tokenizer_pre`` and ``imatrix`` (an importance-matrix file, as
+    ``llama-quantize --imatrix``) are passed on. Returns the plan that was written
     (tensors, types, sizes, metadata). Raises :class:`FormatError` for malformed checkpoint files,
     :class:`UnsupportedError` for what cannot be converted, ``OSError`` for I/O failures; on any error no file is
     left at ``out_path``. This is ``qrt-convert`` (the ``qrt_convert`` package) as a function.

@@ -29,18 +29,23 @@ def types() -> dict[str, TypeInfo]:
     return {row["name"]: TypeInfo(**row) for row in _C.types()}
 
 
-def quantize(a: np.ndarray, type: str, *, n_threads: int = 0) -> np.ndarray:
+def quantize(
+    a: np.ndarray, type: str, *, n_threads: int = 0, imatrix: np.ndarray | None = None
+) -> np.ndarray:
     """Quantize ``a`` (float32, rows along the last axis) with ``type``'s reference quantizer.
 
     The result is bit-identical to ggml's ``quantize_row_<type>_ref`` (what ``llama-quantize`` uses
-    without an importance matrix). For block types its shape is ``a.shape[:-1] + (row_bytes,)`` like
+    without an importance matrix). With ``imatrix`` (one non-negative importance per column, e.g. an
+    importance matrix's mean Σx² for this tensor) it is bit-identical to ``ggml_quantize_chunk(type, ...,
+    imatrix)``: the weighted quantizers of Q2_K..Q6_K, Q4_0, Q4_1, Q5_0 and Q5_1, what ``llama-quantize
+    --imatrix`` writes; the other types ignore it, as ggml does. For block types its shape is ``a.shape[:-1] + (row_bytes,)`` like
     gguf-py's ``gguf.quants.quantize``; for NF4 it is one flat run of bytes (blocks, then the tensor's
     double-quantization state). ``n_threads=0`` uses every core; the GIL is released while quantizing.
 
-    Raises ValueError for an unknown type, a row length that is not a multiple of the block size, or
-    non-finite values.
+    Raises ValueError for an unknown type, a row length that is not a multiple of the block size,
+    non-finite values, or an ``imatrix`` of the wrong length or with negative or non-finite values.
     """
-    return _C.quantize(a, type, n_threads)
+    return _C.quantize(a, type, n_threads, None if imatrix is None else np.asarray(imatrix, np.float32))
 
 
 def dequantize(

@@ -9,11 +9,22 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="qrt-perplexity", description=__doc__)
     p.add_argument("-m", "--model", help="GGUF file (default: the demo model)")
-    p.add_argument("-f", "--file", required=True, help="UTF-8 text file")
+    p.add_argument("-f", "--file", help="UTF-8 text file (not needed with --kl-divergence)")
     p.add_argument("-c", "--ctx-size", type=int, default=512, help="chunk size in tokens (default 512)")
     p.add_argument("-t", "--threads", type=int, default=None)
     p.add_argument("--chunks", type=int, default=None, help="score only the first N chunks (default: all)")
+    p.add_argument(
+        "--kl-divergence-base",
+        metavar="FILE",
+        help="save the model's log-probabilities over the text to FILE (llama-perplexity's format); with "
+        "--kl-divergence, read them and compare this model with that base instead",
+    )
+    p.add_argument("--kl-divergence", action="store_true", help="compare with --kl-divergence-base FILE")
     args = p.parse_args(argv)
+    if args.kl_divergence and not args.kl_divergence_base:
+        p.error("--kl-divergence needs --kl-divergence-base FILE")
+    if not args.kl_divergence and not args.file:
+        p.error("-f/--file is required")
     import qrt
     from qrt.perplexity import perplexity
 
@@ -23,9 +34,18 @@ def main(argv: list[str] | None = None) -> int:
             from qrt.demo import demo_model_path
 
             path = demo_model_path()
+        if args.kl_divergence:
+            return _kl_divergence(path, args)
         with open(args.file, encoding="utf-8") as fh:
             text = fh.read()
         with qrt.load(path, n_ctx=args.ctx_size, n_threads=args.threads) as model:
+            if args.kl_divergence_base:
+                from qrt.kl_divergence import save_base
+
+                n = save_base(model, text, args.kl_divergence_base, args.ctx_size, max_chunks=args.chunks)
+                print(
+                    f"saved the log-probabilities of {n} chunks to {args.kl_divergence_base}", file=sys.stderr
+                )
 
             def progress(i: int, ppl: float) -> None:
                 print(f"[{i + 1}]{ppl:.4f},", end="" if (i + 1) % 8 else "\n", file=sys.stderr, flush=True)
@@ -42,6 +62,22 @@ def main(argv: list[str] | None = None) -> int:
         f"Final estimate: PPL = {result.ppl:.4f} +/- {result.error:.5f} "
         f"({result.chunks} chunks of {args.ctx_size}, {result.scored_tokens} tokens scored)"
     )
+    return 0
+
+
+def _kl_divergence(path: str, args: argparse.Namespace) -> int:
+    import qrt
+    from qrt.kl_divergence import compare
+
+    with qrt.load(path, n_ctx=max(args.ctx_size, 8), n_threads=args.threads) as model:
+        r = compare(model, args.kl_divergence_base)
+    print(f"Mean PPL(Q)    : {r.ppl:10.6f}")
+    print(f"Mean PPL(base) : {r.ppl_base:10.6f}")
+    print(f"Mean    KLD    : {r.mean_kld:10.6f}")
+    print(f"99.0%   KLD    : {r.kld_99:10.6f}")
+    print(f"Same top p     : {100 * r.same_top:6.3f} %")
+    print(f"RMS Δp         : {100 * r.rms_dp:6.3f} %")
+    print(f"({r.tokens} tokens)")
     return 0
 
 

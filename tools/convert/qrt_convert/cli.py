@@ -30,6 +30,20 @@ def _parser() -> argparse.ArgumentParser:
         help=f"one of {', '.join(FTYPES)} (default: Q4_K_M)",
     )
     ap.add_argument(
+        "--imatrix",
+        metavar="FILE",
+        help="importance matrix (llama-imatrix/qrt-imatrix output, GGUF or legacy .dat): weighted rounding, "
+        "as llama-quantize --imatrix; required by Q2_K_S",
+    )
+    ap.add_argument(
+        "--calibrate",
+        metavar="TEXT",
+        help="calibrate on this UTF-8 text in one step: an importance matrix from the F16 model (kept beside the "
+        "output as X.imatrix.gguf), then --imatrix with it",
+    )
+    ap.add_argument("--method", default="imatrix", choices=["imatrix"], help="calibration method (imatrix)")
+    ap.add_argument("--calib-chunks", type=int, default=None, metavar="N", help="use at most N chunks of 512")
+    ap.add_argument(
         "--dry-run",
         action="store_true",
         help="print the plan (tensor, shape, type, bytes) and the expected file size; write nothing",
@@ -51,8 +65,25 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.dry_run:
             with Checkpoint(args.hf_dir) as ckpt:
-                plan = make_plan(ckpt, args.type, tokenizer_pre=args.tokenizer_pre)
+                plan = make_plan(ckpt, args.type, tokenizer_pre=args.tokenizer_pre, imatrix=args.imatrix)
             print(plan.describe())
+            return 0
+        if args.calibrate:
+            if args.imatrix:
+                _parser().error("--calibrate and --imatrix exclude each other")
+            from .calibrate import convert_calibrated
+
+            convert_calibrated(
+                args.hf_dir,
+                args.outfile,
+                args.type,
+                args.calibrate,
+                method=args.method,
+                chunks=args.calib_chunks,
+                progress=not args.no_progress,
+                n_threads=args.threads,
+                tokenizer_pre=args.tokenizer_pre,
+            )
             return 0
         convert(
             args.hf_dir,
@@ -61,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             progress=not args.no_progress,
             n_threads=args.threads,
             tokenizer_pre=args.tokenizer_pre,
+            imatrix=args.imatrix,
         )
         return 0
     except (FormatError, UnsupportedError, OSError, ValueError) as e:

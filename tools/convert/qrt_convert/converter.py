@@ -25,6 +25,7 @@ import numpy as np
 import qrt
 from qrt import FormatError, UnsupportedError
 
+from . import imatrix as imatrix_mod
 from .arch import Architecture, TensorMap, detect, map_tensors, permute_rows
 from .checkpoint import Checkpoint, read_json_object
 from .gguf_writer import KV, STRING, UINT32, GGUFStreamWriter, TensorSlot, file_size
@@ -52,6 +53,7 @@ class PlannedTensor:
     nbytes: int
     permute_heads: int = 0
     tensor_map: TensorMap | None = None
+    imatrix: np.ndarray | None = None  #: column importances for the weighted quantizers (--imatrix)
 
     @property
     def ne(self) -> tuple[int, ...]:
@@ -166,11 +168,23 @@ def _convert_order(ckpt: Checkpoint, maps: list[TensorMap]) -> list[str]:
     return out
 
 
-def make_plan(ckpt: Checkpoint, ftype: str = "Q4_K_M", *, tokenizer_pre: str | None = None) -> Plan:
-    """Decide metadata, tensor types and sizes for converting ``ckpt`` to ``ftype``."""
+def make_plan(
+    ckpt: Checkpoint,
+    ftype: str = "Q4_K_M",
+    *,
+    tokenizer_pre: str | None = None,
+    imatrix: str | os.PathLike[str] | None = None,
+) -> Plan:
+    """Decide metadata, tensor types and sizes for converting ``ckpt`` to ``ftype`` (with the importance
+    matrix file ``imatrix``, as ``llama-quantize --imatrix``: see :mod:`qrt_convert.imatrix`)."""
     ftype = ftype.upper()
     if ftype not in FTYPES:
         raise ValueError(f"unknown type {ftype!r}; choose one of {', '.join(FTYPES)}")
+    if imatrix is not None and ftype in ("F16", "BF16", "NF4"):
+        raise ValueError(
+            f"--imatrix has no effect on {ftype}: only the GGUF block types round with importances"
+        )
+    imat = imatrix_mod.load(imatrix) if imatrix is not None else None
     arch = detect(ckpt.config)
     shapes = {e.name: e.shape for e in ckpt}
     maps = {m.gguf_name: m for m in map_tensors(arch, shapes, _gemma3_vocab_rows(ckpt.dir, arch))}
@@ -189,7 +203,9 @@ def make_plan(ckpt: Checkpoint, ftype: str = "Q4_K_M", *, tokenizer_pre: str | N
         ne = tuple(reversed(m.shape))
         before = "F16" if allows_quantization(name, len(ne)) else "F32"
         src.append((name, ne, before))
-    types = choose_types(src, ftype, ModelInfo(arch.arch, arch.n_layer, arch.n_head, arch.n_head_kv))
+    types = choose_types(
+        src, ftype, ModelInfo(arch.arch, arch.n_layer, arch.n_head, arch.n_head_kv), imat is not None
+    )
 
     tensors = []
     float_file = ftype in ("F16", "BF16")
@@ -200,6 +216,10 @@ def make_plan(ckpt: Checkpoint, ftype: str = "Q4_K_M", *, tokenizer_pre: str | N
         tensors.append(
             PlannedTensor(name, m.hf_name, m.shape, dt, t, tensor_nbytes(t, m.shape), m.permute_heads, m)
         )
+
+    imatrix_mod.check_required(tensors, ftype, imat)
+    if imat is not None:
+        imatrix_mod.attach(tensors, imat, os.fspath(imatrix))
 
     total_params = sum(math.prod(t.shape) for t in tensors)
     file_type = KV("general.file_type", UINT32, FTYPES[ftype][0])
@@ -216,6 +236,8 @@ def make_plan(ckpt: Checkpoint, ftype: str = "Q4_K_M", *, tokenizer_pre: str | N
         raise FormatError(f"{ckpt.dir}: tokenizer files have an unexpected structure: {e!r}") from None
     if not float_file:  # as llama-quantize leaves them
         kvs += [KV("general.quantization_version", UINT32, 2), file_type]
+    if imat is not None:
+        kvs += imatrix_mod.metadata(os.fspath(imatrix), imat)
     notes = []
     if ftype == "NF4":
         kvs.append(KV("qrt.format_version", UINT32, NF4_FORMAT_VERSION))
@@ -271,7 +293,7 @@ def _encode(t: PlannedTensor, x: np.ndarray, n_threads: int) -> np.ndarray:
         return x
     rows2d = x.reshape(-1, t.shape[-1]) if x.ndim != 1 else x.reshape(1, -1)
     try:
-        return qrt.quantize(rows2d, t.type, n_threads=n_threads)
+        return qrt.quantize(rows2d, t.type, n_threads=n_threads, imatrix=t.imatrix)
     except ValueError as e:
         where = f"tensor {t.hf_name!r}" if t.hf_name else t.name
         raise FormatError(f"{where}: cannot quantize to {t.type}: {e}") from None
@@ -340,16 +362,18 @@ def convert(
     progress: bool = True,
     n_threads: int = 0,
     tokenizer_pre: str | None = None,
+    imatrix: str | os.PathLike[str] | None = None,
 ) -> Plan:
     """Convert the Hugging Face checkpoint in ``hf_dir`` to a GGUF file at ``out_path``; returns the plan.
 
     ``type`` is one of :data:`presets.FTYPES` (llama-quantize's mixes, plus F16/BF16 and qrt's NF4).
     Raises :class:`qrt.FormatError` for malformed checkpoint files, :class:`qrt.UnsupportedError` for what
     qrt-convert does not handle (architecture, pickle weights, unknown pre-tokenizer), ``OSError`` for I/O
-    failures; no output file is left behind on any error."""
+    failures; no output file is left behind on any error. ``imatrix``: an importance-matrix file (llama.cpp's
+    GGUF or legacy format), used as ``llama-quantize --imatrix`` uses it."""
     t0 = time.monotonic()
     with Checkpoint(hf_dir) as ckpt:
-        plan = make_plan(ckpt, type, tokenizer_pre=tokenizer_pre)
+        plan = make_plan(ckpt, type, tokenizer_pre=tokenizer_pre, imatrix=imatrix)
         if progress:
             for note in plan.notes:
                 print(note, file=sys.stderr)

@@ -1,7 +1,8 @@
 """Which type each tensor gets: llama-quantize's rules (``src/llama-quant.cpp``, FORMATS.md §4), and qrt's NF4.
 
-The functions mirror llama.cpp's ``tensor_allows_quantization``, ``llama_tensor_get_type_impl`` and
-``tensor_type_fallback`` for the file types offered here (no importance matrix, no ``--pure``, dense models),
+The functions mirror llama.cpp's ``tensor_allows_quantization``, ``llama_tensor_get_type_impl``,
+``tensor_type_fallback`` and ``tensor_requires_imatrix`` for the file types offered here (with or without an
+importance matrix, no ``--pure``, dense models),
 walking the tensors in llama-quantize's order (:func:`tensor_order`) so the attn_v / ffn_down counters see the
 same sequence.
 """
@@ -21,6 +22,7 @@ FTYPES: dict[str, tuple[int, str]] = {
     "Q5_0": (8, "Q5_0"),
     "Q5_1": (9, "Q5_1"),
     "Q2_K": (10, "Q2_K"),
+    "Q2_K_S": (21, "Q2_K"),  # needs an importance matrix, as in llama-quantize
     "Q3_K_S": (11, "Q3_K"),
     "Q3_K_M": (12, "Q3_K"),
     "Q3_K_L": (13, "Q3_K"),
@@ -120,11 +122,17 @@ def _fallback(t: str, ncols: int) -> str:
     return t2
 
 
+def requires_imatrix(name: str, type_: str, ftype: str) -> bool:
+    """``tensor_requires_imatrix``: the Q2_K tensors of a Q2_K_S file (not the embedding or output head)."""
+    return type_ == "Q2_K" and ftype == "Q2_K_S" and _category(name) not in ("output", "token_embd")
+
+
 def choose_types(
-    tensors: list[tuple[str, tuple[int, ...], str]], ftype: str, model: ModelInfo
+    tensors: list[tuple[str, tuple[int, ...], str]], ftype: str, model: ModelInfo, has_imatrix: bool = False
 ) -> dict[str, str]:
     """Type per tensor. ``tensors``: (GGUF name, ggml ne, type before quantization: F32 for norms and
-    biases, else the float type), in :func:`tensor_order`."""
+    biases, else the float type), in :func:`tensor_order`. ``has_imatrix``: llama-quantize was given an
+    importance matrix (it then bumps Q4_0/Q5_0 files' first ffn_down layers to Q4_1/Q5_1)."""
     if ftype not in FTYPES:
         raise ValueError(f"unknown type {ftype!r}; choose one of {', '.join(FTYPES)}")
     base = FTYPES[ftype][1]
@@ -156,6 +164,8 @@ def choose_types(
         elif cat in ("attn_v", "attn_qkv", "attn_kv_b"):
             if ftype == "Q2_K":
                 t = "Q4_K" if n_gqa >= 4 else "Q3_K"
+            elif ftype == "Q2_K_S" and n_gqa >= 4:
+                t = "Q4_K"
             elif ftype == "Q3_K_M":
                 t = "Q5_K" if i_attn_v < 2 else "Q4_K"
             elif ftype == "Q3_K_L":
@@ -171,6 +181,9 @@ def choose_types(
             i, n = i_ffn_down, model.n_layer
             if ftype == "Q2_K":
                 t = "Q3_K"
+            elif ftype == "Q2_K_S":
+                if i < n // 8:
+                    t = "Q4_K"
             elif ftype == "Q3_K_M":
                 t = "Q5_K" if i < n // 16 else "Q4_K"
             elif ftype == "Q3_K_L":
@@ -182,6 +195,8 @@ def choose_types(
                 t = "Q6_K"
             elif ftype == "Q4_K_S" and i < n // 8:
                 t = "Q5_K"
+            elif ftype in ("Q4_0", "Q5_0") and has_imatrix and i < n // 8:
+                t = "Q4_1" if ftype == "Q4_0" else "Q5_1"
             i_ffn_down += 1
         elif cat == "attn_output":
             t = {"Q2_K": "Q3_K", "Q3_K_M": "Q4_K", "Q3_K_L": "Q5_K"}.get(ftype, t)
