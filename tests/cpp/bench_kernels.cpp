@@ -71,17 +71,27 @@ Result run(const TypeTraits& t, kernels::GemmFn gemm, const kernels::CpuKernels*
            int n, double seconds, std::mt19937_64& rng) {
     const size_t row_bytes = size_t(k / t.block_size) * t.type_size;
     std::vector<uint8_t> w(size_t(m) * row_bytes);
-    for (size_t i = 0; i < w.size(); i += 8) {
-        const uint64_t r = rng();
-        std::memcpy(w.data() + i, &r, std::min<size_t>(8, w.size() - i));
-    }
-    const std::vector<size_t> offs = scale_offsets(t.id);
-    std::uniform_real_distribution<float> u(0.5f, 2.0f);
-    for (size_t b = 0; b < w.size(); b += t.type_size)
-        for (size_t o : offs) {
-            const half_bits h = fp32_to_fp16(u(rng) * 1e-3f);
-            std::memcpy(w.data() + b + o, &h, 2);
+    if (t.quantize_tensor && !t.dequantize_row) {  // NF4: a real tensor, its state after the blocks
+        uint64_t nbytes = 0;
+        tensor_nbytes(t, k, m, &nbytes);
+        w.resize(nbytes);
+        std::normal_distribution<float> normal;
+        std::vector<float> wf(size_t(m * k));
+        for (float& v : wf) v = normal(rng);
+        t.quantize_tensor(wf.data(), k, m, w.data(), 2);
+    } else {
+        for (size_t i = 0; i < w.size(); i += 8) {
+            const uint64_t r = rng();
+            std::memcpy(w.data() + i, &r, std::min<size_t>(8, w.size() - i));
         }
+        const std::vector<size_t> offs = scale_offsets(t.id);
+        std::uniform_real_distribution<float> u(0.5f, 2.0f);
+        for (size_t b = 0; b < w.size(); b += t.type_size)
+            for (size_t o : offs) {
+                const half_bits h = fp32_to_fp16(u(rng) * 1e-3f);
+                std::memcpy(w.data() + b + o, &h, 2);
+            }
+    }
     const TypeTraits& p = traits(t.vec_dot_type);
     const size_t act_bytes = size_t(k / p.block_size) * p.type_size;
     std::vector<uint8_t> act(size_t(n) * act_bytes);
@@ -106,8 +116,11 @@ Result run(const TypeTraits& t, kernels::GemmFn gemm, const kernels::CpuKernels*
     if (packed) {
         std::vector<uint8_t> groups(size_t(m / R) * group_bytes);
         for (int64_t g = 0; g < m / R; ++g)
-            packed->pack(k, w.data() + size_t(g * R) * row_bytes, row_bytes,
-                         groups.data() + size_t(g) * group_bytes);
+            if (packed->pack_tensor)
+                packed->pack_tensor(k, w.data(), m, g * R, groups.data() + size_t(g) * group_bytes);
+            else
+                packed->pack(k, w.data() + size_t(g * R) * row_bytes, row_bytes,
+                             groups.data() + size_t(g) * group_bytes);
         w = std::move(groups);
     }
     double best = 1e30, sink = 0;
@@ -165,7 +178,8 @@ int main(int argc, char** argv) {
     for (const std::string& name : types) {
         const TypeTraits* t = find_type(name);
         const kernels::GemmFn gemm = t ? kernels::gemm(t->id) : nullptr;
-        if (!gemm) {
+        const kernels::CpuKernels* packed = t && with_packed ? kernels::packed(t->id) : nullptr;
+        if (!gemm && !packed) {
             std::printf("%-6s no gemm on this ISA\n", name.c_str());
             continue;
         }
@@ -173,10 +187,12 @@ int main(int argc, char** argv) {
         constexpr int64_t R = kernels::kPackRows;
         const int64_t m_l2 = std::max<int64_t>(R, int64_t(l2_kib * 1024 / row_bytes) / R * R);
         const int64_t m_dram = std::max<int64_t>(R, int64_t(dram_mib * 1024 * 1024 / row_bytes) / R * R);
-        const Result l2 = run(*t, gemm, nullptr, k, m_l2, n, seconds, rng);
-        const Result dram = run(*t, gemm, nullptr, k, m_dram, n, seconds, rng);
-        std::printf("%-6s %14.2f %10.2f %14.2f %10.2f\n", name.c_str(), l2.gmac, l2.gbs, dram.gmac, dram.gbs);
-        const kernels::CpuKernels* packed = with_packed ? kernels::packed(t->id) : nullptr;
+        if (gemm) {  // NF4 has packed kernels only
+            const Result l2 = run(*t, gemm, nullptr, k, m_l2, n, seconds, rng);
+            const Result dram = run(*t, gemm, nullptr, k, m_dram, n, seconds, rng);
+            std::printf("%-6s %14.2f %10.2f %14.2f %10.2f\n", name.c_str(), l2.gmac, l2.gbs, dram.gmac,
+                        dram.gbs);
+        }
         if (packed) {
             const Result pl2 = run(*t, gemm, packed, k, m_l2, n, seconds, rng);
             const Result pdram = run(*t, gemm, packed, k, m_dram, n, seconds, rng);
