@@ -146,13 +146,14 @@ QRT_HD float vec_dot_block_nf4_q8_0(const block_nf4& x, float absmax, const bloc
 // The fast kernels do what Q4_0's do, an exact int8 dot product of weights and Q8_0 activations, with the
 // 4-bit code mapped to kNF4_I8[code] by a 16-byte table lookup (vpshufb / vqtbl1q, as llama.cpp's IQ4_NL);
 // kNF4_I8[c] / kNF4_I8_SCALE stands for kNF4[c], and the pack folds 1 / kNF4_I8_SCALE into the block's
-// scale. round(127 * kNF4): the measured choice (README, "NF4 in GGUF files": mean KL against the exact
-// dequantization on SmolLM2 of this table and the others tried). The exact functions above stay the
+// scale. The values lie in [-64, 63] so that AVX2 can use them offset by 64 as vpmaddubsw's unsigned
+// operand, as Q4_0 does (cpu/quants/packed_nf4.cpp); among such tables this one has the least mean squared
+// error, and it is the measured choice (README, "NF4 in GGUF files": mean KL against the exact dequantization
+// on SmolLM2, of this table and the full-range round(127 * kNF4)). The exact functions above stay the
 // reference; vec_dot_rows_nf4_i8 is the fast kernels' arithmetic in scalar form, which they are tested
 // against, and which is tested against the exact one with the table's error as the bound.
-inline constexpr int8_t kNF4_I8[16] = {-127, -88, -67, -50, -36, -23, -12, 0,
-                                       10,   20,  31,  43,  56,  71,  92,  127};
-constexpr float kNF4_I8_SCALE = 127.0f;
+inline constexpr int8_t kNF4_I8[16] = {-63, -44, -33, -25, -18, -12, -6, 0, 5, 10, 16, 21, 28, 36, 46, 63};
+constexpr float kNF4_I8_SCALE = 63.23f;
 
 // One block of the packed kernels' arithmetic: per half h, the exact isum_h = sum kNF4_I8[code_i] * q8_i,
 // then (scale * d_h) * isum_h, where scale = absmax / kNF4_I8_SCALE (nf4_row_scales_i8).

@@ -447,10 +447,17 @@ void test_packed_tensor(Isa isa, const TypeTraits& t, const kernels::CpuKernels&
                 image[size_t(i * k_el + e)] = float(kNF4_I8[code]) * scales[size_t(e / QK_NF4)];
             }
         }
+        std::vector<int32_t> sums;
+        if (k.pack_needs_sums) {
+            sums.resize(size_t(n * (k_el / 32)));
+            for (int j = 0; j < n; ++j)
+                q8_0_block_sums(act.data() + 4 + size_t(j) * ab, k_el, sums.data() + j * (k_el / 32));
+        }
+        const int32_t* sp = sums.empty() ? nullptr : sums.data();
         const int64_t ldc = R + int64_t(rng() % 3);
         const float sentinel = -12345.0f;
         std::vector<float> out(size_t(n * ldc) + 1, sentinel);
-        k.packed_gemm(k_el, group.data() + 4, act.data() + 4, ab, nullptr, 0, out.data() + 1, ldc, n);
+        k.packed_gemm(k_el, group.data() + 4, act.data() + 4, ab, sp, k_el / 32, out.data() + 1, ldc, n);
         bool ok = out[0] == sentinel;
         for (float v : out) {
             uint32_t bits;
@@ -462,7 +469,8 @@ void test_packed_tensor(Isa isa, const TypeTraits& t, const kernels::CpuKernels&
             const uint8_t* aj = act.data() + 4 + size_t(j) * ab;
             float one[R + 1], ref[R], want[R];
             one[R] = sentinel;
-            k.packed_gemm(k_el, group.data() + 4, aj, ab, nullptr, 0, one, R, 1);
+            k.packed_gemm(k_el, group.data() + 4, aj, ab, sp ? sp + j * (k_el / 32) : nullptr, k_el / 32, one,
+                          R, 1);
             ok = ok && one[R] == sentinel;
             vec_dot_rows_nf4_i8(w.data() + 4, k_el, nrows, row, row + R, aj, ref);
             t.vec_dot_rows(w.data() + 4, k_el, nrows, row, row + R, aj, want);
