@@ -7,11 +7,12 @@ to first token and peak RSS.
 llama.cpp (llama-bench) is built once from the llama-cpp-python 0.3.36 sdist into the test cache by
 tests/support/llamacpp.py (benchmark only: never in CI, never committed). Without -m the files are SmolLM2-135M
 Q4_1 and its llama-quantize'd Q8_0, Q4_K_M and Q4_0 (made once, cached); --tinyllama adds the 1.1B TinyLlama-shaped
-random-weight Q4_K_M file of bench/make_tinyllama.py (made once, cached); --nf4 adds the SmolLM2 checkpoint converted
-by qrt-convert to Q4_0, Q4_K_M and NF4 (made once, cached). llama.cpp cannot run NF4 (qrt's own GGUF type): an NF4
-file's row alternates qrt-bench on it with qrt-bench on its Q4_0 sibling and gives that ratio instead. For every
-file and thread count qrt-bench and llama-bench run alternately, A B A B (--rounds pairs), so both see the same
-machine load; each run does -r repetitions. The table shows each program's median over the rounds of its mean tokens/s, the ratio qrt/llama.cpp,
+random-weight Q4_K_M file of bench/make_tinyllama.py (made once, cached); --nf4 benchmarks the SmolLM2 checkpoint
+converted by qrt-convert to Q4_0, Q4_K_M and NF4 instead (made once, cached; with -m, besides those files).
+llama.cpp cannot run NF4 (qrt's own GGUF type): an NF4 file's row alternates qrt-bench on it with qrt-bench on its
+Q4_0 sibling and gives that ratio instead. For every file and thread count qrt-bench and llama-bench run
+alternately, A B A B (--rounds pairs), so both see the same machine load; each run does -r repetitions. The table
+shows each program's median over the rounds of its mean tokens/s, the ratio qrt/llama.cpp,
 and for generation the weight bytes read per second (file size x tokens/s: every weight is read once per token)
 and their fraction of the machine's read bandwidth, measured at the start with the same thread counts.
 
@@ -328,7 +329,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-write", action="store_true", help="print the table only")
     ap.add_argument("--tinyllama", action="store_true", help="also the 1.1B file of bench/make_tinyllama.py")
     ap.add_argument(
-        "--nf4", action="store_true", help="also SmolLM2 converted by qrt-convert to Q4_0, Q4_K_M and NF4"
+        "--nf4",
+        action="store_true",
+        help="SmolLM2 converted by qrt-convert to Q4_0, Q4_K_M and NF4 (instead of the default files)",
     )
     ttft = ap.add_mutually_exclusive_group()
     ttft.add_argument("--no-ttft", action="store_true", help="tokens/s only")
@@ -341,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
 
     llama = ensure_built(verbose=True)
     completion = None if args.no_ttft else ensure_tool("llama-completion", llama)
-    models = args.model or default_models()
+    models = args.model or ([] if args.nf4 else default_models())
     if args.tinyllama:
         sys.path.insert(0, str(REPO / "bench"))
         from make_tinyllama import make
