@@ -1,15 +1,18 @@
 """qrt against llama.cpp on the same GGUF files and threads: prompt processing and generation tokens/s, time
 to first token and peak RSS.
 
-    python bench/compare.py [-m FILE ...] [--tinyllama] [-t 1,2] [-p 512] [-n 128] [-r 3] [--rounds 2]
+    python bench/compare.py [-m FILE ...] [--tinyllama] [--nf4] [-t 1,2] [-p 512] [-n 128] [-r 3] [--rounds 2]
                             [--no-ttft | --ttft-only] [-c 4096] [--prompt-chars 600] [-o bench/RESULTS.md]
 
 llama.cpp (llama-bench) is built once from the llama-cpp-python 0.3.36 sdist into the test cache by
 tests/support/llamacpp.py (benchmark only: never in CI, never committed). Without -m the files are SmolLM2-135M
 Q4_1 and its llama-quantize'd Q8_0, Q4_K_M and Q4_0 (made once, cached); --tinyllama adds the 1.1B TinyLlama-shaped
-random-weight Q4_K_M file of bench/make_tinyllama.py (made once, cached). For every file and thread count qrt-bench and
-llama-bench run alternately, A B A B (--rounds pairs), so both see the same machine load; each run does -r
-repetitions. The table shows each program's median over the rounds of its mean tokens/s, the ratio qrt/llama.cpp,
+random-weight Q4_K_M file of bench/make_tinyllama.py (made once, cached); --nf4 benchmarks the SmolLM2 checkpoint
+converted by qrt-convert to Q4_0, Q4_K_M and NF4 instead (made once, cached; with -m, besides those files).
+llama.cpp cannot run NF4 (qrt's own GGUF type): an NF4 file's row alternates qrt-bench on it with qrt-bench on its
+Q4_0 sibling and gives that ratio instead. For every file and thread count qrt-bench and llama-bench run
+alternately, A B A B (--rounds pairs), so both see the same machine load; each run does -r repetitions. The table
+shows each program's median over the rounds of its mean tokens/s, the ratio qrt/llama.cpp,
 and for generation the weight bytes read per second (file size x tokens/s: every weight is read once per token)
 and their fraction of the machine's read bandwidth, measured at the start with the same thread counts.
 
@@ -168,6 +171,8 @@ def ttft_table(models: list[pathlib.Path], threads: list[int], completion: pathl
         with open(model, "rb") as f:  # into the page cache, so that the first round does not pay for the disk
             while f.read(1 << 24):
                 pass
+        if is_nf4(model):  # llama.cpp cannot run it
+            continue
         for t in threads:
             flags = ["-m", str(model), "-p", prompt, *f"-n 1 --temp 0 -c {args.ctx_size} -t {t}".split()]
             ours, theirs = [], []
@@ -209,6 +214,38 @@ def read_bandwidth(threads: int, gib: int = 1, reps: int = 5) -> float:
     return best
 
 
+def is_nf4(model: pathlib.Path) -> bool:
+    import qrt.gguf
+
+    with qrt.gguf.open(model) as f:
+        return any(t.type == "NF4" for t in f.tensors.values())
+
+
+def q4_0_sibling(model: pathlib.Path, models: list[pathlib.Path]) -> pathlib.Path | None:
+    """The Q4_0 file of the same checkpoint as an NF4 one (x.NF4.gguf -> x.Q4_0.gguf), if it is benchmarked."""
+    want = model.name.replace("NF4", "Q4_0")
+    return next((m for m in models if m.name == want and m != model), None)
+
+
+def nf4_models() -> list[pathlib.Path]:
+    """SmolLM2-135M-Instruct (the test cache's HF checkpoint) converted by qrt-convert to Q4_0, Q4_K_M and NF4
+    (made once, cached): NF4 next to its 4-bit siblings of the same weights."""
+    from qrt_convert import cli
+    from tests.support.cache import cache_dir
+    from tests.support.hf_fixture import smollm2_hf
+
+    src = smollm2_hf()
+    out = []
+    for t in ("Q4_0", "Q4_K_M", "NF4"):
+        path = cache_dir() / "bench" / f"SmolLM2-135M-Instruct.qrt.{t}.gguf"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if cli.main([str(src), "-o", str(path), "--type", t]) != 0:
+                raise RuntimeError(f"qrt-convert --type {t} failed")
+        out.append(path)
+    return out
+
+
 def tps_table(
     models: list[pathlib.Path], threads: list[int], llama_bench_exe: pathlib.Path, args
 ) -> list[str]:
@@ -232,22 +269,41 @@ def tps_table(
         for t in threads:
             ours: dict[str, list[float]] = {k: [] for k in tests}
             theirs: dict[str, list[float]] = {k: [] for k in tests}
+            # llama.cpp cannot run NF4 (qrt's own GGUF type): its Q4_0 sibling on qrt alternates with it instead
+            nf4 = is_nf4(model)
+            sibling = q4_0_sibling(model, models) if nf4 else None
             for _ in range(args.rounds):
                 for k, v in qrt_bench(model, t, args.n_prompt, args.n_gen, args.repetitions).items():
                     ours.setdefault(k, []).append(v)
+                if nf4:
+                    if sibling is not None:
+                        for k, v in qrt_bench(
+                            sibling, t, args.n_prompt, args.n_gen, args.repetitions
+                        ).items():
+                            theirs.setdefault(k, []).append(v)
+                    continue
                 for k, v in llama_bench(
                     llama_bench_exe, model, t, args.n_prompt, args.n_gen, args.repetitions
                 ).items():
                     theirs.setdefault(k, []).append(v)
             for k in tests:
-                a, b = statistics.median(ours[k]), statistics.median(theirs[k])
+                a = statistics.median(ours[k])
                 tg = k.startswith("tg")
                 gbs = f"{size * a / 1e9:.1f}" if tg else ""
                 frac = f"{size * a / 1e9 / bandwidth[t]:.0%}" if tg else ""
-                line = (
-                    f"| {model.name} | {size / 2**20:.1f} MiB | {t} | {k} | {a:.1f} | {b:.1f} | {a / b:.2f} | {gbs} "
-                    f"| {frac} |"
-                )
+                if nf4:
+                    vs = (
+                        f"qrt {sibling.name}: {statistics.median(theirs[k]):.1f}, NF4 / Q4_0 {a / statistics.median(theirs[k]):.2f}"
+                        if sibling
+                        else ""
+                    )
+                    line = f"| {model.name} | {size / 2**20:.1f} MiB | {t} | {k} | {a:.1f} | cannot run NF4 | {vs} | {gbs} | {frac} |"
+                else:
+                    b = statistics.median(theirs[k])
+                    line = (
+                        f"| {model.name} | {size / 2**20:.1f} MiB | {t} | {k} | {a:.1f} | {b:.1f} | {a / b:.2f} | {gbs} "
+                        f"| {frac} |"
+                    )
                 lines.append(line)
                 print(line, flush=True)
     return lines
@@ -272,6 +328,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-o", "--output", type=pathlib.Path, default=REPO / "bench" / "RESULTS.md")
     ap.add_argument("--no-write", action="store_true", help="print the table only")
     ap.add_argument("--tinyllama", action="store_true", help="also the 1.1B file of bench/make_tinyllama.py")
+    ap.add_argument(
+        "--nf4",
+        action="store_true",
+        help="SmolLM2 converted by qrt-convert to Q4_0, Q4_K_M and NF4 (instead of the default files)",
+    )
     ttft = ap.add_mutually_exclusive_group()
     ttft.add_argument("--no-ttft", action="store_true", help="tokens/s only")
     ttft.add_argument("--ttft-only", action="store_true", help="time to first token and peak RSS only")
@@ -283,12 +344,14 @@ def main(argv: list[str] | None = None) -> int:
 
     llama = ensure_built(verbose=True)
     completion = None if args.no_ttft else ensure_tool("llama-completion", llama)
-    models = args.model or default_models()
+    models = args.model or ([] if args.nf4 else default_models())
     if args.tinyllama:
         sys.path.insert(0, str(REPO / "bench"))
         from make_tinyllama import make
 
         models = [*models, make()]
+    if args.nf4:
+        models = [*models, *nf4_models()]
     threads = [int(t) for t in args.threads.split(",")]
     commit = subprocess.run(
         ["git", "-C", str(REPO), "describe", "--always", "--dirty"], capture_output=True, text=True

@@ -135,6 +135,19 @@ def test_cuda_every_weight_type(kquant_file, ids, ftype) -> None:
     compare(kquant_file(ftype), ids, "all")
 
 
+def test_cuda_nf4(tmp_path_factory, ids, monkeypatch) -> None:
+    """SmolLM2 converted to NF4 (the CUDA matvec decodes its blocks through format/nf4.h) against the CPU's
+    exact NF4 path (QRT_REPACK=0: the packed kernels' int8 codebook would add its own small error)."""
+    pytest.importorskip("transformers")
+    from qrt_convert import cli
+    from tests.support import hf_fixture
+
+    path = tmp_path_factory.mktemp("nf4") / "smollm2.NF4.gguf"
+    assert cli.main([str(hf_fixture.smollm2_hf()), "-o", str(path), "--type", "NF4"]) == 0
+    monkeypatch.setenv("QRT_REPACK", "0")
+    compare(path, ids, "all")
+
+
 def test_cuda_decode_equals_prefill(smollm2_path, ids) -> None:
     with qrt.load(smollm2_path, n_ctx=N_CTX, gpu_layers="all", require_gpu=True) as m:
         prefill = m.logits(ids[:40])

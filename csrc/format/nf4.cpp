@@ -226,6 +226,29 @@ void vec_dot_rows_nf4(const uint8_t* tensor, int64_t ne0, int64_t nrows, int64_t
         out[r - row_begin] = vec_dot_nf4_q8_0(ne0, blocks + r * blocks_per_row, r * blocks_per_row, tail, y);
 }
 
+void nf4_row_scales_i8(const uint8_t* tensor, int64_t ne0, int64_t nrows, int64_t row, float* out) {
+    const int64_t nblocks = ne0 * nrows / QK_NF4, blocks_per_row = ne0 / QK_NF4;
+    const block_nf4* blocks = reinterpret_cast<const block_nf4*>(tensor) + row * blocks_per_row;
+    const uint8_t* tail = tensor + nblocks * int64_t(sizeof(block_nf4));
+    for (int64_t l = 0; l < blocks_per_row; ++l)
+        out[l] = nf4_block_absmax(tail, row * blocks_per_row + l, blocks[l].absmax_code) / kNF4_I8_SCALE;
+}
+
+void vec_dot_rows_nf4_i8(const uint8_t* tensor, int64_t ne0, int64_t nrows, int64_t row_begin,
+                         int64_t row_end, const void* vy, float* out) {
+    const int64_t blocks_per_row = ne0 / QK_NF4;
+    const block_nf4* blocks = reinterpret_cast<const block_nf4*>(tensor);
+    const block_q8_0* y = static_cast<const block_q8_0*>(vy);
+    std::vector<float> scales(static_cast<size_t>(blocks_per_row));
+    for (int64_t r = row_begin; r < row_end; ++r) {
+        nf4_row_scales_i8(tensor, ne0, nrows, r, scales.data());
+        float sumf = 0.0f;
+        for (int64_t l = 0; l < blocks_per_row; ++l)
+            sumf += vec_dot_block_nf4_i8_q8_0(blocks[r * blocks_per_row + l], scales[size_t(l)], y + 2 * l);
+        out[r - row_begin] = sumf;
+    }
+}
+
 void quantize_tensor_nf4(const float* x, int64_t ne0, int64_t nrows, uint8_t* out, int n_threads) {
     const int64_t nblocks = ne0 * nrows / QK_NF4;
     block_nf4* blocks = reinterpret_cast<block_nf4*>(out);

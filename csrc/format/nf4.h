@@ -141,6 +141,34 @@ QRT_HD float vec_dot_block_nf4_q8_0(const block_nf4& x, float absmax, const bloc
     return sumf;
 }
 
+// ---- The int8 image of the codebook, for the packed kernels (cpu/nf4_packed.h) ----
+//
+// The fast kernels do what Q4_0's do, an exact int8 dot product of weights and Q8_0 activations, with the
+// 4-bit code mapped to kNF4_I8[code] by a 16-byte table lookup (vpshufb / vqtbl1q, as llama.cpp's IQ4_NL);
+// kNF4_I8[c] / kNF4_I8_SCALE stands for kNF4[c], and the pack folds 1 / kNF4_I8_SCALE into the block's
+// scale. The values lie in [-64, 63] so that AVX2 can use them offset by 64 as vpmaddubsw's unsigned
+// operand, as Q4_0 does (cpu/quants/packed_nf4.cpp); among such tables this one has the least mean squared
+// error, and it is the measured choice (README, "NF4 in GGUF files": mean KL against the exact dequantization
+// on SmolLM2, of this table and the full-range round(127 * kNF4)). The exact functions above stay the
+// reference; vec_dot_rows_nf4_i8 is the fast kernels' arithmetic in scalar form, which they are tested
+// against, and which is tested against the exact one with the table's error as the bound.
+inline constexpr int8_t kNF4_I8[16] = {-63, -44, -33, -25, -18, -12, -6, 0, 5, 10, 16, 21, 28, 36, 46, 63};
+constexpr float kNF4_I8_SCALE = 63.23f;
+
+// One block of the packed kernels' arithmetic: per half h, the exact isum_h = sum kNF4_I8[code_i] * q8_i,
+// then (scale * d_h) * isum_h, where scale = absmax / kNF4_I8_SCALE (nf4_row_scales_i8).
+inline float vec_dot_block_nf4_i8_q8_0(const block_nf4& x, float scale, const block_q8_0* y) {
+    float sumf = 0.0f;
+    for (int h = 0; h < 2; ++h) {
+        const uint8_t* qs = x.qs + (QK8_0 / 2) * h;
+        int32_t isum = 0;
+        for (int i = 0; i < QK8_0 / 2; ++i)
+            isum += kNF4_I8[qs[i] >> 4] * y[h].qs[2 * i] + kNF4_I8[qs[i] & 0x0F] * y[h].qs[2 * i + 1];
+        sumf += (scale * fp16_to_fp32(y[h].d)) * float(isum);
+    }
+    return sumf;
+}
+
 // Host functions; the registry points at these.
 //
 // Tail bytes of a tensor of n elements (n a multiple of 64).
@@ -161,6 +189,14 @@ float vec_dot_nf4_q8_0(int64_t n, const void* x, int64_t first_block, const uint
 // is nrows x ne0 and y one row of ne0 activations in Q8_0.
 void vec_dot_rows_nf4(const uint8_t* tensor, int64_t ne0, int64_t nrows, int64_t row_begin, int64_t row_end,
                       const void* y, float* out);
+
+// The packed kernels' block scales of row `row` of an nrows x ne0 tensor: out[l] = absmax of its block l
+// (decoded exactly as dequantization does) / kNF4_I8_SCALE, for l < ne0 / 64.
+void nf4_row_scales_i8(const uint8_t* tensor, int64_t ne0, int64_t nrows, int64_t row, float* out);
+// vec_dot_rows_nf4 with the int8 image of the codebook (vec_dot_block_nf4_i8_q8_0): what the packed kernels
+// compute, up to the order of their float additions.
+void vec_dot_rows_nf4_i8(const uint8_t* tensor, int64_t ne0, int64_t nrows, int64_t row_begin,
+                         int64_t row_end, const void* y, float* out);
 
 // bnb's create_dynamic_map(signed=True, max_exponent_bits=7, total_bits=8) as torch computes it on x86.
 const float* nf4_dynamic_map();

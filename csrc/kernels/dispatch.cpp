@@ -48,8 +48,9 @@ Registrar::Registrar(Isa isa, TypeId type, const CpuKernels& k, unsigned slots) 
     if (k.quantize_row && (slots & kQuantizeSlot)) s->kernels.quantize_row = k.quantize_row;
     if (k.vec_dot && (slots & kVecDotSlot)) s->kernels.vec_dot = k.vec_dot;
     if (k.gemm && (slots & kGemmSlot)) s->kernels.gemm = k.gemm;
-    if (k.pack && (slots & kLayoutSlot)) {
+    if ((k.pack || k.pack_tensor) && (slots & kLayoutSlot)) {
         s->kernels.pack = k.pack;
+        s->kernels.pack_tensor = k.pack_tensor;
         s->kernels.pack_block_bytes = k.pack_block_bytes;
         s->kernels.pack_needs_sums = k.pack_needs_sums;
     }
@@ -89,7 +90,7 @@ GemmFn gemm(TypeId type) {
 
 const CpuKernels* packed(TypeId type) {
     const CpuKernels* k = find(active_isa(), type);
-    return k && k->pack && k->packed_gemm && k->pack_block_bytes ? k : nullptr;
+    return k && (k->pack || k->pack_tensor) && k->packed_gemm && k->pack_block_bytes ? k : nullptr;
 }
 
 }  // namespace qrt::kernels

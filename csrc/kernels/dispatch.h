@@ -42,6 +42,11 @@ constexpr int kPackRows = 8;
 // `group`, (k / block_size) * pack_block_bytes bytes.
 using PackFn = void (*)(int64_t k, const void* rows, size_t lda, void* group);
 
+// The same for types whose rows are not self-contained (NF4: the block scales come from per-tensor state
+// after the blocks): packs rows [row, row + kPackRows) of the whole tensor of nrows x k elements that starts
+// at `tensor`. A type's layout has pack or pack_tensor, not both.
+using PackTensorFn = void (*)(int64_t k, const uint8_t* tensor, int64_t nrows, int64_t row, void* group);
+
 // c[j * ldc + i] = (row i of the group) . (activation row j of b) for i < kPackRows, j < n; b as for GemmFn.
 // sums[j * sums_stride + l] is the sum of the int8 quants of block l (32 elements) of activation row j,
 // for kernels with pack_needs_sums (the Q8_0 partners of offset types: sum (q - o) y = sum q y - o sum y);
@@ -59,10 +64,12 @@ struct CpuKernels {
     QuantizeRowFn quantize_row = nullptr;
     VecDotFn vec_dot = nullptr;
     GemmFn gemm = nullptr;
-    // Repacked weights (all three set, or none, once every file has registered). pack, pack_block_bytes and
-    // pack_needs_sums (the layout) are registered together; packed_gemm may come from another build of the
-    // same file (cpu/quants/packed_legacy.cpp: AVX-VNNI).
+    // Repacked weights (all three set, or none, once every file has registered; pack_tensor in place of
+    // pack for NF4). pack, pack_tensor, pack_block_bytes and pack_needs_sums (the layout) are registered
+    // together; packed_gemm may come from another build of the same file (cpu/quants/packed_legacy.cpp:
+    // AVX-VNNI).
     PackFn pack = nullptr;
+    PackTensorFn pack_tensor = nullptr;
     PackedGemmFn packed_gemm = nullptr;
     size_t pack_block_bytes = 0;
     bool pack_needs_sums = false;
@@ -74,7 +81,7 @@ enum SlotMask : unsigned {
     kQuantizeSlot = 2,
     kVecDotSlot = 4,
     kGemmSlot = 8,
-    kLayoutSlot = 16,  // pack, pack_block_bytes, pack_needs_sums
+    kLayoutSlot = 16,  // pack or pack_tensor, pack_block_bytes, pack_needs_sums
     kPackedGemmSlot = 32,
     kAllSlots = 63,
 };

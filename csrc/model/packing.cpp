@@ -44,9 +44,13 @@ void pack_matrix(Matrix& m, uint8_t* out, int n_threads) {
     const int64_t groups = m.rows / kernels::kPackRows;
     const uint64_t group_bytes = uint64_t(m.cols / m.type->block_size) * k->pack_block_bytes;
     parallel_for(groups, n_threads, 64, [&](int64_t g0, int64_t g1) {
-        for (int64_t g = g0; g < g1; ++g)
-            k->pack(m.cols, m.data + uint64_t(g) * kernels::kPackRows * m.row_bytes, m.row_bytes,
-                    out + uint64_t(g) * group_bytes);
+        for (int64_t g = g0; g < g1; ++g) {
+            uint8_t* group = out + uint64_t(g) * group_bytes;
+            if (k->pack_tensor)
+                k->pack_tensor(m.cols, m.data, m.rows, g * kernels::kPackRows, group);
+            else
+                k->pack(m.cols, m.data + uint64_t(g) * kernels::kPackRows * m.row_bytes, m.row_bytes, group);
+        }
     });
     m.packed = out;
     m.packed_rows = groups * kernels::kPackRows;

@@ -1,6 +1,7 @@
 // bench_kernels: single-thread speed of the active ISA's matrix x vector (the decode path) per weight type.
 //
 //     bench_kernels [TYPE ...] [--k 2048] [--n 1] [--l2-kib 192] [--dram-mib 256] [--seconds 0.3] [--packed]
+//                   [--m ROWS] [--threads T]
 //
 // For each type the dispatched gemm multiplies m rows of k weights with n quantized tokens, once with a
 // matrix that fits in L2 (compute speed) and once with one far larger than the last-level cache (the speed
@@ -9,7 +10,9 @@
 // multiplied group by group with packed_gemm, as matmul would (GB/s counts the packed bytes). Weights are
 // random bytes with sane fp16 scales (the kernels' speed does not depend on the values); tokens go through
 // the dispatched quantize_row. Prints the best of several timed runs as GMAC/s (weights x tokens per second)
-// and weight GB/s. Not a test: the C++ test build compiles it so that it cannot rot.
+// and weight GB/s. Not a test: the C++ test build compiles it so that it cannot rot. --m fixes the large
+// matrix's rows (e.g. --k 8192 --m 8192: the 8192 x 8192 GEMV bench/nf4_gemv.py compares with bitsandbytes);
+// --threads splits the packed groups over a thread pool, as matmul does.
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -21,6 +24,7 @@
 #include <vector>
 
 #include "cpu/isa.h"
+#include "cpu/threadpool.h"
 #include "format/common.h"
 #include "format/legacy.h"
 #include "format/types.h"
@@ -68,20 +72,30 @@ struct Result {
 
 // packed: time pack->packed_gemm over the packed matrix instead of gemm (m is then a multiple of kPackRows).
 Result run(const TypeTraits& t, kernels::GemmFn gemm, const kernels::CpuKernels* packed, int64_t k, int64_t m,
-           int n, double seconds, std::mt19937_64& rng) {
+           int n, double seconds, std::mt19937_64& rng, ThreadPool* pool = nullptr) {
     const size_t row_bytes = size_t(k / t.block_size) * t.type_size;
     std::vector<uint8_t> w(size_t(m) * row_bytes);
-    for (size_t i = 0; i < w.size(); i += 8) {
-        const uint64_t r = rng();
-        std::memcpy(w.data() + i, &r, std::min<size_t>(8, w.size() - i));
-    }
-    const std::vector<size_t> offs = scale_offsets(t.id);
-    std::uniform_real_distribution<float> u(0.5f, 2.0f);
-    for (size_t b = 0; b < w.size(); b += t.type_size)
-        for (size_t o : offs) {
-            const half_bits h = fp32_to_fp16(u(rng) * 1e-3f);
-            std::memcpy(w.data() + b + o, &h, 2);
+    if (t.quantize_tensor && !t.dequantize_row) {  // NF4: a real tensor, its state after the blocks
+        uint64_t nbytes = 0;
+        tensor_nbytes(t, k, m, &nbytes);
+        w.resize(nbytes);
+        std::normal_distribution<float> normal;
+        std::vector<float> wf(size_t(m * k));
+        for (float& v : wf) v = normal(rng);
+        t.quantize_tensor(wf.data(), k, m, w.data(), 2);
+    } else {
+        for (size_t i = 0; i < w.size(); i += 8) {
+            const uint64_t r = rng();
+            std::memcpy(w.data() + i, &r, std::min<size_t>(8, w.size() - i));
         }
+        const std::vector<size_t> offs = scale_offsets(t.id);
+        std::uniform_real_distribution<float> u(0.5f, 2.0f);
+        for (size_t b = 0; b < w.size(); b += t.type_size)
+            for (size_t o : offs) {
+                const half_bits h = fp32_to_fp16(u(rng) * 1e-3f);
+                std::memcpy(w.data() + b + o, &h, 2);
+            }
+    }
     const TypeTraits& p = traits(t.vec_dot_type);
     const size_t act_bytes = size_t(k / p.block_size) * p.type_size;
     std::vector<uint8_t> act(size_t(n) * act_bytes);
@@ -106,8 +120,11 @@ Result run(const TypeTraits& t, kernels::GemmFn gemm, const kernels::CpuKernels*
     if (packed) {
         std::vector<uint8_t> groups(size_t(m / R) * group_bytes);
         for (int64_t g = 0; g < m / R; ++g)
-            packed->pack(k, w.data() + size_t(g * R) * row_bytes, row_bytes,
-                         groups.data() + size_t(g) * group_bytes);
+            if (packed->pack_tensor)
+                packed->pack_tensor(k, w.data(), m, g * R, groups.data() + size_t(g) * group_bytes);
+            else
+                packed->pack(k, w.data() + size_t(g * R) * row_bytes, row_bytes,
+                             groups.data() + size_t(g) * group_bytes);
         w = std::move(groups);
     }
     double best = 1e30, sink = 0;
@@ -116,9 +133,15 @@ Result run(const TypeTraits& t, kernels::GemmFn gemm, const kernels::CpuKernels*
     while (runs < 3 || now_s() - start < seconds) {
         const double t0 = now_s();
         if (packed) {
-            for (int64_t g = 0; g < m / R; ++g)
-                packed->packed_gemm(k, w.data() + size_t(g) * group_bytes, act.data(), act_bytes, sp, k / 32,
-                                    c.data() + g * R, m, n);
+            auto groups = [&](int64_t g0, int64_t g1, int) {
+                for (int64_t g = g0; g < g1; ++g)
+                    packed->packed_gemm(k, w.data() + size_t(g) * group_bytes, act.data(), act_bytes, sp,
+                                        k / 32, c.data() + g * R, m, n);
+            };
+            if (pool)
+                pool->parallel_for(m / R, [&](int64_t g0, int64_t g1, int i) { groups(g0, g1, i); });
+            else
+                groups(0, m / R, 0);
         } else {
             gemm(k, w.data(), row_bytes, act.data(), act_bytes, c.data(), m, m, n);
         }
@@ -137,6 +160,8 @@ int main(int argc, char** argv) {
     int64_t k = 2048;
     int n = 1;
     bool with_packed = false;
+    int64_t m_fixed = 0;
+    int threads = 1;
     double l2_kib = 192, dram_mib = 256, seconds = 0.3;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
@@ -151,6 +176,10 @@ int main(int argc, char** argv) {
             dram_mib = next();
         } else if (a == "--seconds") {
             seconds = next();
+        } else if (a == "--m") {
+            m_fixed = int64_t(next());
+        } else if (a == "--threads") {
+            threads = int(next());
         } else if (a == "--packed") {
             with_packed = true;
         } else {
@@ -158,28 +187,34 @@ int main(int argc, char** argv) {
         }
     }
     if (types.empty()) types = {"Q4_K", "Q5_K", "Q6_K"};
-    std::printf("isa %s, k=%lld, n=%d, single thread; best of runs over %.2f s\n", isa_name(active_isa()),
-                (long long)k, n, seconds);
+    std::printf("isa %s, k=%lld, n=%d, single thread (packed: %d); best of runs over %.2f s\n",
+                isa_name(active_isa()), (long long)k, n, threads, seconds);
     std::printf("%-6s %14s %10s %14s %10s\n", "type", "L2 GMAC/s", "GB/s", "DRAM GMAC/s", "GB/s");
     std::mt19937_64 rng(1);
     for (const std::string& name : types) {
         const TypeTraits* t = find_type(name);
         const kernels::GemmFn gemm = t ? kernels::gemm(t->id) : nullptr;
-        if (!gemm) {
+        const kernels::CpuKernels* packed = t && with_packed ? kernels::packed(t->id) : nullptr;
+        if (!gemm && !packed) {
             std::printf("%-6s no gemm on this ISA\n", name.c_str());
             continue;
         }
         const double row_bytes = double(k / t->block_size) * double(t->type_size);
         constexpr int64_t R = kernels::kPackRows;
         const int64_t m_l2 = std::max<int64_t>(R, int64_t(l2_kib * 1024 / row_bytes) / R * R);
-        const int64_t m_dram = std::max<int64_t>(R, int64_t(dram_mib * 1024 * 1024 / row_bytes) / R * R);
-        const Result l2 = run(*t, gemm, nullptr, k, m_l2, n, seconds, rng);
-        const Result dram = run(*t, gemm, nullptr, k, m_dram, n, seconds, rng);
-        std::printf("%-6s %14.2f %10.2f %14.2f %10.2f\n", name.c_str(), l2.gmac, l2.gbs, dram.gmac, dram.gbs);
-        const kernels::CpuKernels* packed = with_packed ? kernels::packed(t->id) : nullptr;
+        const int64_t m_dram =
+            m_fixed > 0 ? m_fixed / R * R
+                        : std::max<int64_t>(R, int64_t(dram_mib * 1024 * 1024 / row_bytes) / R * R);
+        if (gemm) {  // NF4 has packed kernels only
+            const Result l2 = run(*t, gemm, nullptr, k, m_l2, n, seconds, rng);
+            const Result dram = run(*t, gemm, nullptr, k, m_dram, n, seconds, rng);
+            std::printf("%-6s %14.2f %10.2f %14.2f %10.2f\n", name.c_str(), l2.gmac, l2.gbs, dram.gmac,
+                        dram.gbs);
+        }
         if (packed) {
-            const Result pl2 = run(*t, gemm, packed, k, m_l2, n, seconds, rng);
-            const Result pdram = run(*t, gemm, packed, k, m_dram, n, seconds, rng);
+            ThreadPool pool(threads);
+            const Result pl2 = run(*t, gemm, packed, k, m_l2, n, seconds, rng, &pool);
+            const Result pdram = run(*t, gemm, packed, k, m_dram, n, seconds, rng, &pool);
             std::printf("%-6s %14.2f %10.2f %14.2f %10.2f\n", (name + "p").c_str(), pl2.gmac, pl2.gbs,
                         pdram.gmac, pdram.gbs);
         }

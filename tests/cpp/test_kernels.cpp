@@ -29,6 +29,7 @@
 #include "format/common.h"
 #include "format/kquants.h"
 #include "format/legacy.h"
+#include "format/nf4.h"
 #include "format/types.h"
 #include "kernels/dispatch.h"
 #include "model/matmul.h"
@@ -400,6 +401,121 @@ void test_packed(Isa isa, const TypeTraits& t, const kernels::CpuKernels& k, std
     }
 }
 
+// Packed kernels of types whose rows are not self-contained (NF4: pack_tensor). A group of kPackRows rows
+// somewhere in a tensor of up to 47 rows (so that some groups' blocks use a later absmax2 than the first)
+// times n tokens: each output against vec_dot_rows_nf4_i8, the packed kernels' arithmetic in scalar form
+// (error relative to sum |x*y| of the int8 image, as test_packed), prefill = decode bit for bit, nothing
+// written outside; and that scalar form against the exact reference vec_dot_rows within the error of the
+// codebook's int8 image.
+void test_packed_tensor(Isa isa, const TypeTraits& t, const kernels::CpuKernels& k, std::mt19937_64& rng) {
+    constexpr int R = kernels::kPackRows;
+    double table_err = 0;  // max |kNF4_I8[c] / kNF4_I8_SCALE - kNF4[c]|
+    for (int c = 0; c < 16; ++c)
+        table_err = std::max(table_err, std::fabs(double(kNF4_I8[c]) / kNF4_I8_SCALE - double(kNF4[c])));
+    std::normal_distribution<float> normal;
+    for (int trial = 0; trial < 24; ++trial) {
+        const int n = 1 + int(rng() % 13);
+        const int64_t k_el = QK_NF4 * int64_t(1 + rng() % 9);
+        const int64_t nrows = R + int64_t(rng() % 40), row = R * int64_t(rng() % uint64_t(nrows / R));
+        uint64_t nbytes = 0;
+        tensor_nbytes(t, k_el, nrows, &nbytes);
+        std::vector<uint8_t> w(nbytes + 4);  // off the vector alignment
+        std::vector<float> wf(size_t(k_el * nrows));
+        for (float& v : wf) v = normal(rng) * (trial % 2 ? 1.0f : 0.02f);
+        t.quantize_tensor(wf.data(), k_el, nrows, w.data() + 4, 1);
+        const TypeTraits& p = traits(t.vec_dot_type);
+        const size_t ab = size_t(k_el / p.block_size) * p.type_size;
+        std::vector<uint8_t> act(size_t(n) * ab + 4);
+        std::vector<float> af(size_t(n * k_el));
+        for (int j = 0; j < n; ++j) {
+            const std::vector<float> x = activations(k_el, rng);
+            p.quantize_row_ref(x.data(), act.data() + 4 + size_t(j) * ab, k_el);
+            p.dequantize_row(act.data() + 4 + size_t(j) * ab, af.data() + j * k_el, k_el);
+        }
+        std::vector<uint8_t> group(size_t(k_el / t.block_size) * k.pack_block_bytes + 4);
+        k.pack_tensor(k_el, w.data() + 4, nrows, row, group.data() + 4);
+        // the int8 image dequantized (for the error bound) and the exact values, rows [row, row + R)
+        std::vector<float> exact(size_t(R * k_el)), image(size_t(R * k_el)), scales(size_t(k_el / QK_NF4));
+        t.dequantize_rows(w.data() + 4, k_el, nrows, row, row + R, exact.data());
+        for (int i = 0; i < R; ++i) {
+            nf4_row_scales_i8(w.data() + 4, k_el, nrows, row + i, scales.data());
+            const block_nf4* xb =
+                reinterpret_cast<const block_nf4*>(w.data() + 4) + (row + i) * (k_el / QK_NF4);
+            for (int64_t e = 0; e < k_el; ++e) {
+                const uint8_t q = xb[e / QK_NF4].qs[(e % QK_NF4) / 2];
+                const int code = e % 2 == 0 ? q >> 4 : q & 0x0F;
+                image[size_t(i * k_el + e)] = float(kNF4_I8[code]) * scales[size_t(e / QK_NF4)];
+            }
+        }
+        std::vector<int32_t> sums;
+        if (k.pack_needs_sums) {
+            sums.resize(size_t(n * (k_el / 32)));
+            for (int j = 0; j < n; ++j)
+                q8_0_block_sums(act.data() + 4 + size_t(j) * ab, k_el, sums.data() + j * (k_el / 32));
+        }
+        const int32_t* sp = sums.empty() ? nullptr : sums.data();
+        const int64_t ldc = R + int64_t(rng() % 3);
+        const float sentinel = -12345.0f;
+        std::vector<float> out(size_t(n * ldc) + 1, sentinel);
+        k.packed_gemm(k_el, group.data() + 4, act.data() + 4, ab, sp, k_el / 32, out.data() + 1, ldc, n);
+        bool ok = out[0] == sentinel;
+        for (float v : out) {
+            uint32_t bits;
+            std::memcpy(&bits, &v, 4);
+            g_packed_digest = (g_packed_digest ^ bits) * 0x100000001b3ull;
+        }
+        std::string what;
+        for (int j = 0; j < n; ++j) {
+            const uint8_t* aj = act.data() + 4 + size_t(j) * ab;
+            float one[R + 1], ref[R], want[R];
+            one[R] = sentinel;
+            k.packed_gemm(k_el, group.data() + 4, aj, ab, sp ? sp + j * (k_el / 32) : nullptr, k_el / 32, one,
+                          R, 1);
+            ok = ok && one[R] == sentinel;
+            vec_dot_rows_nf4_i8(w.data() + 4, k_el, nrows, row, row + R, aj, ref);
+            t.vec_dot_rows(w.data() + 4, k_el, nrows, row, row + R, aj, want);
+            for (int64_t i = 0; i < ldc; ++i) {
+                const float got = out[size_t(1 + j * ldc + i)];
+                char buf[200];
+                buf[0] = 0;
+                if (i >= R) {
+                    if (got != sentinel)
+                        std::snprintf(buf, sizeof buf, ": C[%d][%lld] written", j, (long long)i);
+                } else if (!same_bits(got, one[i], false)) {
+                    std::snprintf(buf, sizeof buf, ": C[%d][%lld] = %.9g, alone %.9g", j, (long long)i, got,
+                                  one[i]);
+                } else {
+                    // mag: sum |x*y| of the int8 image and of the exact values; amax_y: sum absmax * |y|
+                    double mag = 0, mag_exact = 0, amax_y = 0;
+                    nf4_row_scales_i8(w.data() + 4, k_el, nrows, row + i, scales.data());
+                    for (int64_t e = 0; e < k_el; ++e) {
+                        const double y = std::fabs(double(af[size_t(j * k_el + e)]));
+                        mag += std::fabs(double(image[size_t(i * k_el + e)])) * y;
+                        mag_exact += std::fabs(double(exact[size_t(i * k_el + e)])) * y;
+                        amax_y += y * double(scales[size_t(e / QK_NF4)]) * kNF4_I8_SCALE;
+                    }
+                    const double nb = double(k_el / QK_NF4);
+                    const double tol = kDotTol * std::max(nb, 8.0) * mag + 1e-30;
+                    if (!(std::isfinite(got) && std::fabs(double(got) - double(ref[i])) <= tol))
+                        std::snprintf(buf, sizeof buf,
+                                      ": C[%d][%lld] = %.9g, int8 reference %.9g (|x.y| %.3g)", j,
+                                      (long long)i, got, ref[i], mag);
+                    else if (!(std::fabs(double(ref[i]) - double(want[i])) <=
+                               1.001 * table_err * amax_y + kDotTol * std::max(nb, 8.0) * (mag + mag_exact)))
+                        std::snprintf(buf, sizeof buf,
+                                      ": int8 reference %.9g, exact %.9g (table error bound %.3g)", ref[i],
+                                      want[i], table_err * amax_y);
+                }
+                if (buf[0] && what.empty()) what = buf;
+            }
+        }
+        ok = ok && what.empty();
+        check(ok, std::string(isa_name(isa)) + " packed_gemm " + t.name + " n=" + std::to_string(n) +
+                      " k=" + std::to_string(k_el) + " rows " + std::to_string(row) + "+8 of " +
+                      std::to_string(nrows) + what);
+    }
+}
+
 using AttentionHeadsFn = void (*)(float*, const float*, int, const PagedKv&, int, int, float, float*);
 
 // A paged K/V cache of n_blocks blocks with random fp16 rows and a scattered block table.
@@ -684,13 +800,14 @@ void test_matmul(std::mt19937_64& rng) {
                                             out[size_t(r)] = out[size_t(r)] + dot(cols, row, a2.data());
                                     }
                                 }
-                                if (!dot) {
-                                    t.vec_dot_rows(ws[size_t(m)].data, cols, rows[m], 0, rows[m], a1.data(),
-                                                   out.data());
+                                if (!dot) {  // NF4: the rows past the packed ones
+                                    const int64_t r0 = w.packed_rows;
+                                    t.vec_dot_rows(w.data, cols, rows[m], r0, rows[m], a1.data(),
+                                                   out.data() + r0);
                                     if (twice) {
-                                        t.vec_dot_rows(ws[size_t(m)].data, cols, rows[m], 0, rows[m],
-                                                       a2.data(), out2.data());
-                                        for (int64_t r = 0; r < rows[m]; ++r)
+                                        t.vec_dot_rows(w.data, cols, rows[m], r0, rows[m], a2.data(),
+                                                       out2.data() + r0);
+                                        for (int64_t r = r0; r < rows[m]; ++r)
                                             out[size_t(r)] = out[size_t(r)] + out2[size_t(r)];
                                     }
                                 }
@@ -729,6 +846,13 @@ void test_dispatch() {
     }
     // The scalar ISA never overrides the reference.
     for (const TypeTraits& t : all_types()) check(kernels::find(Isa::Scalar, t.id) == nullptr, t.name);
+    // NF4's packed kernels exist for every vector ISA this CPU runs (the layout and the gemm of this CPU's
+    // build), so test_packed_tensor and test_matmul's packed NF4 case cannot pass by having nothing to test.
+    for (Isa isa : {Isa::Avx2, Isa::Neon}) {
+        if (!cpu_runs(isa)) continue;
+        const kernels::CpuKernels* k = kernels::find(isa, TypeId::NF4);
+        check(k && k->pack_tensor && k->packed_gemm, std::string(isa_name(isa)) + " packed NF4 registered");
+    }
 #if defined(QRT_HAVE_AVX2)
     for (TypeId id : kAvx2Types) {
         const kernels::CpuKernels* k = kernels::find(Isa::Avx2, id);
@@ -812,7 +936,12 @@ int main() {
                 check(k->vec_dot != nullptr, std::string(isa_name(isa)) + " gemm without vec_dot: " + t.name);
                 if (k->vec_dot) test_gemm(isa, t, k->gemm, k->vec_dot, rng);
             }
-            if (k->pack || k->packed_gemm) {
+            if (k->pack_tensor) {
+                check(k->packed_gemm && k->pack_block_bytes && !k->pack && t.id == TypeId::NF4,
+                      std::string(isa_name(isa)) + " packed tensor kernels incomplete: " + t.name);
+                if (k->packed_gemm && k->pack_block_bytes && t.id == TypeId::NF4)
+                    test_packed_tensor(isa, t, *k, rng);
+            } else if (k->pack || k->packed_gemm) {
                 check(k->pack && k->packed_gemm && k->pack_block_bytes && t.vec_dot,
                       std::string(isa_name(isa)) + " packed kernels incomplete: " + t.name);
                 if (k->pack && k->packed_gemm && k->pack_block_bytes && t.vec_dot)
