@@ -92,7 +92,7 @@ py::object wait_events(Scheduler& s, double timeout_s) {
         out[i] = py::make_tuple(e.request, e.token, py::bytes(e.text), finish, e.n_prompt, e.n_generated,
                                 e.error, e.logprob, top);
     }
-    return std::move(out);
+    return out;
 }
 
 py::dict stats(const Scheduler& s) {
