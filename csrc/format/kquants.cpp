@@ -33,76 +33,6 @@ float vec_dot_blocks(int64_t n, const void* vx, const void* vy) {
     return sumf;
 }
 
-// ggml-quants.c make_qkx2_quants: fit x ~ scale*L + min (L in 0..nmax, min <= 0) minimising the
-// weighted error (|.| if use_mad, else squared). Starts from the min/max grid, then tries nstep+1 grid
-// spacings (rmin + rdelta*is + nmax)/(max-min) and solves the weighted least squares for scale and min on
-// each. Returns scale; *the_min receives -min (>= 0).
-float make_qkx2_quants(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min,
-                       uint8_t* Laux, float rmin, float rdelta, int nstep, bool use_mad) {
-    float min = x[0], max = x[0];
-    float sum_w = weights[0];
-    float sum_x = sum_w * x[0];
-    for (int i = 1; i < n; ++i) {
-        if (x[i] < min) min = x[i];
-        if (x[i] > max) max = x[i];
-        const float w = weights[i];
-        sum_w += w;
-        sum_x += w * x[i];
-    }
-    if (min > 0) min = 0;
-    if (max == min) {
-        for (int i = 0; i < n; ++i) L[i] = 0;
-        *the_min = -min;
-        return 0.f;
-    }
-    float iscale = nmax / (max - min);
-    float scale = 1 / iscale;
-    float best_error = 0;
-    for (int i = 0; i < n; ++i) {
-        const int l = nearest_int(iscale * (x[i] - min));
-        L[i] = uint8_t(std::max(0, std::min(nmax, l)));
-        float diff = scale * L[i] + min - x[i];
-        diff = use_mad ? std::fabs(diff) : diff * diff;
-        best_error += weights[i] * diff;
-    }
-    for (int is = 0; is <= nstep; ++is) {
-        iscale = (rmin + rdelta * is + nmax) / (max - min);
-        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
-        for (int i = 0; i < n; ++i) {
-            int l = nearest_int(iscale * (x[i] - min));
-            l = std::max(0, std::min(nmax, l));
-            Laux[i] = uint8_t(l);
-            const float w = weights[i];
-            sum_l += w * l;
-            sum_l2 += w * l * l;
-            sum_xl += w * l * x[i];
-        }
-        const float D = sum_w * sum_l2 - sum_l * sum_l;
-        if (D > 0) {
-            float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
-            float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
-            if (this_min > 0) {  // the format only has non-positive mins: refit the scale alone
-                this_min = 0;
-                this_scale = sum_xl / sum_l2;
-            }
-            float cur_error = 0;
-            for (int i = 0; i < n; ++i) {
-                float diff = this_scale * Laux[i] + this_min - x[i];
-                diff = use_mad ? std::fabs(diff) : diff * diff;
-                cur_error += weights[i] * diff;
-            }
-            if (cur_error < best_error) {
-                std::memcpy(L, Laux, size_t(n));
-                best_error = cur_error;
-                scale = this_scale;
-                min = this_min;
-            }
-        }
-    }
-    *the_min = -min;
-    return scale;
-}
-
 // ggml-quants.c make_qx_quants with rmse_type = 1 and no importance weights (the only way
 // quantize_row_q6_K_ref calls it): symmetric L in -nmax..nmax-1 weighted by x², trying 19 grid scales
 // -(nmax + 0.1*is)/max and keeping the one with the best weighted least-squares fit. L is stored +nmax.
@@ -208,15 +138,6 @@ float make_q3_quants(int n, int nmax, const float* x, int8_t* L) {
     return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
 }
 
-// Packs 2-bit L (0..3) of one super-block into Q2_K/Q3_K's qs: byte l of half h holds elements
-// 128h + l + 32t in bits 2t..2t+1.
-void pack_2bit(const uint8_t* L, uint8_t* qs) {
-    for (int j = 0; j < QK_K; j += 128)
-        for (int l = 0; l < 32; ++l)
-            qs[j / 4 + l] =
-                uint8_t(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
-}
-
 // The scale/min search shared by Q4_K and Q5_K (8 sub-blocks of 32, 6-bit scales and mins); writes d,
 // dmin, scales and the final L (0..nmax) of one super-block.
 template <typename Block>
@@ -272,6 +193,85 @@ void quantize_superblock_q45_K(const float* x, Block& y, uint8_t* L, int nmax, f
 }
 
 }  // namespace
+
+// ggml-quants.c make_qkx2_quants: fit x ~ scale*L + min (L in 0..nmax, min <= 0) minimising the
+// weighted error (|.| if use_mad, else squared). Starts from the min/max grid, then tries nstep+1 grid
+// spacings (rmin + rdelta*is + nmax)/(max-min) and solves the weighted least squares for scale and min on
+// each. Returns scale; *the_min receives -min (>= 0).
+float make_qkx2_quants(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min,
+                       uint8_t* Laux, float rmin, float rdelta, int nstep, bool use_mad) {
+    float min = x[0], max = x[0];
+    float sum_w = weights[0];
+    float sum_x = sum_w * x[0];
+    for (int i = 1; i < n; ++i) {
+        if (x[i] < min) min = x[i];
+        if (x[i] > max) max = x[i];
+        const float w = weights[i];
+        sum_w += w;
+        sum_x += w * x[i];
+    }
+    if (min > 0) min = 0;
+    if (max == min) {
+        for (int i = 0; i < n; ++i) L[i] = 0;
+        *the_min = -min;
+        return 0.f;
+    }
+    float iscale = nmax / (max - min);
+    float scale = 1 / iscale;
+    float best_error = 0;
+    for (int i = 0; i < n; ++i) {
+        const int l = nearest_int(iscale * (x[i] - min));
+        L[i] = uint8_t(std::max(0, std::min(nmax, l)));
+        float diff = scale * L[i] + min - x[i];
+        diff = use_mad ? std::fabs(diff) : diff * diff;
+        best_error += weights[i] * diff;
+    }
+    for (int is = 0; is <= nstep; ++is) {
+        iscale = (rmin + rdelta * is + nmax) / (max - min);
+        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+        for (int i = 0; i < n; ++i) {
+            int l = nearest_int(iscale * (x[i] - min));
+            l = std::max(0, std::min(nmax, l));
+            Laux[i] = uint8_t(l);
+            const float w = weights[i];
+            sum_l += w * l;
+            sum_l2 += w * l * l;
+            sum_xl += w * l * x[i];
+        }
+        const float D = sum_w * sum_l2 - sum_l * sum_l;
+        if (D > 0) {
+            float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
+            float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+            if (this_min > 0) {  // the format only has non-positive mins: refit the scale alone
+                this_min = 0;
+                this_scale = sum_xl / sum_l2;
+            }
+            float cur_error = 0;
+            for (int i = 0; i < n; ++i) {
+                float diff = this_scale * Laux[i] + this_min - x[i];
+                diff = use_mad ? std::fabs(diff) : diff * diff;
+                cur_error += weights[i] * diff;
+            }
+            if (cur_error < best_error) {
+                std::memcpy(L, Laux, size_t(n));
+                best_error = cur_error;
+                scale = this_scale;
+                min = this_min;
+            }
+        }
+    }
+    *the_min = -min;
+    return scale;
+}
+
+// Packs 2-bit L (0..3) of one super-block into Q2_K/Q3_K's qs: byte l of half h holds elements
+// 128h + l + 32t in bits 2t..2t+1.
+void pack_2bit(const uint8_t* L, uint8_t* qs) {
+    for (int j = 0; j < QK_K; j += 128)
+        for (int l = 0; l < 32; ++l)
+            qs[j / 4 + l] =
+                uint8_t(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+}
 
 void dequantize_row_q2_K(const void* x, float* y, int64_t n) {
     dequantize_blocks<block_q2_K, dequantize_block_q2_K>(x, y, n);

@@ -300,4 +300,13 @@ float vec_dot_q4_K_q8_K(int64_t n, const void* x, const void* y);
 float vec_dot_q5_K_q8_K(int64_t n, const void* x, const void* y);
 float vec_dot_q6_K_q8_K(int64_t n, const void* x, const void* y);
 
+// The searches and packing the reference quantizers share with the importance-weighted ones
+// (format/weighted.cpp), in kquants.cpp.
+// ggml's make_qkx2_quants (and, with use_mad false, make_qkx3_quants): x ~ scale*L + min, L in 0..nmax,
+// min <= 0, by weighted error; returns scale, *the_min = -min.
+float make_qkx2_quants(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min,
+                       uint8_t* Laux, float rmin, float rdelta, int nstep, bool use_mad);
+// 2-bit L (0..3) of one super-block into Q2_K/Q3_K's qs.
+void pack_2bit(const uint8_t* L, uint8_t* qs);
+
 }  // namespace qrt

@@ -71,74 +71,6 @@ float make_qx_quants_w(int n, int nmax, const float* x, int8_t* L, const float* 
     return scale;
 }
 
-// ggml make_qkx3_quants with weights: x ~ scale*L + min (L in 0..nmax, min <= 0) by weighted squared error
-// (use_mad = false in every weighted caller), over nstep+1 grid spacings. Returns scale, *the_min = -min.
-float make_qkx3_quants_w(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min,
-                         uint8_t* Laux, float rmin, float rdelta, int nstep) {
-    float min = x[0], max = x[0];
-    float sum_w = weights[0];
-    float sum_x = sum_w * x[0];
-    for (int i = 1; i < n; ++i) {
-        if (x[i] < min) min = x[i];
-        if (x[i] > max) max = x[i];
-        const float w = weights[i];
-        sum_w += w;
-        sum_x += w * x[i];
-    }
-    if (min > 0) min = 0;
-    if (max <= min) {
-        std::memset(L, 0, size_t(n));
-        *the_min = -min;
-        return 0.f;
-    }
-    float iscale = nmax / (max - min);
-    float scale = 1 / iscale;
-    float best_mad = 0;
-    for (int i = 0; i < n; ++i) {
-        const int l = nearest_int(iscale * (x[i] - min));
-        L[i] = uint8_t(std::max(0, std::min(nmax, l)));
-        float diff = scale * L[i] + min - x[i];
-        diff = diff * diff;
-        best_mad += weights[i] * diff;
-    }
-    for (int is = 0; is <= nstep; ++is) {
-        iscale = (rmin + rdelta * is + nmax) / (max - min);
-        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
-        for (int i = 0; i < n; ++i) {
-            int l = nearest_int(iscale * (x[i] - min));
-            l = std::max(0, std::min(nmax, l));
-            Laux[i] = uint8_t(l);
-            const float w = weights[i];
-            sum_l += w * l;
-            sum_l2 += w * l * l;
-            sum_xl += w * l * x[i];
-        }
-        const float D = sum_w * sum_l2 - sum_l * sum_l;
-        if (D > 0) {
-            float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
-            float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
-            if (this_min > 0) {  // the formats only have non-positive mins: refit the scale alone
-                this_min = 0;
-                this_scale = sum_xl / sum_l2;
-            }
-            float mad = 0;
-            for (int i = 0; i < n; ++i) {
-                float diff = this_scale * Laux[i] + this_min - x[i];
-                diff = diff * diff;
-                mad += weights[i] * diff;
-            }
-            if (mad < best_mad) {
-                std::memcpy(L, Laux, size_t(n));
-                best_mad = mad;
-                scale = this_scale;
-                min = this_min;
-            }
-        }
-    }
-    *the_min = -min;
-    return scale;
-}
-
 // ggml make_qp_quants: quantize the (non-negative) sub-block scales or mins x to L in 0..nmax with one
 // positive super-scale, weighting each by quant_weights; a grid search, then up to 5 passes of coordinate
 // descent on L. ggml stores nearest_int straight into uint8_t without a lower clamp; so do we.
@@ -210,14 +142,6 @@ float make_qp_quants(int n, int nmax, const float* x, uint8_t* L, const float* q
     return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
 }
 
-// Q2_K/Q3_K's 2-bit planes: byte l of half h holds elements 128h + l + 32t in bits 2t..2t+1.
-void pack_2bit(const uint8_t* L, uint8_t* qs) {
-    for (int j = 0; j < QK_K; j += 128)
-        for (int l = 0; l < 32; ++l)
-            qs[j / 4 + l] =
-                uint8_t(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
-}
-
 // The weight of each value in a block: its column's importance times sqrt(sigma2 + x²), sigma2 being the
 // row's (legacy types) or super-block's (k-quants) mean square, scaled as ggml scales it per type.
 void importance(const float* x, const float* qw, float sigma2, int n, float* weight) {
@@ -270,7 +194,7 @@ void quantize_row_affine(const float* x, void* vy, int64_t n_per_row, const floa
         const float* xb = x + QK * ib;
         importance(xb, quant_weights + QK * ib, sigma2, QK, weight);
         float min;
-        const float d = make_qkx3_quants_w(QK, Nmax, xb, weight, L, &min, Laux, -0.9f, 0.05f, 36);
+        const float d = make_qkx2_quants(QK, Nmax, xb, weight, L, &min, Laux, -0.9f, 0.05f, 36, false);
         y[ib].d = fp32_to_fp16(d);
         y[ib].m = fp32_to_fp16(-min);
         if constexpr (Nmax == 15) {
@@ -305,8 +229,8 @@ void quantize_superblock_q45_K_w(const float* x, Block& y, uint8_t* L, int nmax,
         float sumw = 0;
         for (int l = 0; l < 32; ++l) sumw += weights[l];
         sw[j] = sumw;
-        scales[j] =
-            make_qkx3_quants_w(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.9f, 0.05f, 36);
+        scales[j] = make_qkx2_quants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.9f, 0.05f,
+                                     36, false);
     }
     const float d_block = make_qp_quants(QK_K / 32, 63, scales, Ls, sw);
     const float m_block = make_qp_quants(QK_K / 32, 63, mins, Lm, sw);
@@ -371,8 +295,8 @@ void quantize_row_q2_K_weighted(const float* x, void* vy, int64_t n_per_row, con
         for (int j = 0; j < QK_K / 16; ++j) {
             importance(x + 16 * j, quant_weights + QK_K * i + 16 * j, sigma2, 16, weight);
             for (int l = 0; l < 16; ++l) sw[j] += weight[l];
-            scales[j] =
-                make_qkx3_quants_w(16, 3, x + 16 * j, weight, L + 16 * j, &mins[j], Laux, -0.9f, 0.05f, 36);
+            scales[j] = make_qkx2_quants(16, 3, x + 16 * j, weight, L + 16 * j, &mins[j], Laux, -0.9f, 0.05f,
+                                         36, false);
         }
         const float dm0 = make_qp_quants(QK_K / 16, 15, scales, Ls, sw);
         const float mm0 = make_qp_quants(QK_K / 16, 15, mins, Lm, sw);
