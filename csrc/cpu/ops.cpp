@@ -178,7 +178,7 @@ void attention_head_ref(float* out, const float* q, const PagedKv& kv, int kv_he
         const int64_t block = kv.block_table[t / bs];
         return pool + block * block_stride + (int64_t(kv_head) * bs + t % bs) * hd;
     };
-    const int first = kv.window > 0 && n_kv > kv.window ? n_kv - kv.window : 0;  // keys [first, n_kv)
+    const int first = kv.first_key(n_kv);  // keys [first, n_kv)
     for (int t = first; t < n_kv; ++t) {
         const half_bits* k = at(kv.k, t);
         float s = 0;

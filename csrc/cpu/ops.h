@@ -56,6 +56,8 @@ struct PagedKv {
     // > 0: sliding-window attention; a query that sees keys [0, n_kv) attends only to the last `window` of
     // them (keys t < n_kv - window are masked). Every attention function below honours it.
     int window = 0;
+    // The first key a query over keys [0, n_kv) attends to.
+    int first_key(int n_kv) const { return window > 0 && n_kv > window ? n_kv - window : 0; }
 };
 
 // One query head attending over the first n_kv tokens of the cache:

@@ -75,11 +75,6 @@ __m128 mask_before(__m128 sc, int t, int nk, int first) {
     return _mm_blendv_ps(sc, _mm_set1_ps(-__builtin_inff()), masked);
 }
 
-// The first key a query with n keys sees under kv's window.
-int window_first(const PagedKv& kv, int n) {
-    return kv.window > 0 && n > kv.window ? n - kv.window : 0;
-}
-
 // One (e^x) for a scalar through the vector path, for the tails.
 float exp1(float x) {
     return _mm256_cvtss_f32(exp8(_mm256_set1_ps(x)));
@@ -120,7 +115,7 @@ void attention_group(float* out, const float* q, const PagedKv& kv, int kv_head,
     // side by side from one hadd tree (reduce4), instead of a horizontal sum per score. A key's score is the
     // same arithmetic whichever group it falls in (a short group repeats its keys in the spare lanes).
     constexpr int KB = G >= 4 ? 2 : 4;  // keys per step: G*KB accumulators in registers
-    const int first = window_first(kv, n_kv);
+    const int first = kv.first_key(n_kv);
     __m128 vmax[G];
     for (int g = 0; g < G; ++g) vmax[g] = _mm_set1_ps(-__builtin_inff());
     for (int t0 = 0; t0 < n_kv; t0 += bs) {
@@ -262,7 +257,7 @@ void attention_group_tile(float* out, const float* q, int64_t stride, int n_tok,
                         _mm_mul_ps(KB == 4 ? reduce4(a[g][0], a[g][1], a[g][2 % KB], a[g][3 % KB])
                                            : reduce4(a[g][0], a[g][1], a[g][0], a[g][1]),
                                    _mm_set1_ps(scale)),
-                        t, nk, window_first(kv, n_i));
+                        t, nk, kv.first_key(n_i));
                     vmax[i][g] = _mm_max_ps(vmax[i][g], s4);
                     float* dst = sc + g * ld + t;
                     if (nk == 4) {
@@ -282,7 +277,7 @@ void attention_group_tile(float* out, const float* q, int64_t stride, int n_tok,
     for (int i = 0; i < n_tok; ++i)
         for (int g = 0; g < G; ++g)
             inv_sum[i][g] =
-                softmax_exp(scores + (i * G + g) * ld, n_kv + i, vmax[i][g], window_first(kv, n_kv + i));
+                softmax_exp(scores + (i * G + g) * ld, n_kv + i, vmax[i][g], kv.first_key(n_kv + i));
 
     alignas(32) float acc[kAttentionTile * G * kMaxHeadDim];  // [n_tok][G][hd]: V sums so far
     for (int e = 0; e < n_tok * G * hd; e += 8) _mm256_store_ps(acc + e, _mm256_setzero_ps());

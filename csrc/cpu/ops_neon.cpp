@@ -64,7 +64,7 @@ void attention_head(float* out, const float* q, const PagedKv& kv, int kv_head, 
     float32x4_t qv[kMaxHeadDim / 4];
     for (int v = 0; v < nv; ++v) qv[v] = vld1q_f32(q + 4 * v);
 
-    const int first = kv.window > 0 && n_kv > kv.window ? n_kv - kv.window : 0;
+    const int first = kv.first_key(n_kv);
     float max = -__builtin_inff();
     for (int t0 = 0; t0 < n_kv; t0 += bs) {
         const half_bits* kb = kv.k + kv.block_table[t0 / bs] * block_stride + head_offset;
