@@ -230,3 +230,58 @@ def test_engine_threads_end_with_the_model(smollm2_path) -> None:
     while pumps() != before and time.monotonic() < deadline:
         time.sleep(0.01)
     assert pumps() == before
+
+
+def prompt_logprob_events(m: qrt.Model, ids: list[int], top: int, **kw) -> tuple[list, str]:
+    """Submits ids with prompt log-probabilities; returns the prompt events and the request's finish."""
+    from qrt.engine import queue_sink
+
+    arr, request = m._request(ids, prompt_logprobs=top, **kw)
+    q, sink = queue_sink()
+    m.engine.submit(arr, sink, **request)
+    events = []
+    while True:
+        ev = q.get(timeout=60)
+        if ev.prompt:
+            events.append(ev)
+        if ev.finish is not None:
+            return events, ev.finish
+
+
+def test_prompt_logprobs_equal_a_full_forward_across_chunks_and_preemption(
+    model: qrt.Model, repo_root, smollm2_path
+) -> None:
+    import numpy as np
+
+    text = (repo_root / "tests" / "data" / "gpl-3.0.txt").read_text()[:700]
+    ids = model.tokenize(text)[:150]  # three chunks of 64 tokens, ten blocks of 16
+    logits = model.logits(ids).astype(np.float64)
+    lse = logits.max(1) + np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1))
+    want = [logits[i, ids[i + 1]] - lse[i] for i in range(len(ids) - 1)]
+    want_top = [list(np.argsort(-logits[i], kind="stable")[:2]) for i in range(len(ids) - 1)]
+
+    model.generate(ids, max_tokens=1, temperature=0)  # its blocks are now in the prefix cache
+    events, finish = prompt_logprob_events(model, ids, 2, max_tokens=0)
+    assert finish == "length"
+    assert [ev.token for ev in events] == ids[1:]
+    assert np.allclose([ev.logprob for ev in events], want, atol=1e-4)
+    assert [[t for t, _ in ev.top] for ev in events] == want_top
+    assert all(ev.top[0][1] >= ev.logprob - 1e-6 for ev in events)
+
+    # A pool too small for the echo and three long generations at once: preemptions recompute the prompt,
+    # and every prompt log-probability still comes exactly once, in order, with the same value.
+    with qrt.load(smollm2_path, n_ctx=256, n_threads=2, n_seq_max=4, kv_tokens=288) as small:
+        others = [
+            threading.Thread(target=small.generate, args=(p,), kwargs=dict(max_tokens=90, ignore_eos=True))
+            for p in PROMPTS[:3]
+        ]
+        for t in others:
+            t.start()
+        time.sleep(0.2)
+        events, finish = prompt_logprob_events(small, ids, 0, max_tokens=30, temperature=0, ignore_eos=True)
+        for t in others:
+            t.join()
+        assert small.engine.scheduler.stats["preemptions"] > 0
+    assert finish == "length"
+    assert [ev.token for ev in events] == ids[1:]
+    assert np.allclose([ev.logprob for ev in events], want, atol=1e-4)

@@ -441,3 +441,37 @@ def test_logprobs(server: Server, local: qrt.Model) -> None:
     assert [t.token for t in streamed] == [t.token for t in content]
     status, err, _ = server.post("/v1/completions", {"prompt": PROMPT, "logprobs": 21})
     assert status == 400 and "logprobs" in err["error"]["message"]
+
+
+def test_echo_gives_the_prompt_and_its_logprobs(server: Server, local: qrt.Model) -> None:
+    """lm-evaluation-harness's log-likelihood request: echo, logprobs, the prompt's tokens scored."""
+    import numpy as np
+
+    c = server.client()
+    prompt = "The quick brown fox jumps over the lazy dog. " * 4
+    ids = local.tokenize(prompt, add_bos=None)
+    logits = local.logits(ids).astype(np.float64)
+    lse = logits.max(1) + np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1))
+    want = [logits[i, ids[i + 1]] - lse[i] for i in range(len(ids) - 1)]
+
+    r = c.completions.create(model="x", prompt=prompt, max_tokens=0, echo=True, logprobs=1, temperature=0)
+    lp = r.choices[0].logprobs
+    assert r.choices[0].text == prompt
+    assert len(lp.tokens) == len(ids) == r.usage.prompt_tokens and r.usage.completion_tokens == 0
+    assert lp.token_logprobs[0] is None and lp.top_logprobs[0] is None
+    assert np.allclose(lp.token_logprobs[1:], want, atol=1e-4)
+    assert "".join(lp.tokens) == prompt and lp.text_offset[-1] == len(prompt) - len(lp.tokens[-1])
+
+    # with generated tokens after the prompt, streamed and not
+    plain = c.completions.create(model="x", prompt=prompt, max_tokens=4, temperature=0, logprobs=1)
+    r = c.completions.create(model="x", prompt=prompt, max_tokens=4, echo=True, logprobs=1, temperature=0)
+    assert r.choices[0].text == prompt + plain.choices[0].text
+    assert r.choices[0].logprobs.token_logprobs[len(ids) :] == plain.choices[0].logprobs.token_logprobs
+    chunks = list(
+        c.completions.create(model="x", prompt=prompt, max_tokens=4, echo=True, temperature=0, stream=True)
+    )
+    assert "".join(ch.choices[0].text for ch in chunks) == r.choices[0].text
+    status, err, _ = server.post(
+        "/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "echo": True}
+    )
+    assert status == 400 and "echo" in err["error"]["message"]

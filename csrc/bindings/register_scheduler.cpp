@@ -39,7 +39,8 @@ std::vector<int32_t> optional_ids(const py::object& o) {
 int64_t submit(Scheduler& s, const TokenArray& prompt, int64_t max_tokens, double temperature, int64_t top_k,
                double top_p, double min_p, double repeat_penalty, double frequency_penalty,
                double presence_penalty, int64_t penalty_last_n, const py::object& seed, const py::object& eog,
-               const py::object& suppress, std::vector<std::string> stop, int64_t logprobs) {
+               const py::object& suppress, std::vector<std::string> stop, int64_t logprobs,
+               int64_t prompt_logprobs) {
     SamplingParams::validate(temperature, top_k, top_p, min_p, repeat_penalty, frequency_penalty,
                              presence_penalty, penalty_last_n);
     if (max_tokens < 0) throw py::value_error("max_tokens must be >= 0, got " + std::to_string(max_tokens));
@@ -68,12 +69,15 @@ int64_t submit(Scheduler& s, const TokenArray& prompt, int64_t max_tokens, doubl
     if (logprobs < -1 || logprobs > 20)
         throw py::value_error("logprobs must be in [0, 20], got " + std::to_string(logprobs));
     o.n_logprobs = int(logprobs);
+    if (prompt_logprobs < -1 || prompt_logprobs > 20)
+        throw py::value_error("prompt_logprobs must be in [0, 20], got " + std::to_string(prompt_logprobs));
+    o.n_prompt_logprobs = int(prompt_logprobs);
     py::gil_scoped_release release;
     return s.submit(std::move(o));
 }
 
-// [(request, token, text bytes, finish, n_prompt, n_generated, error, logprob, [(token, logprob)])], or None
-// once shut down and drained.
+// [(request, token, text bytes, finish, n_prompt, n_generated, error, logprob, [(token, logprob)], prompt)],
+// or None once shut down and drained.
 py::object wait_events(Scheduler& s, double timeout_s) {
     std::vector<TokenEvent> events;
     bool alive;
@@ -90,7 +94,7 @@ py::object wait_events(Scheduler& s, double timeout_s) {
         py::list top(e.top.size());
         for (size_t j = 0; j < e.top.size(); ++j) top[j] = py::make_tuple(e.top[j].token, e.top[j].logprob);
         out[i] = py::make_tuple(e.request, e.token, py::bytes(e.text), finish, e.n_prompt, e.n_generated,
-                                e.error, e.logprob, top);
+                                e.error, e.logprob, top, e.prompt);
     }
     return out;
 }
@@ -142,15 +146,15 @@ void register_scheduler(py::module_& m) {
              "top_p"_a = 0.95, "min_p"_a = 0.05, "repeat_penalty"_a = 1.0, "frequency_penalty"_a = 0.0,
              "presence_penalty"_a = 0.0, "penalty_last_n"_a = 64, "seed"_a = py::none(), "eog"_a = py::none(),
              "suppress"_a = py::none(), "stop"_a = std::vector<std::string>{}, "logprobs"_a = -1,
+             "prompt_logprobs"_a = -1,
              "Queues a request; returns its id. ValueError for bad arguments or a prompt that does not fit,\n"
              "QueueFullError when too many requests wait.")
         .def("cancel", &Scheduler::cancel, "request"_a, py::call_guard<py::gil_scoped_release>(),
              "Ends a request (a last 'cancelled' event); its KV blocks are freed within a step.")
         .def("wait_events", &wait_events, "timeout"_a,
              "Waits up to `timeout` seconds for events and returns them all: (request, token, text bytes,\n"
-             "finish (None, 'stop', 'length', 'cancelled', 'error'), n_prompt, n_generated, error); None "
-             "once\n"
-             "shut down and drained.")
+             "finish (None, 'stop', 'length', 'cancelled', 'error'), n_prompt, n_generated, error, logprob,\n"
+             "top [(token, logprob)], prompt); None once shut down and drained.")
         .def("shutdown", &Scheduler::shutdown, py::call_guard<py::gil_scoped_release>(),
              "Cancels every request and stops the thread.")
         .def_property_readonly(

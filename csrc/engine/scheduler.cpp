@@ -74,10 +74,16 @@ struct Scheduler::Request {
     int plan_n = 0;               // tokens to evaluate in this step
     int n_registered = 0;         // leading full blocks known to the prefix cache
     uint64_t chain = kChainSeed;  // the chain hash of those blocks
+    int prompt_lp_next = 1;       // the next prompt position whose log-probability is due
     bool preempted = false, done = false;
 
     int todo() const { return int(tokens.size()) - n_cached; }
     bool decoding() const { return n_generated > 0 && todo() == 1; }
+    bool wants_prompt_logprobs() const { return opt.n_prompt_logprobs >= 0 && n_cached < n_prompt; }
+    // Tokens it may evaluate in one step with `budget` left.
+    int chunk(int budget) const {
+        return std::min({todo(), budget, wants_prompt_logprobs() ? kPromptLogprobsChunk : todo()});
+    }
 };
 
 Scheduler::Scheduler(Session& session, std::vector<std::string> pieces, SchedulerParams params)
@@ -134,6 +140,9 @@ int64_t Scheduler::submit(RequestOptions o) {
         if (t < 0 || t >= n_vocab_) throw std::invalid_argument("eog token id out of range");
     if (o.n_logprobs < -1 || o.n_logprobs > 20)
         throw std::invalid_argument("logprobs must be in [0, 20], got " + std::to_string(o.n_logprobs));
+    if (o.n_prompt_logprobs < -1 || o.n_prompt_logprobs > 20)
+        throw std::invalid_argument("prompt logprobs must be in [0, 20], got " +
+                                    std::to_string(o.n_prompt_logprobs));
     auto r = std::make_unique<Request>(0, 0, std::move(o), n_vocab_);  // validates sampling and stops
     r->sampler.set_suppressed(r->opt.suppress);
     r->sampler.accept(r->opt.prompt);  // penalties count the prompt, as llama.cpp does
@@ -144,7 +153,7 @@ int64_t Scheduler::submit(RequestOptions o) {
     r->id = next_id_++;
     r->order = next_order_++;
     const int64_t id = r->id;
-    if (r->opt.max_tokens == 0) {
+    if (r->opt.max_tokens == 0 && r->opt.n_prompt_logprobs < 0) {
         TokenEvent ev;
         ev.request = id;
         ev.finish = Finish::Length;
@@ -212,7 +221,7 @@ void Scheduler::release_slot(Request& r) {
 }
 
 int Scheduler::match_prefix(Request& r) {
-    if (!params_.prefix_cache) return 0;
+    if (!params_.prefix_cache || r.opt.n_prompt_logprobs >= 0) return 0;
     match_.clear();
     uint64_t h = kChainSeed;
     const int k_max = (int(r.tokens.size()) - 1) / kKvBlockSize;  // leave at least one token to evaluate
@@ -296,6 +305,23 @@ void Scheduler::logprobs(const float* row, int32_t token, int n, TokenEvent& ev)
                       [&](int32_t a, int32_t b) { return row[a] > row[b] || (row[a] == row[b] && a < b); });
     for (int i = 0; i < n; ++i)
         ev.top.push_back({order_[size_t(i)], float(double(row[order_[size_t(i)]]) - lse)});
+}
+
+void Scheduler::prompt_logprobs(Request& r, int first, const float* rows) {
+    // Row k holds the logits after position first + k: the distribution of the token at first + k + 1.
+    for (int k = 0; k < r.plan_n; ++k) {
+        const int pos = first + k + 1;
+        if (pos >= r.n_prompt) break;
+        if (pos < r.prompt_lp_next) continue;  // emitted before a preemption
+        TokenEvent ev;
+        ev.request = r.id;
+        ev.token = r.tokens[size_t(pos)];
+        ev.prompt = true;
+        ev.n_prompt = r.n_prompt;
+        logprobs(rows + size_t(k) * size_t(n_vocab_), ev.token, r.opt.n_prompt_logprobs, ev);
+        emit(std::move(ev));
+        r.prompt_lp_next = pos + 1;
+    }
 }
 
 void Scheduler::admit_new() {
@@ -413,7 +439,7 @@ void Scheduler::step() {
     for (auto& r : running_) {
         if (budget <= 0) break;
         if (r->preempted || r->decoding() || r->slot < 0) continue;
-        const int n = std::min(r->todo(), budget);
+        const int n = r->chunk(budget);
         const int need = session_.kv_blocks_to_grow(r->slot, n);
         if (!make_room(*r, need)) continue;  // keeps its blocks and waits for room
         r->plan_n = n;
@@ -435,7 +461,7 @@ void Scheduler::step() {
         free_slots_.pop_back();
         r.n_cached = 0;
         match_prefix(r);
-        r.plan_n = std::min(r.todo(), budget);
+        r.plan_n = r.chunk(budget);
         planned_blocks += session_.kv_blocks_to_grow(r.slot, r.plan_n);
         budget -= r.plan_n;
         auto pos = std::upper_bound(running_.begin(), running_.end(), r.order,
@@ -446,18 +472,26 @@ void Scheduler::step() {
 
     batch_tokens_.clear();
     batch_seqs_.clear();
+    batch_want_.clear();
     batch_reqs_.clear();
+    batch_row_.clear();
+    size_t n_rows = 0;
     for (auto& r : running_) {
         if (r->plan_n == 0) continue;
         batch_reqs_.push_back(r.get());
+        batch_row_.push_back(n_rows);
+        const bool all = r->wants_prompt_logprobs();
+        n_rows += all ? size_t(r->plan_n) : 1;
         for (int i = 0; i < r->plan_n; ++i) {
             batch_tokens_.push_back(r->tokens[size_t(r->n_cached + i)]);
             batch_seqs_.push_back(r->slot);
+            batch_want_.push_back(uint8_t(all));
         }
     }
     if (batch_tokens_.empty()) return;
+    if (logits_.size() < n_rows * size_t(n_vocab_)) logits_.resize(n_rows * size_t(n_vocab_));
     try {
-        session_.eval_batch(batch_tokens_, batch_seqs_, logits_.data(), false);
+        session_.eval_batch(batch_tokens_, batch_seqs_, logits_.data(), false, batch_want_);
     } catch (const std::length_error&) {
         return;  // the pool ran dry under another user of the Session; nothing was appended: retry
     } catch (const std::exception& e) {
@@ -470,11 +504,19 @@ void Scheduler::step() {
 
     for (size_t i = 0; i < batch_reqs_.size(); ++i) {
         Request& r = *batch_reqs_[i];
+        const bool all_rows = r.wants_prompt_logprobs();
+        const int first = r.n_cached;
         r.n_cached += r.plan_n;
         register_blocks(r);
         if (!(r.plan_n == 1 && r.n_generated > 0)) work_.tokens_prefilled += r.plan_n;
-        if (r.todo() > 0) continue;  // more prompt to go
-        const float* row = logits_.data() + i * size_t(n_vocab_);
+        if (all_rows) prompt_logprobs(r, first, logits_.data() + batch_row_[i] * size_t(n_vocab_));
+        if (r.todo() > 0) continue;                         // more prompt to go
+        if (r.n_generated == 0 && r.opt.max_tokens == 0) {  // only the prompt's log-probabilities
+            finish(r, Finish::Length);
+            continue;
+        }
+        const size_t last_row = batch_row_[i] + (all_rows ? size_t(r.plan_n - 1) : 0);
+        const float* row = logits_.data() + last_row * size_t(n_vocab_);
         int32_t token;
         try {
             token = r.sampler.sample(row);

@@ -23,6 +23,11 @@
 // (always at least its last token, for the logits). Blocks no sequence holds stay cached until the pool
 // needs them, the least recently released first (kv/kv_cache.h).
 //
+// Prompt log-probabilities (OpenAI's `echo` with `logprobs`, lm-evaluation-harness's log-likelihoods): a
+// request that asks for them takes no blocks from the prefix cache (their logits are needed), evaluates its
+// prompt in chunks of at most kPromptLogprobsChunk tokens with a logits row for every token, and emits one
+// event (prompt = true) per prompt token after the first, in order, before any generated token.
+//
 // Batch invariance: the forward gives each token the same bits whatever else is in the batch, and every
 // per-request state (sampler, RNG, stop matcher) is the request's own, so a request's tokens do not depend
 // on the other requests, on preemption or on how its prompt was chunked.
@@ -60,8 +65,12 @@ struct RequestOptions {
     std::vector<int32_t> eog;       // tokens that end generation (not emitted); empty for ignore_eos
     std::vector<int32_t> suppress;  // tokens never sampled (ignore_eos: the end-of-generation tokens)
     std::vector<std::string> stop;  // stop strings (non-empty), matched on the output bytes
-    int n_logprobs = -1;  // -1: none; 0: each sampled token's log-probability; N <= 20: and the top N
+    int n_logprobs = -1;         // -1: none; 0: each sampled token's log-probability; N <= 20: and the top N
+    int n_prompt_logprobs = -1;  // the same for every prompt token after the first (max_tokens may be 0)
 };
+
+// Prompt tokens per step of a request that wants their log-probabilities (bounds the logits buffer).
+constexpr int kPromptLogprobsChunk = 64;
 
 struct TokenLogprob {
     int32_t token;
@@ -88,6 +97,7 @@ struct TokenEvent {
     std::string error;
     float logprob = 0;              // the token's, when the request asked for logprobs
     std::vector<TokenLogprob> top;  // the n_logprobs most likely tokens, most likely first
+    bool prompt = false;            // a prompt token's log-probability (not output; text is empty)
 };
 
 // submit() when max_waiting requests are already waiting.
@@ -170,9 +180,10 @@ class Scheduler {
     std::vector<std::unique_ptr<Request>> running_;  // in arrival order (oldest first)
     std::vector<int> free_slots_;
     std::vector<int32_t> batch_tokens_, batch_seqs_;
+    std::vector<uint8_t> batch_want_;  // per token: a logits row (prompt log-probabilities)
     std::vector<Request*> batch_reqs_;
-    std::vector<int> batch_n_;
-    std::vector<float> logits_;  // [n_seq][n_vocab]
+    std::vector<size_t> batch_row_;  // per request in the batch: its first logits row
+    std::vector<float> logits_;      // [rows][n_vocab]: one per sequence, more for prompt log-probabilities
     struct PrefixEntry {
         int32_t block;
         uint32_t generation;  // the block's generation when pinned: stale once evicted
@@ -182,6 +193,8 @@ class Scheduler {
     std::vector<int32_t> match_;
     std::vector<int32_t> order_;  // [n_vocab] scratch for the top logprobs
     void logprobs(const float* row, int32_t token, int n, TokenEvent& ev);
+    // Emits r's prompt log-probabilities from the rows of the tokens it evaluated from position `first`.
+    void prompt_logprobs(Request& r, int first, const float* rows);
     int match_prefix(Request& r);      // attaches r's cached leading blocks; returns how many
     void register_blocks(Request& r);  // pins r's newly full blocks
     std::vector<TokenEvent> out_;

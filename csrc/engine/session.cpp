@@ -195,12 +195,15 @@ void Session::eval(std::span<const int32_t> tokens, std::span<const int32_t> pos
 }
 
 int Session::eval_batch(std::span<const int32_t> tokens, std::span<const int32_t> seq_ids, float* logits,
-                        bool all_logits) {
+                        bool all_logits, std::span<const uint8_t> want) {
     const int64_t n = int64_t(tokens.size());
     if (n == 0) throw std::invalid_argument("no tokens to evaluate");
     if (seq_ids.size() != tokens.size())
         throw std::invalid_argument("got " + std::to_string(tokens.size()) + " tokens but " +
                                     std::to_string(seq_ids.size()) + " sequence ids");
+    if (!want.empty() && want.size() != tokens.size())
+        throw std::invalid_argument("got " + std::to_string(tokens.size()) + " tokens but " +
+                                    std::to_string(want.size()) + " logits flags");
     check_tokens(tokens);
     for (size_t i = 0; i < seq_ids.size(); ++i)
         if (seq_ids[i] < 0 || seq_ids[i] >= params_.n_seq_max)
@@ -228,6 +231,9 @@ int Session::eval_batch(std::span<const int32_t> tokens, std::span<const int32_t
         seq_past_[size_t(s)] = seq_pos_[size_t(s)] = n_past;
     }
     if (all_logits) n_rows = int(n);
+    if (!all_logits && !want.empty())
+        for (int64_t i = 0; i < n; ++i)
+            n_rows += want[size_t(i)] && seq_last_[size_t(seq_ids[size_t(i)])] != i;
     // Split into forward calls of n_batch tokens; each writes the rows of its wanted tokens in order.
     try {
         int64_t row = 0;
@@ -237,7 +243,8 @@ int Session::eval_batch(std::span<const int32_t> tokens, std::span<const int32_t
             for (int i = 0; i < nb; ++i) {
                 const size_t s = size_t(seq_ids[size_t(b + i)]);
                 positions_[size_t(i)] = seq_pos_[s]++;
-                want_[size_t(i)] = uint8_t(all_logits || seq_last_[s] == b + i);
+                want_[size_t(i)] =
+                    uint8_t(all_logits || seq_last_[s] == b + i || (!want.empty() && want[size_t(b + i)]));
                 n_out += want_[size_t(i)];
             }
             model::forward(*model_, kv_, pool_, buf_, tokens.data() + b, seq_ids.data() + b,

@@ -77,12 +77,14 @@ class Session {
     // order. Logits: [tokens.size()][n_vocab] when all_logits, else one [n_vocab] row per distinct
     // sequence in the batch, its last token's, rows in the order of those last tokens in `tokens` (for
     // the usual layouts, each sequence's tokens contiguous or one token per sequence, that is the order in
-    // which the sequences first appear). logits == nullptr computes no logits. Returns the number of rows.
+    // which the sequences first appear). `want`, when not empty, has one flag per token: a flagged token
+    // gives a row too (rows then in token order; the scheduler's prompt log-probabilities). logits ==
+    // nullptr computes no logits. Returns the number of rows.
     // Throws std::invalid_argument like eval() (empty batch, sizes, token or sequence ids out of range, a
     // sequence that would exceed n_ctx: "prompt has N tokens, context is M (sequence s ...)"). Nothing is
     // appended to any sequence when it throws. Allocates nothing.
     int eval_batch(std::span<const int32_t> tokens, std::span<const int32_t> seq_ids, float* logits,
-                   bool all_logits);
+                   bool all_logits, std::span<const uint8_t> want = {});
 
     // Forgets the tokens of `seq` from position n on (n = 0: the whole sequence), freeing its blocks. On a
     // model with sliding-window layers, keeping fewer tokens than the window's blocks still hold forgets the

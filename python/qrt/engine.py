@@ -33,6 +33,7 @@ class Event(NamedTuple):
     error: str
     logprob: float  # the token's log-probability, when the request asked for logprobs
     top: list[tuple[int, float]]  # the most likely tokens and their log-probabilities
+    prompt: bool  # a prompt token's log-probability (prompt_logprobs), not output
 
 
 Sink = Callable[[Event], None]

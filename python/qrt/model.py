@@ -328,9 +328,12 @@ class Model:
         stop: str | Sequence[str] | None = None,
         ignore_eos: bool = False,
         logprobs: int | None = None,
+        prompt_logprobs: int | None = None,
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """(prompt ids, scheduler.submit keyword arguments), every argument checked. ``logprobs``: None,
-        or N in [0, 20]: each event carries its token's log-probability and the N most likely tokens'."""
+        or N in [0, 20]: each event carries its token's log-probability and the N most likely tokens'.
+        ``prompt_logprobs``: the same for every prompt token after the first, as events with ``prompt``
+        set before the generated ones (``max_tokens`` may then be 0)."""
         max_tokens = _check_int("max_tokens", max_tokens, 0)
         if seed is not None:
             seed = _check_int("seed", seed, 0, _UINT32_MAX)
@@ -367,6 +370,9 @@ class Model:
             suppress=eog if ignore_eos else empty,
             stop=stops,
             logprobs=-1 if logprobs is None else _check_int("logprobs", logprobs, 0, 20),
+            prompt_logprobs=-1
+            if prompt_logprobs is None
+            else _check_int("prompt_logprobs", prompt_logprobs, 0, 20),
         )
         return np.asarray(ids, np.int32), request
 

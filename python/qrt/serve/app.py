@@ -98,8 +98,6 @@ def _sampling(body: dict, max_tokens_default: int | None) -> tuple[dict[str, Any
     n = _integer(body, "n", 1)
     if n != 1:
         raise ApiError(400, "only 'n' = 1 is supported", "n")
-    if body.get("echo") not in (None, False):
-        raise ApiError(400, "'echo' is not supported yet", "echo")
     max_tokens = _integer(body, "max_tokens", None, 0)
     if max_tokens is None and "max_completion_tokens" in body:
         max_tokens = _integer(body, "max_completion_tokens", None, 0)
@@ -341,7 +339,10 @@ def create_app(
         stream: bool,
         usage: bool,
         chat: bool,
+        echo: bool = False,
     ) -> Response:
+        """Runs one request; ``echo`` (completions): the answer starts with the prompt, and with logprobs
+        its tokens' log-probabilities (the first token has none), as lm-evaluation-harness reads them."""
         try:
             ids, submit_kw = m._request(prompt, **kw)
             events = m._submit_async(ids, submit_kw)
@@ -356,6 +357,14 @@ def create_app(
 
         def piece(token: int) -> bytes:
             return m.tokenizer.token_to_piece(token)
+
+        echo_text, echo_items = "", []
+        if echo:
+            echo_text = prompt if isinstance(prompt, str) else m.detokenize(prompt)
+            if want_logprobs:
+                b = piece(int(ids[0]))
+                first = {"token": b.decode("utf-8", "replace"), "logprob": None, "bytes": list(b)}
+                echo_items.append(first | {"top_logprobs": None})
 
         def logprob_items(ev: Event) -> list[dict]:
             """OpenAI's logprobs entries for the event's token (none for an end-of-generation token)."""
@@ -383,7 +392,8 @@ def create_app(
             for it in items:
                 out["tokens"].append(it["token"])
                 out["token_logprobs"].append(it["logprob"])
-                out["top_logprobs"].append({t["token"]: t["logprob"] for t in it["top_logprobs"]})
+                top = it["top_logprobs"]
+                out["top_logprobs"].append(None if top is None else {t["token"]: t["logprob"] for t in top})
                 out["text_offset"].append(offset[0])
                 offset[0] += len(it["token"])
             return out
@@ -399,9 +409,9 @@ def create_app(
             }
 
         if not stream:
-            texts: list[str] = []
+            texts: list[str] = [echo_text]
             last: list[Event] = []
-            items: list[dict] = []
+            items: list[dict] = list(echo_items)
 
             async def collect() -> None:
                 async for text, ev in events:
@@ -469,7 +479,15 @@ def create_app(
             if chat:
                 yield chunk("", None, first=True)
                 first = False
+            prompt_items = list(echo_items)
+            echoed = not echo
             async for text, ev in events:
+                if ev.prompt:
+                    prompt_items.extend(logprob_items(ev))
+                    continue
+                if not echoed:  # the prompt, and its log-probabilities, in one chunk before the answer
+                    yield chunk(echo_text, None, items=prompt_items)
+                    echoed = True
                 items = logprob_items(ev)
                 if ev.finish is None:
                     if text or items:
@@ -501,7 +519,10 @@ def create_app(
         prompt = _prompt(body)
         kw, stream = _sampling(body, 16)
         kw["logprobs"] = _logprobs(body, chat=False)
-        return await run(request, m, prompt, kw, stream, stream and _include_usage(body), chat=False)
+        echo = _boolean(body, "echo", False)
+        if echo and kw["logprobs"] is not None:
+            kw["prompt_logprobs"] = kw["logprobs"]
+        return await run(request, m, prompt, kw, stream, stream and _include_usage(body), False, echo)
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
@@ -509,6 +530,8 @@ def create_app(
         m = model()
         body = await read_json(request)
         messages = _messages(body)
+        if body.get("echo") not in (None, False):
+            raise ApiError(400, "'echo' is only supported by /v1/completions", "echo")
         kw, stream = _sampling(body, None)
         kw["logprobs"] = _logprobs(body, chat=True)
         try:
