@@ -269,7 +269,7 @@ def test_prompt_too_long_message_has_both_numbers(server: Server, local: qrt.Mod
 
 
 def test_client_disconnects_free_their_blocks(server: Server) -> None:
-    server.wait_idle()
+    cancelled_before = server.wait_idle()['qrt_requests_finished_total{finish_reason="cancelled"}']
     for _ in range(10):
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
         body = {"prompt": PROMPT, "max_tokens": 200, "ignore_eos": True, "stream": True}
@@ -296,6 +296,7 @@ def test_client_disconnects_free_their_blocks(server: Server) -> None:
         sock.close()
     m = server.wait_idle()
     assert m["qrt_requests_running"] == 0 and m["qrt_kv_blocks_used"] == 0
+    assert m['qrt_requests_finished_total{finish_reason="cancelled"}'] - cancelled_before == 15
 
 
 def test_sixteen_concurrent_clients_get_what_each_gets_alone(server: Server) -> None:
@@ -475,3 +476,33 @@ def test_echo_gives_the_prompt_and_its_logprobs(server: Server, local: qrt.Model
         "/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "echo": True}
     )
     assert status == 400 and "echo" in err["error"]["message"]
+
+
+def test_metrics_count_what_clients_saw(server: Server) -> None:
+    c = server.client()
+    prompt = "Twelve score and seven years ago our fathers brought forth on this continent " * 3
+    n_prompt = c.completions.create(model="x", prompt=prompt, max_tokens=0).usage.prompt_tokens
+    before = server.wait_idle()
+    for _ in range(3):
+        c.completions.create(
+            model="x", prompt=prompt, max_tokens=5, temperature=0, extra_body={"ignore_eos": True}
+        )
+    after = server.wait_idle()
+
+    def delta(key: str) -> float:
+        return after[key] - before.get(key, 0.0)
+
+    assert delta("qrt_time_to_first_token_seconds_count") == 3
+    assert delta("qrt_inter_token_latency_seconds_count") == 3 * 4
+    assert delta("qrt_request_duration_seconds_count") == 3
+    assert delta('qrt_requests_finished_total{finish_reason="length"}') == 3
+    assert delta("qrt_generation_tokens_total") == 15
+    # the 2nd and 3rd requests take the first one's full blocks from the prefix cache
+    assert delta("qrt_prefix_cache_hit_tokens_total") == 2 * 16 * ((n_prompt - 1) // 16)
+    assert 0 < after["qrt_prefix_cache_hit_rate"] <= 1
+    for h in ("time_to_first_token", "inter_token_latency", "request_duration"):
+        name = f"qrt_{h}_seconds"
+        buckets = [v for k, v in after.items() if k.startswith(name + "_bucket")]
+        assert buckets == sorted(buckets) and buckets[-1] == after[name + "_count"]
+        assert after[f'{name}_bucket{{le="+Inf"}}'] == after[name + "_count"]
+        assert delta(name + "_sum") > 0

@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 import qrt
 
 from ..engine import Event
+from .metrics import Metrics
 
 MAX_BODY_BYTES = 8 << 20
 BODY_TIMEOUT_S = 30.0
@@ -209,6 +210,7 @@ class State:
         self.model: qrt.Model | None = None
         self.error: str | None = None
         self.created = int(time.time())
+        self.metrics = Metrics()
 
 
 def create_app(
@@ -299,30 +301,9 @@ def create_app(
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        """Prometheus text format: the engine's counters and gauges."""
-        m = model()
-        st = m.engine.scheduler.stats
-        lines = []
-        for name, kind, value, doc in (
-            ("qrt_requests_running", "gauge", st["running"], "requests holding a sequence"),
-            ("qrt_requests_waiting", "gauge", st["waiting"], "requests queued"),
-            ("qrt_kv_blocks_total", "gauge", st["kv_blocks"], "KV cache blocks of 16 tokens"),
-            ("qrt_kv_blocks_used", "gauge", st["kv_blocks"] - st["kv_free"], "KV cache blocks in use"),
-            ("qrt_steps_total", "counter", st["steps"], "batched forward steps"),
-            ("qrt_generation_tokens_total", "counter", st["tokens_decoded"], "tokens generated"),
-            ("qrt_prompt_tokens_total", "counter", st["tokens_prefilled"], "prompt tokens evaluated"),
-            ("qrt_preemptions_total", "counter", st["preemptions"], "sequences preempted for recompute"),
-            ("qrt_kv_blocks_cached", "gauge", st["kv_cached"], "KV blocks kept only by the prefix cache"),
-            ("qrt_prefix_cache_hit_tokens_total", "counter", st["prefix_hit_tokens"], "prompt tokens reused"),
-            (
-                "qrt_prefix_cache_query_tokens_total",
-                "counter",
-                st["prefix_query_tokens"],
-                "prompt tokens looked up",
-            ),
-        ):
-            lines += [f"# HELP {name} {doc}", f"# TYPE {name} {kind}", f"{name} {value}"]
-        return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+        """Prometheus text format: the engine's counters and gauges, and the latency histograms."""
+        text = state.metrics.render(model().engine.scheduler.stats)
+        return Response(text, media_type="text/plain; version=0.0.4")
 
     @app.get("/v1/models")
     async def models(request: Request) -> JSONResponse:
@@ -343,6 +324,30 @@ def create_app(
     ) -> Response:
         """Runs one request; ``echo`` (completions): the answer starts with the prompt, and with logprobs
         its tokens' log-probabilities (the first token has none), as lm-evaluation-harness reads them."""
+        t_start = time.perf_counter()
+        last_token = [0.0]
+        ended = [False]
+
+        def observe(ev: Event) -> None:
+            """Latencies as this handler sees the request's tokens arrive."""
+            now = time.perf_counter()
+            if ev.token >= 0 and not ev.prompt:
+                if ev.n_generated == 1:
+                    state.metrics.ttft.observe(now - t_start)
+                else:
+                    state.metrics.itl.observe(now - last_token[0])
+                last_token[0] = now
+            if ev.finish is not None:
+                ended[0] = True
+                state.metrics.request.observe(now - t_start)
+                state.metrics.finished[ev.finish] += 1
+
+        def gone() -> None:
+            """The client went away before the end (its request was cancelled)."""
+            if not ended[0]:
+                ended[0] = True
+                state.metrics.finished["cancelled"] += 1
+
         try:
             ids, submit_kw = m._request(prompt, **kw)
             events = m._submit_async(ids, submit_kw)
@@ -415,6 +420,7 @@ def create_app(
 
             async def collect() -> None:
                 async for text, ev in events:
+                    observe(ev)
                     texts.append(text)
                     last.append(ev)
                     items.extend(logprob_items(ev))
@@ -430,6 +436,7 @@ def create_app(
                 work.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await work
+                gone()
                 return Response(status_code=499)
             watch.cancel()
             work.result()
@@ -475,6 +482,13 @@ def create_app(
             return f"data: {json.dumps(d, ensure_ascii=False)}\n\n"
 
         async def sse() -> AsyncIterator[str]:
+            try:
+                async for line in sse_lines():
+                    yield line
+            finally:
+                gone()
+
+        async def sse_lines() -> AsyncIterator[str]:
             first = True
             if chat:
                 yield chunk("", None, first=True)
@@ -482,6 +496,7 @@ def create_app(
             prompt_items = list(echo_items)
             echoed = not echo
             async for text, ev in events:
+                observe(ev)
                 if ev.prompt:
                     prompt_items.extend(logprob_items(ev))
                     continue
