@@ -285,3 +285,38 @@ def test_prompt_logprobs_equal_a_full_forward_across_chunks_and_preemption(
     assert finish == "length"
     assert [ev.token for ev in events] == ids[1:]
     assert np.allclose([ev.logprob for ev in events], want, atol=1e-4)
+
+
+def test_prompt_chunks_shrink_to_keep_steps_short_while_others_decode(smollm2_path) -> None:
+    """max_step_seconds: a prompt arriving while a stream decodes goes in one-block chunks when steps
+    would be slower than the limit (here any), and its text is what it is alone."""
+    from qrt.engine import Engine, queue_sink
+
+    prompt_b = "Write a long story about a dragon. " * 20  # about 180 tokens
+    with qrt.load(smollm2_path, n_ctx=512, n_threads=2) as m:
+        want_b = m.generate(prompt_b, max_tokens=8, temperature=0)
+    with qrt.load(smollm2_path, n_ctx=512, n_threads=2, n_seq_max=2) as m:
+        pieces = [m.tokenizer.token_to_piece(i) for i in range(m.n_vocab)]
+        engine = Engine(m._native, pieces, 2, max_step_seconds=1e-9)
+        try:
+            ids_a, req_a = m._request("Count: " + "one two three four five six seven " * 5, max_tokens=120)
+            assert 32 <= len(ids_a) <= 64  # one idle step of 32+ tokens measures the prompt rate
+            qa, sink_a = queue_sink()
+            engine.submit(ids_a, sink_a, **req_a)
+            qa.get(timeout=60)  # A decodes now
+            ids_b, req_b = m._request(prompt_b, max_tokens=8, temperature=0)
+            qb, sink_b = queue_sink()
+            engine.submit(ids_b, sink_b, **req_b)
+            text = b""
+            while True:
+                ev = qb.get(timeout=60)
+                text += ev.text
+                if ev.finish is not None:
+                    break
+            while qa.get(timeout=60).finish is None:
+                pass
+            stats = engine.scheduler.stats
+        finally:
+            engine.close()
+    assert text.decode() == want_b
+    assert stats["max_batch"] == len(ids_a)  # B went in 16-token chunks (beside A's token), not 180 at once

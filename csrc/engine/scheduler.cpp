@@ -394,10 +394,17 @@ void Scheduler::run() {
     waiting_.clear();
 }
 
+int Scheduler::decoding_budget(int n_decoding) const {
+    const int budget = params_.prefill_budget;
+    if (params_.max_step_seconds <= 0 || seconds_per_token_ <= 0) return budget;
+    const double fits = params_.max_step_seconds / seconds_per_token_ - n_decoding;
+    return int(std::clamp(fits, double(std::min(kKvBlockSize, budget)), double(budget)));
+}
+
 void Scheduler::step() {
-    const bool any_decoding =
-        std::any_of(running_.begin(), running_.end(), [](const auto& r) { return r->decoding(); });
-    int budget = any_decoding ? params_.prefill_budget : params_.prefill_budget_idle;
+    const int n_decoding =
+        int(std::count_if(running_.begin(), running_.end(), [](const auto& r) { return r->decoding(); }));
+    int budget = n_decoding > 0 ? decoding_budget(n_decoding) : params_.prefill_budget_idle;
     int planned_blocks = 0;
     auto free_blocks = [&] {
         return session_.n_free_kv_blocks() + session_.n_evictable_kv_blocks() - planned_blocks;
@@ -490,6 +497,7 @@ void Scheduler::step() {
     }
     if (batch_tokens_.empty()) return;
     if (logits_.size() < n_rows * size_t(n_vocab_)) logits_.resize(n_rows * size_t(n_vocab_));
+    const auto t0 = std::chrono::steady_clock::now();
     try {
         session_.eval_batch(batch_tokens_, batch_seqs_, logits_.data(), false, batch_want_);
     } catch (const std::length_error&) {
@@ -498,6 +506,11 @@ void Scheduler::step() {
         for (Request* r : batch_reqs_) finish(*r, Finish::Error, e.what());
         std::erase_if(running_, [](const auto& r) { return r->done; });
         return;
+    }
+    if (batch_tokens_.size() >= 32) {  // large enough to measure the prompt rate, not the weight reads
+        const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        const double spt = dt / double(batch_tokens_.size());
+        seconds_per_token_ = seconds_per_token_ > 0 ? 0.7 * seconds_per_token_ + 0.3 * spt : spt;
     }
     ++work_.steps;
     work_.max_batch = std::max<int64_t>(work_.max_batch, int64_t(batch_tokens_.size()));

@@ -50,6 +50,7 @@ class Engine:
         *,
         prefill_budget: int = 256,
         max_waiting: int = 1 << 20,
+        max_step_seconds: float = 0.5,
     ) -> None:
         self.scheduler = _C.Scheduler(
             native,
@@ -58,6 +59,7 @@ class Engine:
             n_seq=n_seq,
             prefill_budget=prefill_budget,
             max_waiting=max_waiting,
+            max_step_seconds=max_step_seconds,
         )
         self._routes: dict[int, Sink] = {}
         self._pending: dict[int, list[Event]] = {}  # events that arrived before their sink was registered

@@ -286,6 +286,31 @@ def ensure_tool(name: str, llama: LlamaCpp | None = None, jobs: int = 2) -> path
     return exe
 
 
+def ensure_server(jobs: int = 2) -> pathlib.Path:
+    """Path of llama-server (bench/serve.py only, never the tests), built from the same tree with the same
+    flags in its own build directory, since the oracle's is configured without the server. Raises
+    :class:`BuildError`."""
+    llama = ensure_built()
+    build = base_dir() / "build-server"
+    exe = build / "bin" / "llama-server"
+    if exe.is_file():
+        return exe
+    flags = [f for f in CMAKE_FLAGS if f != "-DLLAMA_BUILD_SERVER=OFF"] + ["-DLLAMA_BUILD_SERVER=ON"]
+    with file_lock(base_dir() / ".lock"):
+        if exe.is_file():
+            return exe
+        nice = ["nice", "-n", "10"] if shutil.which("nice") else []
+        log_path = base_dir() / "build-llama-server.log"
+        with open(log_path, "w") as log:
+            rc = _run_logged(["cmake", "-S", str(llama.root), "-B", str(build), *flags], log, False)
+            if rc == 0:
+                cmd = [*nice, "cmake", "--build", str(build), "--target", "llama-server", "-j", str(jobs)]
+                rc = _run_logged(cmd, log, False)
+        if rc != 0 or not exe.is_file():
+            raise BuildError(f"building llama-server failed (rc={rc}); see {log_path}")
+    return exe
+
+
 # --------------------------------------------------------------------------- requantize
 
 
