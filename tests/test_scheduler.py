@@ -288,7 +288,7 @@ def test_prompt_logprobs_equal_a_full_forward_across_chunks_and_preemption(
 
 
 def test_prompt_chunks_shrink_to_keep_steps_short_while_others_decode(smollm2_path) -> None:
-    """max_step_seconds: a prompt arriving while a stream decodes goes in one-block chunks when steps
+    """max_step_seconds: a prompt arriving while a stream decodes goes in the smallest chunks when steps
     would be slower than the limit (here any), and its text is what it is alone."""
     from qrt.engine import Engine, queue_sink
 
@@ -319,4 +319,4 @@ def test_prompt_chunks_shrink_to_keep_steps_short_while_others_decode(smollm2_pa
         finally:
             engine.close()
     assert text.decode() == want_b
-    assert stats["max_batch"] == len(ids_a)  # B went in 16-token chunks (beside A's token), not 180 at once
+    assert stats["max_batch"] == len(ids_a)  # B went in 4-token chunks (beside A's token), not 180 at once

@@ -126,7 +126,7 @@ void register_scheduler(py::module_& m) {
                           "stepped by a background thread (engine/scheduler.h).")
         .def(py::init([](Session& model, std::vector<std::string> pieces, int first_seq, int n_seq,
                          int prefill_budget, int prefill_budget_idle, int64_t max_waiting, bool prefix_cache,
-                         double max_step_seconds) {
+                         double max_step_slowdown, double max_step_seconds) {
                  SchedulerParams p;
                  p.first_seq = first_seq;
                  p.n_seq = n_seq;
@@ -135,14 +135,16 @@ void register_scheduler(py::module_& m) {
                  if (max_waiting < 1) throw py::value_error("max_waiting must be >= 1");
                  p.max_waiting = size_t(max_waiting);
                  p.prefix_cache = prefix_cache;
+                 if (!(max_step_slowdown >= 0)) throw py::value_error("max_step_slowdown must be >= 0");
                  if (!(max_step_seconds >= 0)) throw py::value_error("max_step_seconds must be >= 0");
+                 p.max_step_slowdown = max_step_slowdown;
                  p.max_step_seconds = max_step_seconds;
                  py::gil_scoped_release release;
                  return std::make_unique<Scheduler>(model, std::move(pieces), p);
              }),
              "model"_a, "pieces"_a, "first_seq"_a = 0, "n_seq"_a = 0, "prefill_budget"_a = 256,
              "prefill_budget_idle"_a = 0, "max_waiting"_a = int64_t(1) << 20, "prefix_cache"_a = true,
-             "max_step_seconds"_a = 0.5, py::keep_alive<1, 2>(),
+             "max_step_slowdown"_a = 1.75, "max_step_seconds"_a = 0.5, py::keep_alive<1, 2>(),
              "pieces: each token's bytes (n_vocab of them). Starts the stepping thread.")
         .def("submit", &submit, "prompt"_a, "max_tokens"_a, "temperature"_a = 0.8, "top_k"_a = 40,
              "top_p"_a = 0.95, "min_p"_a = 0.05, "repeat_penalty"_a = 1.0, "frequency_penalty"_a = 0.0,

@@ -396,9 +396,14 @@ void Scheduler::run() {
 
 int Scheduler::decoding_budget(int n_decoding) const {
     const int budget = params_.prefill_budget;
-    if (params_.max_step_seconds <= 0 || seconds_per_token_ <= 0) return budget;
-    const double fits = params_.max_step_seconds / seconds_per_token_ - n_decoding;
-    return int(std::clamp(fits, double(std::min(kKvBlockSize, budget)), double(budget)));
+    if (seconds_per_token_ <= 0) return budget;
+    double limit = params_.max_step_seconds > 0 ? params_.max_step_seconds : HUGE_VAL;
+    if (params_.max_step_slowdown > 0 && decode_step_seconds_ > 0)
+        limit = std::min(limit, params_.max_step_slowdown * decode_step_seconds_);
+    if (limit == HUGE_VAL) return budget;
+    const double decode = decode_step_seconds_ > 0 ? decode_step_seconds_ : n_decoding * seconds_per_token_;
+    const double fits = (limit - decode) / seconds_per_token_;
+    return int(std::clamp(fits, double(std::min(kMinPromptChunk, budget)), double(budget)));
 }
 
 void Scheduler::step() {
@@ -507,11 +512,12 @@ void Scheduler::step() {
         std::erase_if(running_, [](const auto& r) { return r->done; });
         return;
     }
-    if (batch_tokens_.size() >= 32) {  // large enough to measure the prompt rate, not the weight reads
-        const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        const double spt = dt / double(batch_tokens_.size());
-        seconds_per_token_ = seconds_per_token_ > 0 ? 0.7 * seconds_per_token_ + 0.3 * spt : spt;
-    }
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    auto average = [](double& avg, double x) { avg = avg > 0 ? 0.7 * avg + 0.3 * x : x; };
+    if (batch_tokens_.size() >= 32)  // large enough to measure the prompt rate, not the weight reads
+        average(seconds_per_token_, dt / double(batch_tokens_.size()));
+    if (std::all_of(batch_reqs_.begin(), batch_reqs_.end(), [](const Request* r) { return r->decoding(); }))
+        average(decode_step_seconds_, dt);
     ++work_.steps;
     work_.max_batch = std::max<int64_t>(work_.max_batch, int64_t(batch_tokens_.size()));
 

@@ -3,13 +3,14 @@
 // Requests join and leave between steps. A step evaluates, in one Session::eval_batch call, one token for
 // every decoding sequence (decode first), then prompt chunks of sequences still prefilling and of newly
 // admitted ones, up to a per-step prompt-token budget (chunked prefill: a long prompt never stalls running
-// streams for more than one budget; the budget also shrinks, down to one block, so that such a step takes
-// about max_step_seconds at the prompt rate measured on the last large steps: on a slow CPU or a large
-// model, streams keep flowing). After the step every sequence whose tokens are all evaluated samples
-// its next token with its own Sampler (llama.cpp's chain, its own seed), and the scheduler turns the token
-// into text (the vocabulary's pieces, given at construction), runs the request's StopMatcher, and checks
-// end-of-generation tokens, max_tokens and the context. What is safe to emit goes to one event queue that
-// consumers drain with wait_events().
+// streams for more than one budget). The budget also shrinks, down to kMinPromptChunk tokens, so that a step
+// beside decoding streams takes at most max_step_slowdown times a decode-only step and max_step_seconds,
+// at the prompt rate measured on recent large steps: the streams' inter-token latency stays within a small
+// multiple of its median whatever arrives, on any CPU and model size. After the step every sequence whose
+// tokens are all evaluated samples its next token with its own Sampler (llama.cpp's chain, its own seed), and
+// the scheduler turns the token into text (the vocabulary's pieces, given at construction), runs the
+// request's StopMatcher, and checks end-of-generation tokens, max_tokens and the context. What is safe to
+// emit goes to one event queue that consumers drain with wait_events().
 //
 // Sequences are Session sequence ids [first_seq, first_seq + n_seq) ("slots"); others stay free for other
 // users of the Session. Admission is by free KV blocks: a waiting request enters when a slot is free and
@@ -52,13 +53,14 @@
 namespace qrt {
 
 struct SchedulerParams {
-    int first_seq = 0;              // the Session sequence ids this scheduler uses ...
-    int n_seq = 0;                  // ... first_seq .. first_seq + n_seq - 1; 0: up to n_seq_max
-    int prefill_budget = 256;       // prompt tokens per step while other sequences decode, >= 1 ...
-    double max_step_seconds = 0.5;  // ... fewer when a step would take longer, as measured (0: no limit)
-    int prefill_budget_idle = 0;    // ... and when none decodes; 0: the Session's n_batch
-    size_t max_waiting = 1 << 20;   // submit() refuses more waiting requests (QueueFullError)
-    bool prefix_cache = true;       // share full blocks of identical prefixes between requests
+    int first_seq = 0;                // the Session sequence ids this scheduler uses ...
+    int n_seq = 0;                    // ... first_seq .. first_seq + n_seq - 1; 0: up to n_seq_max
+    int prefill_budget = 256;         // prompt tokens per step while other sequences decode, >= 1 ...
+    double max_step_slowdown = 1.75;  // ... fewer when the step would take longer than this many decode-only
+    double max_step_seconds = 0.5;    // steps or than this, as measured (0: no such limit)
+    int prefill_budget_idle = 0;      // ... and when none decodes; 0: the Session's n_batch
+    size_t max_waiting = 1 << 20;     // submit() refuses more waiting requests (QueueFullError)
+    bool prefix_cache = true;         // share full blocks of identical prefixes between requests
 };
 
 struct RequestOptions {
@@ -71,6 +73,9 @@ struct RequestOptions {
     int n_logprobs = -1;         // -1: none; 0: each sampled token's log-probability; N <= 20: and the top N
     int n_prompt_logprobs = -1;  // the same for every prompt token after the first (max_tokens may be 0)
 };
+
+// The least prompt tokens a step takes beside decoding streams, however slow (newcomers still progress).
+constexpr int kMinPromptChunk = 4;
 
 // Prompt tokens per step of a request that wants their log-probabilities (bounds the logits buffer).
 constexpr int kPromptLogprobsChunk = 64;
@@ -195,8 +200,9 @@ class Scheduler {
     };
     std::unordered_map<uint64_t, PrefixEntry> prefix_;  // chain hash -> cached block
     std::vector<int32_t> match_;
-    std::vector<int32_t> order_;    // [n_vocab] scratch for the top logprobs
-    double seconds_per_token_ = 0;  // of steps of 32 tokens or more (moving average); 0: none yet
+    std::vector<int32_t> order_;      // [n_vocab] scratch for the top logprobs
+    double seconds_per_token_ = 0;    // of steps of 32 tokens or more (moving average); 0: none yet
+    double decode_step_seconds_ = 0;  // of steps of decoding sequences only (moving average); 0: none yet
     void logprobs(const float* row, int32_t token, int n, TokenEvent& ev);
     // Emits r's prompt log-probabilities from the rows of the tokens it evaluated from position `first`.
     void prompt_logprobs(Request& r, int first, const float* rows);

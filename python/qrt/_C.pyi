@@ -179,6 +179,7 @@ class Scheduler:
         prefill_budget_idle: typing.SupportsInt = 0,
         max_waiting: typing.SupportsInt = 1048576,
         prefix_cache: bool = True,
+        max_step_slowdown: typing.SupportsFloat = 1.75,
         max_step_seconds: typing.SupportsFloat = 0.5,
     ) -> None: ...
     def submit(

@@ -50,6 +50,7 @@ class Engine:
         *,
         prefill_budget: int = 256,
         max_waiting: int = 1 << 20,
+        max_step_slowdown: float = 1.75,
         max_step_seconds: float = 0.5,
     ) -> None:
         self.scheduler = _C.Scheduler(
@@ -59,6 +60,7 @@ class Engine:
             n_seq=n_seq,
             prefill_budget=prefill_budget,
             max_waiting=max_waiting,
+            max_step_slowdown=max_step_slowdown,
             max_step_seconds=max_step_seconds,
         )
         self._routes: dict[int, Sink] = {}
