@@ -287,24 +287,39 @@ def ensure_tool(name: str, llama: LlamaCpp | None = None, jobs: int = 2) -> path
 
 
 def ensure_server(jobs: int = 2) -> pathlib.Path:
-    """Path of llama-server (bench/serve.py only, never the tests), built from the same tree with the same
-    flags in its own build directory, since the oracle's is configured without the server. Raises
-    :class:`BuildError`."""
+    """Path of llama-server (bench/serve.py only, never the tests), built in the oracle's tree: the oracle is
+    configured without the server, so this turns LLAMA_BUILD_SERVER on there (every other flag unchanged,
+    so nothing else is rebuilt) and builds that one target. Raises :class:`BuildError`."""
     llama = ensure_built()
-    build = base_dir() / "build-server"
-    exe = build / "bin" / "llama-server"
+    exe = llama.bin_dir / "llama-server"
     if exe.is_file():
         return exe
-    flags = [f for f in CMAKE_FLAGS if f != "-DLLAMA_BUILD_SERVER=OFF"] + ["-DLLAMA_BUILD_SERVER=ON"]
     with file_lock(base_dir() / ".lock"):
         if exe.is_file():
             return exe
         nice = ["nice", "-n", "10"] if shutil.which("nice") else []
         log_path = base_dir() / "build-llama-server.log"
         with open(log_path, "w") as log:
-            rc = _run_logged(["cmake", "-S", str(llama.root), "-B", str(build), *flags], log, False)
+            configure = [
+                "cmake",
+                "-S",
+                str(llama.root),
+                "-B",
+                str(llama.build_dir),
+                "-DLLAMA_BUILD_SERVER=ON",
+            ]
+            rc = _run_logged(configure, log, False)
             if rc == 0:
-                cmd = [*nice, "cmake", "--build", str(build), "--target", "llama-server", "-j", str(jobs)]
+                cmd = [
+                    *nice,
+                    "cmake",
+                    "--build",
+                    str(llama.build_dir),
+                    "--target",
+                    "llama-server",
+                    "-j",
+                    str(jobs),
+                ]
                 rc = _run_logged(cmd, log, False)
         if rc != 0 or not exe.is_file():
             raise BuildError(f"building llama-server failed (rc={rc}); see {log_path}")
