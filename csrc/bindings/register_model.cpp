@@ -144,8 +144,10 @@ void register_model(py::module_& m) {
         "sequences of up to n_ctx tokens each, allocated up front (kv_bytes).")
         .def(py::init([](const std::string& path, int n_ctx, int n_threads, int n_seq_max, int n_batch,
                          int gpu_layers, const std::string& device, uint64_t device_free_bytes,
-                         int n_kv_blocks) {
+                         int n_kv_blocks, const std::string& kv_type_k, const std::string& kv_type_v) {
                  SessionParams p;
+                 p.kv_type_k = kv_type_from_name(kv_type_k, "kv_type_k");
+                 p.kv_type_v = kv_type_from_name(kv_type_v, "kv_type_v");
                  p.n_ctx = n_ctx;
                  p.n_threads = n_threads;
                  p.n_seq_max = n_seq_max;
@@ -157,15 +159,16 @@ void register_model(py::module_& m) {
                  return new Session(path, p);
              }),
              "path"_a, "n_ctx"_a, "n_threads"_a = 0, "n_seq_max"_a = 1, "n_batch"_a = 512, "gpu_layers"_a = 0,
-             "device"_a = "", "device_free_bytes"_a = 0, "n_kv_blocks"_a = 0,
-             py::call_guard<py::gil_scoped_release>(),
+             "device"_a = "", "device_free_bytes"_a = 0, "n_kv_blocks"_a = 0, "kv_type_k"_a = "f16",
+             "kv_type_v"_a = "f16", py::call_guard<py::gil_scoped_release>(),
              "Loads the model. n_threads 0 = one per hardware thread. FormatError / UnsupportedError for\n"
              "bad or unsupported files, MemoryError (with the bytes) when the KV cache does not fit.\n"
              "gpu_layers N puts the last N layers (N > n_layer: and the output head) on the backend\n"
              "`device` ('cuda', or 'cpu-test': a second CPU device, for tests only); -1: everything, -2:\n"
              "as many as fit in the device's free memory (device_free_bytes != 0 stands in for it).\n"
              "MemoryError (with the bytes) when the layers asked for do not fit. n_kv_blocks: KV pool\n"
-             "blocks of 16 tokens shared by all sequences (0: n_seq_max * ceil(n_ctx / 16)).")
+             "blocks of 16 tokens shared by all sequences (0: n_seq_max * ceil(n_ctx / 16)). kv_type_k,\n"
+             "kv_type_v: the cache's types for K and V, 'f16', 'q8_0' or 'q4_0' (ValueError otherwise).")
         .def("logits", &logits, "ids"_a,
              "Logits [len(ids), n_vocab] of every position of `ids` in a fresh context. Uses (and clears)\n"
              "sequence 0.")
@@ -204,6 +207,12 @@ void register_model(py::module_& m) {
         .def_property_readonly("n_threads", &Session::n_threads)
         .def_property_readonly("n_batch", [](const Session& s) { return s.params().n_batch; })
         .def_property_readonly("kv_bytes", &Session::kv_bytes)
+        .def_property_readonly(
+            "kv_type_k", [](const Session& s) { return std::string(kv_type_name(s.params().kv_type_k)); },
+            "The KV cache's type for keys: 'f16', 'q8_0' or 'q4_0'.")
+        .def_property_readonly(
+            "kv_type_v", [](const Session& s) { return std::string(kv_type_name(s.params().kv_type_v)); },
+            "The KV cache's type for values: 'f16', 'q8_0' or 'q4_0'.")
         .def_property_readonly("n_kv_blocks", &Session::n_kv_blocks, "Blocks of 16 tokens in the KV pool.")
         .def_property_readonly("n_free_kv_blocks", &Session::n_free_kv_blocks,
                                "Blocks of the KV pool no sequence holds.")

@@ -4,6 +4,7 @@
 #include <mutex>
 
 #include "cpu/isa.h"
+#include "format/legacy.h"
 
 namespace qrt {
 
@@ -65,6 +66,20 @@ void silu_mul(float* gate, const float* up, int64_t n) {
     if (active_isa() == Isa::Neon) return neon::silu_mul(gate, up, n);
 #endif
     silu_mul_ref(gate, up, n);
+}
+
+void hadamard(float* x, int64_t n_rows, int n) {
+    const float norm = 1.0f / std::sqrt(float(n));
+    for (int64_t r = 0; r < n_rows; ++r, x += n) {
+        for (int h = 1; h < n; h *= 2)
+            for (int i = 0; i < n; i += 2 * h)
+                for (int j = i; j < i + h; ++j) {
+                    const float a = x[j], b = x[j + h];
+                    x[j] = a + b;
+                    x[j + h] = a - b;
+                }
+        for (int i = 0; i < n; ++i) x[i] *= norm;
+    }
 }
 
 void add(float* out, const float* b, int64_t n) {
@@ -168,29 +183,56 @@ void attention_tile(float* out, const float* q, int64_t stride, int n_tok, int n
         attention_heads(out + i * stride, q + i * stride, n_q, kv, kv_head, n_kv + i, scale, scores);
 }
 
+int64_t kv_row_bytes(TypeId type, int head_dim) {
+    const TypeTraits& t = traits(type);
+    return int64_t(head_dim) / t.block_size * int64_t(t.type_size);
+}
+
+namespace {
+
+// Values [d0, d0 + n) of token t's row of kv_head in `pool` (of `type`) as floats, n <= 32 and, for
+// quantized types, d0 a multiple of 32 and n = 32: f16 through the table, Q8_0 / Q4_0 through the format
+// reference's dequantize_block (format/legacy.h).
+void load_ref(float* dst, const uint8_t* pool, TypeId type, const PagedKv& kv, int kv_head, int t, int d0,
+              int n) {
+    const int bs = kv.block_size;
+    const int64_t row = kv_row_bytes(type, kv.head_dim);
+    const uint8_t* src =
+        pool + (int64_t(kv.block_table[t / bs]) * kv.n_kv_head * bs + int64_t(kv_head) * bs + t % bs) * row;
+    if (type == TypeId::Q8_0)
+        return dequantize_block_q8_0(reinterpret_cast<const block_q8_0*>(src)[d0 / 32], dst);
+    if (type == TypeId::Q4_0)
+        return dequantize_block_q4_0(reinterpret_cast<const block_q4_0*>(src)[d0 / 32], dst);
+    const float* f16 = fp16_table();
+    const half_bits* h = reinterpret_cast<const half_bits*>(src) + d0;
+    for (int d = 0; d < n; ++d) dst[d] = f16[h[d]];
+}
+
+}  // namespace
+
 void attention_head_ref(float* out, const float* q, const PagedKv& kv, int kv_head, int n_kv, float scale,
                         float* scores) {
-    const float* f16 = fp16_table();
-    const int hd = kv.head_dim, bs = kv.block_size;
-    const int64_t block_stride = int64_t(kv.n_kv_head) * bs * hd;  // halves per physical block
-    // Where token t's vector for kv_head starts in a pool.
-    auto at = [&](const half_bits* pool, int t) {
-        const int64_t block = kv.block_table[t / bs];
-        return pool + block * block_stride + (int64_t(kv_head) * bs + t % bs) * hd;
-    };
+    const int hd = kv.head_dim;
+    float x[32];
     const int first = kv.first_key(n_kv);  // keys [first, n_kv)
     for (int t = first; t < n_kv; ++t) {
-        const half_bits* k = at(kv.k, t);
         float s = 0;
-        for (int d = 0; d < hd; ++d) s += q[d] * f16[k[d]];
+        for (int d0 = 0; d0 < hd; d0 += 32) {
+            const int n = hd - d0 < 32 ? hd - d0 : 32;
+            load_ref(x, kv.k, kv.k_type, kv, kv_head, t, d0, n);
+            for (int d = 0; d < n; ++d) s += q[d0 + d] * x[d];
+        }
         scores[t] = s * scale;
     }
     softmax(scores + first, n_kv - first);
     for (int d = 0; d < hd; ++d) out[d] = 0;
     for (int t = first; t < n_kv; ++t) {
-        const half_bits* v = at(kv.v, t);
         const float p = scores[t];
-        for (int d = 0; d < hd; ++d) out[d] += p * f16[v[d]];
+        for (int d0 = 0; d0 < hd; d0 += 32) {
+            const int n = hd - d0 < 32 ? hd - d0 : 32;
+            load_ref(x, kv.v, kv.v_type, kv, kv_head, t, d0, n);
+            for (int d = 0; d < n; ++d) out[d0 + d] += p * x[d];
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 #include <cstdint>
 
 #include "format/common.h"
+#include "format/types.h"
 
 namespace qrt {
 
@@ -47,18 +48,37 @@ void add(float* out, const float* b, int64_t n);
 void rope(float* x, int n_head, int head_dim, int n_rot, int32_t pos, const float* inv_freq, float freq_scale,
           float mscale, bool neox);
 
+// Walsh-Hadamard rotation of n_rows rows of n floats (n a power of two), in place: x = H x with H the
+// orthonormal Sylvester Hadamard matrix, H[i][j] = (-1)^popcount(i & j) / sqrt(n), by the fast transform's
+// butterflies. H is symmetric and H H = I, so applying it twice gives x back (up to rounding), and dot
+// products are unchanged: (H q) . (H k) = q . k. A quantized KV cache stores rotated keys and values
+// (model/forward.cpp), which spreads a head's outlier channels over the whole 32-value block.
+void hadamard(float* x, int64_t n_rows, int n);
+
 // A layer's K and V in the paged cache (kv/kv_cache.h): one sequence's view.
+//
+// Each pool is [n_blocks][n_kv_head][block_size][row], one row per (head, token) of head_dim values in the
+// pool's type: F16 (2 bytes a value) or, for a quantized cache, ggml's Q8_0 / Q4_0 blocks of 32 values
+// along head_dim (format/legacy.h; head_dim a multiple of 32), kv_row_bytes(type, head_dim) bytes a row.
 struct PagedKv {
-    const half_bits* k = nullptr;          // [n_blocks][n_kv_head][block_size][head_dim]
-    const half_bits* v = nullptr;          // same layout
+    const uint8_t* k = nullptr;            // [n_blocks][n_kv_head][block_size][row of k_type]
+    const uint8_t* v = nullptr;            // [n_blocks][n_kv_head][block_size][row of v_type]
     const int32_t* block_table = nullptr;  // logical block -> physical block
     int n_kv_head = 0, head_dim = 0, block_size = 0;
     // > 0: sliding-window attention; a query that sees keys [0, n_kv) attends only to the last `window` of
     // them (keys t < n_kv - window are masked). Every attention function below honours it.
     int window = 0;
+    TypeId k_type = TypeId::F16, v_type = TypeId::F16;  // F16, Q8_0 or Q4_0
     // The first key a query over keys [0, n_kv) attends to.
     int first_key(int n_kv) const { return window > 0 && n_kv > window ? n_kv - window : 0; }
+    bool quantized() const { return k_type != TypeId::F16 || v_type != TypeId::F16; }
+    // The f16 pools (k_type, v_type F16) as halves.
+    const half_bits* k16() const { return reinterpret_cast<const half_bits*>(k); }
+    const half_bits* v16() const { return reinterpret_cast<const half_bits*>(v); }
 };
+
+// Bytes of one cached row of head_dim values of `type` (F16, Q8_0, Q4_0; quantized: head_dim % 32 == 0).
+int64_t kv_row_bytes(TypeId type, int head_dim);
 
 // One query head attending over the first n_kv tokens of the cache:
 //   out[head_dim] = softmax(scale * q . K[t], t < n_kv) . V

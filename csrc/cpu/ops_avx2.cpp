@@ -12,6 +12,7 @@
 #include <cstdint>
 
 #include "cpu/ops.h"
+#include "format/legacy.h"
 
 #if defined(QRT_HAVE_AVX2)
 
@@ -119,7 +120,7 @@ void attention_group(float* out, const float* q, const PagedKv& kv, int kv_head,
     __m128 vmax[G];
     for (int g = 0; g < G; ++g) vmax[g] = _mm_set1_ps(-__builtin_inff());
     for (int t0 = 0; t0 < n_kv; t0 += bs) {
-        const half_bits* kb = kv.k + kv.block_table[t0 / bs] * block_stride + head_offset;
+        const half_bits* kb = kv.k16() + kv.block_table[t0 / bs] * block_stride + head_offset;
         const int nt = n_kv - t0 < bs ? n_kv - t0 : bs;
         for (int t = 0; t < nt; t += KB) {
             const int nk = nt - t < KB ? nt - t : KB;
@@ -155,7 +156,7 @@ void attention_group(float* out, const float* q, const PagedKv& kv, int kv_head,
         for (int g = 0; g < G; ++g)
             for (int w = 0; w < 4; ++w) o[g][w] = _mm256_setzero_ps();
         for (int t0 = 0; t0 < n_kv; t0 += bs) {
-            const half_bits* vb = kv.v + kv.block_table[t0 / bs] * block_stride + head_offset + 8 * v0;
+            const half_bits* vb = kv.v16() + kv.block_table[t0 / bs] * block_stride + head_offset + 8 * v0;
             const int nt = n_kv - t0 < bs ? n_kv - t0 : bs;
             for (int tt = 0; tt < nt; ++tt) {
                 const half_bits* vr = vb + int64_t(tt) * hd;
@@ -198,16 +199,54 @@ int chunk_end(int c, int n_max, int bs, int hd) {
     return end < n_max ? end : n_max;
 }
 
-// Widens keys [c, e) of kv_head's K or V (pool: kv.k or kv.v) to rows [e - c][hd].
-void widen(float* rows, const half_bits* pool, const PagedKv& kv, int kv_head, int c, int e) {
+// One Q8_0 block (format/legacy.h) as 32 floats, qs[j] * d as dequantize_block_q8_0 computes them.
+void dequantize_q8_0(float* dst, const block_q8_0& b) {
+    const __m256 d = _mm256_set1_ps(_cvtsh_ss(b.d));
+    for (int j = 0; j < 32; j += 8) {
+        const __m128i q8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.qs + j));
+        _mm256_store_ps(dst + j, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8)), d));
+    }
+}
+
+// One Q4_0 block as 32 floats, (nibble - 8) * d as dequantize_block_q4_0: low nibbles are values 0..15,
+// high nibbles 16..31.
+void dequantize_q4_0(float* dst, const block_q4_0& b) {
+    const __m256 d = _mm256_set1_ps(_cvtsh_ss(b.d));
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs));
+    const __m128i m4 = _mm_set1_epi8(0x0F), m8 = _mm_set1_epi8(8);
+    const __m128i lo = _mm_sub_epi8(_mm_and_si128(raw, m4), m8);
+    const __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(raw, 4), m4), m8);
+    auto put = [&](float* y, __m128i x8) {
+        _mm256_store_ps(y, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(x8)), d));
+    };
+    put(dst, lo);
+    put(dst + 8, _mm_srli_si128(lo, 8));
+    put(dst + 16, hi);
+    put(dst + 24, _mm_srli_si128(hi, 8));
+}
+
+// Widens keys [c, e) of kv_head's K or V (pool: kv.k or kv.v, of `type`) to rows [e - c][hd]: f16 rows
+// converted, Q8_0 / Q4_0 rows dequantized a 32-value block at a time (the floats the reference's
+// dequantize_block gives).
+void widen(float* rows, const uint8_t* pool, TypeId type, const PagedKv& kv, int kv_head, int c, int e) {
     const int hd = kv.head_dim, bs = kv.block_size;
-    const int64_t block_stride = int64_t(kv.n_kv_head) * bs * hd;  // halves per physical block
+    const int64_t row = kv_row_bytes(type, hd);
+    const int64_t block_stride = int64_t(kv.n_kv_head) * bs * row;  // bytes per physical block
     for (int t = c; t < e;) {
         const int n = (t / bs + 1) * bs < e ? (t / bs + 1) * bs - t : e - t;  // keys left in t's block
-        const half_bits* src =
-            pool + kv.block_table[t / bs] * block_stride + (int64_t(kv_head) * bs + t % bs) * hd;
+        const uint8_t* src =
+            pool + kv.block_table[t / bs] * block_stride + (int64_t(kv_head) * bs + t % bs) * row;
         float* dst = rows + int64_t(t - c) * hd;
-        for (int j = 0; j < n * hd; j += 8) _mm256_store_ps(dst + j, load_half8(src + j));
+        if (type == TypeId::F16) {
+            const half_bits* h = reinterpret_cast<const half_bits*>(src);
+            for (int j = 0; j < n * hd; j += 8) _mm256_store_ps(dst + j, load_half8(h + j));
+        } else if (type == TypeId::Q8_0) {  // rows of hd / 32 blocks, back to back: n * hd / 32 blocks
+            const block_q8_0* b = reinterpret_cast<const block_q8_0*>(src);
+            for (int j = 0; j < n * hd / 32; ++j) dequantize_q8_0(dst + 32 * j, b[j]);
+        } else {
+            const block_q4_0* b = reinterpret_cast<const block_q4_0*>(src);
+            for (int j = 0; j < n * hd / 32; ++j) dequantize_q4_0(dst + 32 * j, b[j]);
+        }
         t += n;
     }
 }
@@ -232,7 +271,7 @@ void attention_group_tile(float* out, const float* q, int64_t stride, int n_tok,
         for (int g = 0; g < G; ++g) vmax[i][g] = _mm_set1_ps(-__builtin_inff());
     for (int c = 0; c < n_max;) {
         const int ce = chunk_end(c, n_max, bs, hd);
-        widen(rows, kv.k, kv, kv_head, c, ce);
+        widen(rows, kv.k, kv.k_type, kv, kv_head, c, ce);
         for (int i = 0; i < n_tok; ++i) {
             const int n_i = n_kv + i;  // token i's keys
             const float* qi = q + i * stride;
@@ -283,7 +322,7 @@ void attention_group_tile(float* out, const float* q, int64_t stride, int n_tok,
     for (int e = 0; e < n_tok * G * hd; e += 8) _mm256_store_ps(acc + e, _mm256_setzero_ps());
     for (int c = 0; c < n_max;) {
         const int ce = chunk_end(c, n_max, bs, hd);
-        widen(rows, kv.v, kv, kv_head, c, ce);
+        widen(rows, kv.v, kv.v_type, kv, kv_head, c, ce);
         for (int i = 0; i < n_tok; ++i) {
             const int end = ce < n_kv + i ? ce : n_kv + i;  // token i's keys in this chunk: [c, end)
             const float* p = scores + i * G * ld;           // head g's weight of key t: p[g * ld + t]
@@ -357,13 +396,32 @@ void silu_mul(float* gate, const float* up, int64_t n) {
     for (; i < n; ++i) gate[i] = gate[i] / (1.0f + exp1(-gate[i])) * up[i];
 }
 
+namespace {
+
+// n_tok consecutive query tokens' n_q heads through attention_group_tile, the heads in groups of up to 4:
+// the one kernel for a quantized cache (whose rows are dequantized into the chunk buffer for every n_tok,
+// decode included, so that a token's arithmetic never depends on the tile it is in).
+void group_tiles(float* out, const float* q, int64_t stride, int n_tok, int n_q, const PagedKv& kv,
+                 int kv_head, int n_kv, float scale, float* scores) {
+    const int hd = kv.head_dim;
+    for (; n_q >= 4; n_q -= 4, q += 4 * hd, out += 4 * hd)
+        attention_group_tile<4>(out, q, stride, n_tok, kv, kv_head, n_kv, scale, scores);
+    if (n_q == 3) attention_group_tile<3>(out, q, stride, n_tok, kv, kv_head, n_kv, scale, scores);
+    if (n_q == 2) attention_group_tile<2>(out, q, stride, n_tok, kv, kv_head, n_kv, scale, scores);
+    if (n_q == 1) attention_group_tile<1>(out, q, stride, n_tok, kv, kv_head, n_kv, scale, scores);
+}
+
+}  // namespace
+
 void attention_head(float* out, const float* q, const PagedKv& kv, int kv_head, int n_kv, float scale,
                     float* scores) {
+    if (kv.quantized()) return group_tiles(out, q, kv.head_dim, 1, 1, kv, kv_head, n_kv, scale, scores);
     attention_group<1>(out, q, kv, kv_head, n_kv, scale, scores);
 }
 
 void attention_heads(float* out, const float* q, int n_q, const PagedKv& kv, int kv_head, int n_kv,
                      float scale, float* scores) {
+    if (kv.quantized()) return group_tiles(out, q, kv.head_dim, 1, n_q, kv, kv_head, n_kv, scale, scores);
     for (; n_q >= 4; n_q -= 4, q += 4 * kv.head_dim, out += 4 * kv.head_dim)
         attention_group<4>(out, q, kv, kv_head, n_kv, scale, scores);
     if (n_q == 3) attention_group<3>(out, q, kv, kv_head, n_kv, scale, scores);
@@ -373,13 +431,9 @@ void attention_heads(float* out, const float* q, int n_q, const PagedKv& kv, int
 
 void attention_tile(float* out, const float* q, int64_t stride, int n_tok, int n_q, const PagedKv& kv,
                     int kv_head, int n_kv, float scale, float* scores) {
-    if (n_tok == 1) return avx2::attention_heads(out, q, n_q, kv, kv_head, n_kv, scale, scores);  // decode
-    const int hd = kv.head_dim;
-    for (; n_q >= 4; n_q -= 4, q += 4 * hd, out += 4 * hd)
-        attention_group_tile<4>(out, q, stride, n_tok, kv, kv_head, n_kv, scale, scores);
-    if (n_q == 3) attention_group_tile<3>(out, q, stride, n_tok, kv, kv_head, n_kv, scale, scores);
-    if (n_q == 2) attention_group_tile<2>(out, q, stride, n_tok, kv, kv_head, n_kv, scale, scores);
-    if (n_q == 1) attention_group_tile<1>(out, q, stride, n_tok, kv, kv_head, n_kv, scale, scores);
+    if (n_tok == 1 && !kv.quantized())
+        return avx2::attention_heads(out, q, n_q, kv, kv_head, n_kv, scale, scores);  // decode
+    group_tiles(out, q, stride, n_tok, n_q, kv, kv_head, n_kv, scale, scores);
 }
 
 }  // namespace qrt::avx2

@@ -110,10 +110,10 @@ class CudaPart final : public model::DevicePart {
         inv_freq_ = DeviceBuffer(inv.size() * sizeof(float));
         copy(inv_freq_.as<float>(), inv.data(), inv.size() * sizeof(float), cudaMemcpyHostToDevice,
              "RoPE table");
-        const uint64_t pool = uint64_t(kv.pool_halves()) * sizeof(half_bits);
+        // f16 pools (make_device_part refuses a quantized cache for this backend)
         for (int64_t l = 0; l < p.n_device(); ++l) {
-            kpools_.emplace_back(pool);
-            vpools_.emplace_back(pool);
+            kpools_.emplace_back(uint64_t(kv.k_pool_bytes()));
+            vpools_.emplace_back(uint64_t(kv.v_pool_bytes()));
         }
     }
 

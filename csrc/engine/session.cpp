@@ -49,6 +49,8 @@ KvCacheShape kv_shape(const model::HParams& hp, const SessionParams& p, int n_la
     s.head_dim = int(hp.head_dim);
     s.n_ctx = p.n_ctx;
     s.n_seq_max = p.n_seq_max;
+    s.k_type = p.kv_type_k;
+    s.v_type = p.kv_type_v;
     if (!window) s.n_blocks = p.n_kv_blocks;  // a window cache is sized by its window (kv/kv_cache.h)
     return s;
 }

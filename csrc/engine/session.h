@@ -32,6 +32,8 @@ struct SessionParams {
     int gpu_layers = 0;
     std::string device;              // backend: "" (none; gpu_layers must be 0), "cpu-test", "cuda"
     uint64_t device_free_bytes = 0;  // != 0: stands in for the device's free memory (tests)
+    // The KV cache's types for K and V (kv/kv_cache.h kKvTypes: F16, Q8_0, Q4_0).
+    TypeId kv_type_k = TypeId::F16, kv_type_v = TypeId::F16;
 };
 
 class Session {

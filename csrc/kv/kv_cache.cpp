@@ -1,6 +1,7 @@
 #include "kv/kv_cache.h"
 
 #include <algorithm>
+#include <iterator>
 #include <stdexcept>
 
 #include "kernels/dispatch.h"
@@ -41,15 +42,40 @@ uint64_t blocks_held_per_seq(const KvCacheShape& s) {
 
 }  // namespace
 
+TypeId kv_type_from_name(const std::string& name, const std::string& what) {
+    for (size_t i = 0; i < std::size(kKvTypes); ++i)
+        if (name == kKvTypeNames[i]) return kKvTypes[i];
+    throw std::invalid_argument(what + " '" + name + "' is not a KV cache type; accepted: f16, q8_0, q4_0");
+}
+
+const char* kv_type_name(TypeId type) {
+    for (size_t i = 0; i < std::size(kKvTypes); ++i)
+        if (type == kKvTypes[i]) return kKvTypeNames[i];
+    return "?";
+}
+
+namespace {
+
+bool kv_type_ok(TypeId t) {
+    for (TypeId k : kKvTypes)
+        if (t == k) return true;
+    return false;
+}
+
+}  // namespace
+
 uint64_t KvCache::bytes_needed(const KvCacheShape& s) {
     if (s.n_layer < 0 || s.n_kv_head <= 0 || s.head_dim <= 0 || s.n_ctx <= 0 || s.n_seq_max <= 0) return 0;
     if (s.window < 0 || (s.window > 0 && s.n_batch <= 0)) return 0;
+    if (!kv_type_ok(s.k_type) || !kv_type_ok(s.v_type)) return 0;
+    if ((s.k_type != TypeId::F16 || s.v_type != TypeId::F16) && s.head_dim % 32 != 0) return 0;
     const uint64_t blocks =
         s.n_blocks > 0 ? uint64_t(s.n_blocks) : uint64_t(s.n_seq_max) * blocks_held_per_seq(s);
-    // 2 (K and V) x 2 bytes (f16) x layers x blocks x heads x 16 x head_dim; every factor < 2^31, so
-    // check each multiplication against overflow.
-    const uint64_t factors[] = {blocks, uint64_t(s.n_layer), uint64_t(s.n_kv_head), uint64_t(s.head_dim),
-                                uint64_t(kKvBlockSize) * 2 * sizeof(half_bits)};
+    // layers x blocks x heads x 16 x (K row + V row bytes); every factor < 2^31, so check each
+    // multiplication against overflow.
+    const uint64_t factors[] = {blocks, uint64_t(s.n_layer), uint64_t(s.n_kv_head),
+                                uint64_t(kKvBlockSize) * uint64_t(kv_row_bytes(s.k_type, s.head_dim) +
+                                                                  kv_row_bytes(s.v_type, s.head_dim))};
     uint64_t total = 1;
     if (s.n_layer == 0) return 0;
     for (uint64_t f : factors) {
@@ -59,11 +85,24 @@ uint64_t KvCache::bytes_needed(const KvCacheShape& s) {
     return total;
 }
 
-KvCache::KvCache(const KvCacheShape& shape) : shape_(shape), to_fp16_(kernels::quantize_row(TypeId::F16)) {
+KvCache::KvCache(const KvCacheShape& shape) : shape_(shape) {
     if (shape.n_layer < 0 || shape.n_kv_head <= 0 || shape.head_dim <= 0 || shape.n_ctx <= 0 ||
         shape.n_seq_max <= 0 || shape.n_blocks < 0 || shape.window < 0 ||
         (shape.window > 0 && shape.n_batch <= 0))
         throw std::invalid_argument("KV cache: every dimension must be positive (n_layer may be 0)");
+    for (TypeId t : {shape.k_type, shape.v_type}) {
+        if (!kv_type_ok(t))
+            throw std::invalid_argument("KV cache: type " + std::to_string(int(t)) +
+                                        " is not one of f16, q8_0, q4_0");
+        if (t != TypeId::F16 && shape.head_dim % 32 != 0)
+            throw std::invalid_argument(std::string("KV cache: a ") + kv_type_name(t) +
+                                        " cache needs head_dim to be a multiple of 32, the model has " +
+                                        std::to_string(shape.head_dim));
+    }
+    to_k_ = kernels::quantize_row(shape.k_type);
+    to_v_ = kernels::quantize_row(shape.v_type);
+    k_row_bytes_ = kv_row_bytes(shape.k_type, shape.head_dim);
+    v_row_bytes_ = kv_row_bytes(shape.v_type, shape.head_dim);
     bytes_ = bytes_needed(shape);
     const uint64_t blocks_per_seq = (uint64_t(shape.n_ctx) + kKvBlockSize - 1) / kKvBlockSize;
     const uint64_t n_blocks = shape.n_blocks > 0 ? uint64_t(shape.n_blocks)
@@ -82,14 +121,16 @@ KvCache::KvCache(const KvCacheShape& shape) : shape_(shape), to_fp16_(kernels::q
                                 ": more than 2^31 blocks");
     blocks_per_seq_ = int(blocks_per_seq);
     n_blocks_ = int(n_blocks);
-    block_elems_ = size_t(shape.n_kv_head) * kKvBlockSize * size_t(shape.head_dim);
-    const size_t halves = bytes_ / 2 / sizeof(half_bits);  // K (or V) of all layers
+    k_block_bytes_ = size_t(shape.n_kv_head) * kKvBlockSize * size_t(k_row_bytes_);
+    v_block_bytes_ = size_t(shape.n_kv_head) * kKvBlockSize * size_t(v_row_bytes_);
+    const size_t k_bytes = k_pool_bytes() * size_t(shape.n_layer),
+                 v_bytes = v_pool_bytes() * size_t(shape.n_layer);
     // new[] without initialization: pages are only touched as tokens are written.
-    if (halves > 0) {
-        k_.reset(new (std::nothrow) half_bits[halves]);
-        v_.reset(new (std::nothrow) half_bits[halves]);
+    if (bytes_ > 0) {
+        k_.reset(new (std::nothrow) uint8_t[k_bytes]);
+        v_.reset(new (std::nothrow) uint8_t[v_bytes]);
     }
-    if (halves > 0 && (!k_ || !v_))
+    if (bytes_ > 0 && (!k_ || !v_))
         throw KvAllocationError("cannot allocate " + std::to_string(bytes_) + " bytes (" + gib(bytes_) +
                                 ") for the " + what);
     try {
@@ -107,7 +148,7 @@ KvCache::KvCache(const KvCacheShape& shape) : shape_(shape), to_fp16_(kernels::q
         released_.assign(size_t(shape.n_seq_max), 0);
         pools_.resize(size_t(shape.n_layer));
         for (size_t l = 0; l < pools_.size(); ++l)
-            pools_[l] = KvPools{k_.get() + l * pool_halves(), v_.get() + l * pool_halves()};
+            pools_[l] = KvPools{k_.get() + l * k_pool_bytes(), v_.get() + l * v_pool_bytes()};
     } catch (const std::bad_alloc&) {
         throw KvAllocationError("cannot allocate the block tables of the " + what);
     }
@@ -157,12 +198,12 @@ void KvCache::release_before(int seq, int pos) {
 void KvCache::store(const KvPools& pools, int seq, int t, const float* k, const float* v) const {
     const int32_t block = tables_[size_t(seq)][size_t(t / kKvBlockSize)];
     const int slot = t % kKvBlockSize, hd = shape_.head_dim;
-    half_bits* kb = pools.k + size_t(block) * block_elems_;
-    half_bits* vb = pools.v + size_t(block) * block_elems_;
+    uint8_t* kb = pools.k + size_t(block) * k_block_bytes_;
+    uint8_t* vb = pools.v + size_t(block) * v_block_bytes_;
     for (int h = 0; h < shape_.n_kv_head; ++h) {
-        const size_t dst = (size_t(h) * kKvBlockSize + size_t(slot)) * size_t(hd);
-        to_fp16_(k + h * hd, kb + dst, hd);
-        to_fp16_(v + h * hd, vb + dst, hd);
+        const size_t row = size_t(h) * kKvBlockSize + size_t(slot);
+        to_k_(k + h * hd, kb + row * size_t(k_row_bytes_), hd);
+        to_v_(v + h * hd, vb + row * size_t(v_row_bytes_), hd);
     }
 }
 
@@ -179,6 +220,8 @@ PagedKv KvCache::view(const KvPools& pools, int seq) const {
     kv.head_dim = shape_.head_dim;
     kv.block_size = kKvBlockSize;
     kv.window = shape_.window;
+    kv.k_type = shape_.k_type;
+    kv.v_type = shape_.v_type;
     return kv;
 }
 

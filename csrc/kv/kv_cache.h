@@ -1,9 +1,15 @@
 // Paged KV cache: fixed-size blocks of 16 tokens from one pool allocated up front (FORMATS.md §6).
 //
-// Storage, per layer, for K and for V alike (f16, vLLM's "flash" order with the head outermost so one
-// head's keys in a block are contiguous):
+// Storage, per layer, for K and for V alike (vLLM's "flash" order with the head outermost so one head's keys
+// in a block are contiguous):
 //
-//     pool[layer][physical block][kv_head][16 token slots][head_dim]
+//     pool[layer][physical block][kv_head][16 token slots][row]
+//
+// A row is one token's head_dim values in the pool's type (KvCacheShape::k_type, v_type): F16, or for a
+// quantized cache ggml's Q8_0 (34 bytes per 32 values: 0.53x of f16) or Q4_0 (18 bytes: 0.28x) blocks along
+// head_dim, as llama.cpp's --cache-type-k/-v q8_0/q4_0 store them (format/legacy.h; head_dim a multiple of
+// 32). store() quantizes a row as the activation quantizer of that type does (kernels::quantize_row, equal
+// to the format reference); attention (cpu/ops.h) reads the blocks directly.
 //
 // Each sequence has a block table: logical block i (its tokens 16i .. 16i+15) lives in physical block
 // table[i]. A sequence's token t is at slot t % 16 of block table[t / 16]. Blocks come from a free list
@@ -77,18 +83,27 @@ struct KvCacheShape {
     int n_blocks = 0;
     int window = 0;   // > 0: a sliding-window cache of that many tokens
     int n_batch = 0;  // window caches: the most tokens one forward appends to a sequence (>= 1)
+    TypeId k_type = TypeId::F16, v_type = TypeId::F16;  // F16, Q8_0 or Q4_0 (kKvTypes)
 };
 
-// One layer's K and V pools, each [n_blocks][n_kv_head][16][head_dim] f16.
+// The types a cache can store K and V in, and their names as llama.cpp's --cache-type-k/-v spell them.
+constexpr TypeId kKvTypes[] = {TypeId::F16, TypeId::Q8_0, TypeId::Q4_0};
+constexpr const char* kKvTypeNames[] = {"f16", "q8_0", "q4_0"};
+// "f16" | "q8_0" | "q4_0" -> the type; std::invalid_argument naming `what` and the accepted names otherwise.
+TypeId kv_type_from_name(const std::string& name, const std::string& what);
+const char* kv_type_name(TypeId type);
+
+// One layer's K and V pools, [n_blocks][n_kv_head][16][row of k_type] and [...][row of v_type].
 struct KvPools {
-    half_bits* k = nullptr;
-    half_bits* v = nullptr;
+    uint8_t* k = nullptr;
+    uint8_t* v = nullptr;
 };
 
 class KvCache {
   public:
-    // Throws std::invalid_argument for a non-positive size (n_layer may be 0) and KvAllocationError when the
-    // pool (whose size is bytes_needed(shape)) is larger than physical memory or cannot be allocated.
+    // Throws std::invalid_argument for a non-positive size (n_layer may be 0), a type not in kKvTypes or a
+    // quantized type with head_dim not a multiple of 32, and KvAllocationError when the pool (whose size is
+    // bytes_needed(shape)) is larger than physical memory or cannot be allocated.
     explicit KvCache(const KvCacheShape& shape);
 
     // Bytes of K and V storage for `shape`; 0 when n_layer is 0 or the count does not fit in 64 bits.
@@ -107,8 +122,9 @@ class KvCache {
     }
     int seq_len(int seq) const { return len_.at(size_t(check_seq(seq))); }
     const std::vector<int32_t>& block_table(int seq) const { return tables_.at(size_t(check_seq(seq))); }
-    // Halves in one K (or V) pool of one layer: n_blocks * n_kv_head * 16 * head_dim.
-    size_t pool_halves() const { return size_t(n_blocks_) * block_elems_; }
+    // Bytes of one layer's K pool and V pool: n_blocks * n_kv_head * 16 * (row bytes of its type).
+    size_t k_pool_bytes() const { return size_t(n_blocks_) * k_block_bytes_; }
+    size_t v_pool_bytes() const { return size_t(n_blocks_) * v_block_bytes_; }
     // The pools of the layers stored here, [shape().n_layer].
     const KvPools* pools() const { return pools_.data(); }
 
@@ -160,10 +176,12 @@ class KvCache {
     KvCacheShape shape_;
     int blocks_per_seq_ = 0;
     int n_blocks_ = 0;
-    size_t block_elems_ = 0;  // halves of K (or V) per block per layer: n_kv_head * 16 * head_dim
+    size_t k_block_bytes_ = 0, v_block_bytes_ = 0;  // per block per layer: n_kv_head * 16 * row bytes
+    int64_t k_row_bytes_ = 0, v_row_bytes_ = 0;
     uint64_t bytes_ = 0;
-    QuantizeRowFn to_fp16_ = nullptr;  // the active ISA's F16 row converter (F16C on AVX2), as the reference
-    std::unique_ptr<half_bits[]> k_, v_;        // [n_layer][n_blocks][n_kv_head][16][head_dim]
+    // The active ISA's row converters to k_type and v_type (F16C on AVX2), each equal to the reference.
+    QuantizeRowFn to_k_ = nullptr, to_v_ = nullptr;
+    std::unique_ptr<uint8_t[]> k_, v_;          // [n_layer][n_blocks][n_kv_head][16][row]
     std::vector<KvPools> pools_;                // [n_layer] into k_, v_
     std::vector<int32_t> free_;                 // free physical blocks (a stack)
     std::vector<std::vector<int32_t>> tables_;  // [n_seq_max] block tables, capacity blocks_per_seq

@@ -87,6 +87,16 @@ ForwardBuffers::ForwardBuffers(const Model& model, int n_batch_, int n_ctx, int 
 
 namespace {
 
+// The block of the Walsh-Hadamard rotation a cache of `type` applies to keys (values: is_v), or 0 for none:
+// only quantized types, and head_dim a multiple of 64; keys take the largest power of two that divides
+// head_dim, values 64 (llama.cpp's choice: smaller blocks measured better for V).
+int kv_rotation(TypeId type, int head_dim, bool is_v) {
+    if (type == TypeId::F16 || head_dim % 64 != 0) return 0;
+    int n = 64;
+    while (!is_v && head_dim % (2 * n) == 0) n *= 2;
+    return n;
+}
+
 // Layers [first, ...)'s K/V pools addressed through the cache's block tables, with KvCache's store/view;
 // with a window cache, each layer in its own cache (buf.kv_layer: the index among that cache's layers).
 struct LayerKv {
@@ -196,6 +206,12 @@ void forward_layers(const HParams& hp, const LayerWeights* layers, int64_t first
     const int group = n_head / n_head_kv;  // query heads per KV head
     const bool neox = hp.rope_type == RopeType::Neox;
     const LayerKv kv{kv_cache, pools, first, kv_swa, hp, buf.kv_layer.data()};
+    // A quantized cache stores keys and values Walsh-Hadamard rotated (cpu/ops.h hadamard), as llama.cpp
+    // does since its PR 21038 (llama-kv-cache.cpp attn_rot_k/v): keys and queries in blocks of the largest
+    // power of two from 64 that divides head_dim, values in blocks of 64, rotated back after attention. q.k
+    // is unchanged, and an outlier channel no longer sets the scale of its whole 32-value block.
+    const int rot_k = kv_rotation(kv_cache.shape().k_type, hd, false);
+    const int rot_v = kv_rotation(kv_cache.shape().v_type, hd, true);
     const int32_t* slot = buf.slot.data();  // [n]
     float* x = buf.x.data();                // [n][n_embd]
     float* xb = buf.xb.data();              // [n][n_embd]
@@ -268,6 +284,11 @@ void forward_layers(const HParams& hp, const LayerWeights* layers, int64_t first
                 rope(kt, n_head_kv, hd, int(hp.n_rot), pos[t], inv_freq, freq_scale, hp.rope_attn_factor,
                      neox);
             }
+            if (rot_k) {
+                hadamard(qt, n_q / rot_k, rot_k);
+                hadamard(kt, n_kv / rot_k, rot_k);
+            }
+            if (rot_v) hadamard(v + t * n_kv, n_kv / rot_v, rot_v);
             kv.store(int(l), seq[t], slot[t], kt, v + t * n_kv);
         });
         const int64_t n_jobs = int64_t(n_tiles) * n_head_kv;
@@ -285,6 +306,7 @@ void forward_layers(const HParams& hp, const LayerWeights* layers, int64_t first
                                hp.attention_scale, scores);  // att: [n][n_head*hd]
             }
         });
+        if (rot_v) per_token([&](int64_t t) { hadamard(att + t * n_q, n_q / rot_v, rot_v); });
         mm(L.attn_output, att, n, xb);  // xb: [n][n_embd]
         if (!L.attn_output_bias.empty())
             per_token([&](int64_t t) { add(xb + t * n_embd, L.attn_output_bias.data(), n_embd); });

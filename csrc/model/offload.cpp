@@ -57,15 +57,13 @@ class CpuTestPart final : public DevicePart {
                 mib(memory_.kv) + ", work buffers " + mib(memory_.work) + "), " + std::to_string(free_bytes) +
                 " bytes are free");
         upload(model);
-        const size_t halves = kv.pool_halves();
+        const size_t k_bytes = kv.k_pool_bytes(), v_bytes = kv.v_pool_bytes();
         if (p.n_device() > 0) {
-            k_ = device_alloc(uint64_t(halves) * uint64_t(p.n_device()) * sizeof(half_bits));
-            v_ = device_alloc(uint64_t(halves) * uint64_t(p.n_device()) * sizeof(half_bits));
+            k_ = device_alloc(uint64_t(k_bytes) * uint64_t(p.n_device()));
+            v_ = device_alloc(uint64_t(v_bytes) * uint64_t(p.n_device()));
         }
-        auto* k = reinterpret_cast<half_bits*>(k_.get());
-        auto* v = reinterpret_cast<half_bits*>(v_.get());
         for (int64_t i = 0; i < p.n_device(); ++i)
-            pools_.push_back(KvPools{k + size_t(i) * halves, v + size_t(i) * halves});
+            pools_.push_back(KvPools{k_.get() + size_t(i) * k_bytes, v_.get() + size_t(i) * v_bytes});
         buf_ = std::make_unique<ForwardBuffers>(model, n_batch, kv.shape().n_ctx, n_threads,
                                                 kv.shape().n_seq_max);
     }
@@ -202,6 +200,11 @@ std::unique_ptr<DevicePart> make_device_part(const std::string& backend, const M
     if (backend == "cpu-test")
         return std::make_unique<CpuTestPart>(model, p, kv, n_batch, n_threads,
                                              device_free_bytes(backend, free_bytes_override));
+    if (backend == "cuda" && (kv.shape().k_type != TypeId::F16 || kv.shape().v_type != TypeId::F16))
+        throw std::invalid_argument(
+            std::string("a ") + kv_type_name(kv.shape().k_type) + "/" + kv_type_name(kv.shape().v_type) +
+            " KV cache (kv_type) cannot be used with gpu_layers on the cuda backend (its layers "
+            "keep an f16 cache): use kv_type f16 or gpu_layers 0");
     if (backend == "cuda")
         throw std::runtime_error("qrt's CUDA backend cannot run layers yet (kernels to come)");
     throw std::invalid_argument("unknown device backend '" + backend + "' (known: cpu-test, cuda)");

@@ -237,6 +237,8 @@ class Model:
         device: str = "",
         device_free_bytes: typing.SupportsInt | typing.SupportsIndex = 0,
         n_kv_blocks: typing.SupportsInt | typing.SupportsIndex = 0,
+        kv_type_k: str = "f16",
+        kv_type_v: str = "f16",
     ) -> None:
         """
         Loads the model. n_threads 0 = one per hardware thread. FormatError / UnsupportedError for
@@ -245,7 +247,8 @@ class Model:
         `device` ('cuda', or 'cpu-test': a second CPU device, for tests only); -1: everything, -2:
         as many as fit in the device's free memory (device_free_bytes != 0 stands in for it).
         MemoryError (with the bytes) when the layers asked for do not fit. n_kv_blocks: KV pool
-        blocks of 16 tokens shared by all sequences (0: n_seq_max * ceil(n_ctx / 16)).
+        blocks of 16 tokens shared by all sequences (0: n_seq_max * ceil(n_ctx / 16)). kv_type_k,
+        kv_type_v: the cache's types for K and V, 'f16', 'q8_0' or 'q4_0' (ValueError otherwise).
         """
     def clear(self, seq_id: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
         """
@@ -293,6 +296,16 @@ class Model:
     def head_dim(self) -> int: ...
     @property
     def kv_bytes(self) -> int: ...
+    @property
+    def kv_type_k(self) -> str:
+        """
+        The KV cache's type for keys: 'f16', 'q8_0' or 'q4_0'.
+        """
+    @property
+    def kv_type_v(self) -> str:
+        """
+        The KV cache's type for values: 'f16', 'q8_0' or 'q4_0'.
+        """
     @property
     def n_batch(self) -> int: ...
     @property

@@ -32,6 +32,9 @@ def load(
     max_waiting: int = 1 << 20,
     check_tensors: bool = False,
     require_gpu: bool = False,
+    kv_type: str = "f16",
+    kv_type_k: str | None = None,
+    kv_type_v: str | None = None,
 ) -> Model:
     """Load a GGUF model.
 
@@ -52,6 +55,11 @@ def load(
     and GPU once per boundary; ``Model.offload`` reports what went where and the device memory per part.
     Without a usable GPU, a non-zero ``gpu_layers`` warns (RuntimeWarning) and runs every layer on the
     CPU with identical results; ``require_gpu=True`` makes that a RuntimeError instead.
+
+    ``kv_type`` stores the KV cache's keys and values as ``"f16"``, ``"q8_0"`` (0.53x the bytes) or
+    ``"q4_0"`` (0.28x), ggml's 32-value blocks along each head as llama.cpp's ``--cache-type-k/-v`` store
+    them; ``kv_type_k`` / ``kv_type_v`` set keys and values apart. Attention reads the quantized blocks
+    directly. GPU layers keep an f16 cache: a quantized one with ``gpu_layers`` is a ValueError.
     """
     return Model(
         path,
@@ -64,7 +72,20 @@ def load(
         max_waiting=max_waiting,
         check_tensors=check_tensors,
         require_gpu=require_gpu,
+        kv_type=kv_type,
+        kv_type_k=kv_type_k,
+        kv_type_v=kv_type_v,
     )
+
+
+#: The KV cache types (``kv_type``), as llama.cpp's ``--cache-type-k/-v`` spell them.
+KV_TYPES = ("f16", "q8_0", "q4_0")
+
+
+def _check_kv_type(name: str, value: Any) -> str:
+    if not isinstance(value, str) or value not in KV_TYPES:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, KV_TYPES))}, got {value!r}")
+    return value
 
 
 def _check_int(name: str, value: Any, lo: int, hi: int | None = None) -> int:
@@ -96,8 +117,23 @@ class Model:
         max_waiting: int = 1 << 20,
         check_tensors: bool = False,
         require_gpu: bool = False,
+        kv_type: str = "f16",
+        kv_type_k: str | None = None,
+        kv_type_v: str | None = None,
     ) -> None:
         n_ctx = _check_int("n_ctx", n_ctx, 1)
+        kv_type = _check_kv_type("kv_type", kv_type)
+        type_k = kv_type if kv_type_k is None else _check_kv_type("kv_type_k", kv_type_k)
+        type_v = kv_type if kv_type_v is None else _check_kv_type("kv_type_v", kv_type_v)
+        if (
+            (type_k, type_v) != ("f16", "f16")
+            and _parse_gpu_layers(gpu_layers) != 0
+            and _test_device() is None
+        ):
+            raise ValueError(
+                f"a {type_k}/{type_v} KV cache (kv_type) cannot be combined with gpu_layers={gpu_layers!r} "
+                "yet: GPU layers keep an f16 cache; use kv_type='f16' or gpu_layers=0"
+            )
         n_seq_max = _check_int("n_seq_max", n_seq_max, 1, 256)
         self._prefill_budget = _check_int("prefill_budget", prefill_budget, 1)
         self._max_waiting = _check_int("max_waiting", max_waiting, 1)
@@ -126,6 +162,8 @@ class Model:
                 device=device,
                 device_free_bytes=device_free,
                 n_kv_blocks=n_kv_blocks,
+                kv_type_k=type_k,
+                kv_type_v=type_v,
             )
 
         try:
@@ -195,6 +233,11 @@ class Model:
         default n_ctx tokens for each of the n_seq_max + 1 sequences (the engine's, and logits()'), or
         kv_tokens shared; a model's sliding-window layers keep only their window per sequence (gemma3)."""
         return int(self._native.kv_bytes)
+
+    @property
+    def kv_type(self) -> tuple[str, str]:
+        """The KV cache's types for keys and values: ``"f16"``, ``"q8_0"`` or ``"q4_0"`` each."""
+        return str(self._native.kv_type_k), str(self._native.kv_type_v)
 
     @property
     def n_layer(self) -> int:

@@ -59,7 +59,12 @@ int main(int argc, char** argv) {
     for (auto& h : v) h = fp32_to_fp16(normal(rng));
     std::vector<int32_t> table(static_cast<size_t>(n_blocks));
     for (int b = 0; b < n_blocks; ++b) table[size_t(b)] = b;
-    const PagedKv kv{k.data(), v.data(), table.data(), kv_heads, hd, bs};
+    const PagedKv kv{reinterpret_cast<const uint8_t*>(k.data()),
+                     reinterpret_cast<const uint8_t*>(v.data()),
+                     table.data(),
+                     kv_heads,
+                     hd,
+                     bs};
     const int64_t stride = int64_t(kv_heads) * group * hd;  // a token's query heads
     std::vector<float> q(size_t(p * stride)), out(q.size());
     for (auto& x : q) x = normal(rng);

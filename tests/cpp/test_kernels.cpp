@@ -531,7 +531,12 @@ struct RandomPagedKv {
         for (auto& h : k) h = fp32_to_fp16(normal(rng));
         for (auto& h : v) h = fp32_to_fp16(normal(rng));
         for (int b = 0; b < n_blocks; ++b) table[size_t(b)] = (b * 5 + 1) % n_blocks;
-        view = PagedKv{k.data(), v.data(), table.data(), n_head, hd, bs};
+        view = PagedKv{reinterpret_cast<const uint8_t*>(k.data()),
+                       reinterpret_cast<const uint8_t*>(v.data()),
+                       table.data(),
+                       n_head,
+                       hd,
+                       bs};
     }
 };
 

@@ -113,8 +113,8 @@ bool contents_ok(const KvCache& kv, int seq) {
                 for (int d = 0; d < s.head_dim; ++d) {
                     const int64_t at = view.block_table[t / kKvBlockSize] * block_stride +
                                        (int64_t(h) * kKvBlockSize + t % kKvBlockSize) * s.head_dim + d;
-                    if (qrt::fp16_to_fp32(view.k[at]) != tag(seq, t, l, h, d)) return false;
-                    if (qrt::fp16_to_fp32(view.v[at]) != -tag(seq, t, l, h, d)) return false;
+                    if (qrt::fp16_to_fp32(view.k16()[at]) != tag(seq, t, l, h, d)) return false;
+                    if (qrt::fp16_to_fp32(view.v16()[at]) != -tag(seq, t, l, h, d)) return false;
                 }
     }
     return true;
@@ -268,9 +268,11 @@ void test_external_pools() {
     tables_only.n_layer = 0;
     KvCache host(tables_only);
     check(host.bytes() == 0 && KvCache::bytes_needed(tables_only) == 0, "a tables-only cache holds no K/V");
-    check(host.n_blocks() == 6 && host.pool_halves() == size_t(6 * 2 * kKvBlockSize * 8), "same geometry");
+    check(host.n_blocks() == 6 && host.k_pool_bytes() == size_t(6 * 2 * kKvBlockSize * 8 * 2) &&
+              host.v_pool_bytes() == host.k_pool_bytes(),
+          "same geometry");
     KvCache own(small_shape(40, 2));  // the reference: its own pools, the same operations
-    std::vector<qrt::half_bits> k(host.pool_halves()), v(host.pool_halves());
+    std::vector<uint8_t> k(host.k_pool_bytes()), v(host.v_pool_bytes());
     const qrt::KvPools ext{k.data(), v.data()};
     std::vector<float> kin(2 * 8), vin(2 * 8);
     for (int step = 0; step < 3; ++step)
@@ -298,8 +300,8 @@ void test_external_pools() {
             for (int e = 0; e < 2 * 8; ++e) {
                 const size_t at = size_t(a.block_table[t / kKvBlockSize]) * size_t(2 * kKvBlockSize * 8) +
                                   size_t((e / 8) * kKvBlockSize + t % kKvBlockSize) * 8 + size_t(e % 8);
-                same = same && a.k[at] == b.k[at] && a.v[at] == b.v[at] &&
-                       qrt::fp16_to_fp32(a.k[at]) == tag(seq, t, 0, e / 8, e % 8);
+                same = same && a.k16()[at] == b.k16()[at] && a.v16()[at] == b.v16()[at] &&
+                       qrt::fp16_to_fp32(a.k16()[at]) == tag(seq, t, 0, e / 8, e % 8);
             }
         check(same, "external pools hold what the cache's own would");
     }

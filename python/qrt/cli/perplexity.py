@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from qrt.cli import add_cache_type_args
+
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="qrt-perplexity", description=__doc__)
@@ -20,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
         "--kl-divergence, read them and compare this model with that base instead",
     )
     p.add_argument("--kl-divergence", action="store_true", help="compare with --kl-divergence-base FILE")
+    add_cache_type_args(p)
     args = p.parse_args(argv)
     if args.kl_divergence and not args.kl_divergence_base:
         p.error("--kl-divergence needs --kl-divergence-base FILE")
@@ -38,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
             return _kl_divergence(path, args)
         with open(args.file, encoding="utf-8") as fh:
             text = fh.read()
-        with qrt.load(path, n_ctx=args.ctx_size, n_threads=args.threads) as model:
+        with qrt.load(path, n_ctx=args.ctx_size, n_threads=args.threads, **_kv_types(args)) as model:
             if args.kl_divergence_base:
                 from qrt.kl_divergence import save_base
 
@@ -65,11 +68,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _kv_types(args: argparse.Namespace) -> dict[str, str]:
+    return {"kv_type_k": args.cache_type_k, "kv_type_v": args.cache_type_v}
+
+
 def _kl_divergence(path: str, args: argparse.Namespace) -> int:
     import qrt
     from qrt.kl_divergence import compare
 
-    with qrt.load(path, n_ctx=max(args.ctx_size, 8), n_threads=args.threads) as model:
+    with qrt.load(path, n_ctx=max(args.ctx_size, 8), n_threads=args.threads, **_kv_types(args)) as model:
         r = compare(model, args.kl_divergence_base)
     print(f"Mean PPL(Q)    : {r.ppl:10.6f}")
     print(f"Mean PPL(base) : {r.ppl_base:10.6f}")

@@ -11,6 +11,8 @@ import sys
 import time
 import warnings
 
+from qrt.cli import add_cache_type_args
+
 
 def _reported_errors() -> tuple[type[Exception], ...]:
     """What qrt-run reports as a one-line error instead of a traceback."""
@@ -78,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         "as many as fit in free VRAM (default 0)",
     )
     p.add_argument("--require-gpu", action="store_true", help="fail instead of falling back to the CPU")
+    add_cache_type_args(p)
     p.add_argument(
         "--chat", action="store_true", help="wrap the prompt as a user message in the chat template"
     )
@@ -103,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
                 n_threads=args.threads,
                 gpu_layers=args.gpu_layers,
                 require_gpu=args.require_gpu,
+                kv_type_k=args.cache_type_k,
+                kv_type_v=args.cache_type_v,
             )
         for w in caught:
             print(f"qrt-run: warning: {w.message}", file=sys.stderr)
@@ -143,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         return f"{n / secs:.1f} tok/s" if secs > 0 else "n/a"
 
     print(
-        f"qrt-run: load {load_s:.2f} s, KV cache {kv_mib:.1f} MiB | "
+        f"qrt-run: load {load_s:.2f} s, KV cache {kv_mib:.1f} MiB "
+        f"({args.cache_type_k}/{args.cache_type_v}) | "
         f"prompt {s.get('prompt_tokens', 0)} tokens, "
         f"{rate(s.get('prompt_tokens', 0), s.get('prompt_seconds', 0))} | "
         f"generated {s.get('generated_tokens', 0)} tokens, "

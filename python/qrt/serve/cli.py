@@ -7,6 +7,8 @@ import os
 import signal
 import sys
 
+from qrt.cli import add_cache_type_args
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="qrt-serve", description="Serve a GGUF model over the OpenAI HTTP API.")
@@ -26,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-c", "--ctx-size", type=int, default=4096, help="context per request (default 4096)")
     p.add_argument("--kv-tokens", type=int, default=None, help="KV cache tokens shared by all requests")
+    add_cache_type_args(p)
     p.add_argument("-t", "--threads", type=int, default=None, help="CPU threads (default: all cores)")
     p.add_argument(
         "--served-model-name", default=None, help="the model id in the API (default: the file name)"
@@ -68,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
             n_seq_max=args.parallel,
             kv_tokens=args.kv_tokens,
             max_waiting=args.max_waiting,
+            kv_type_k=args.cache_type_k,
+            kv_type_v=args.cache_type_v,
         )
 
     failed: list[str] = []
