@@ -60,6 +60,8 @@ def convert_calibrated(
         raise ValueError(f"calibration method {method!r} is not implemented; available: {', '.join(METHODS)}")
     with open(text_path, encoding="utf-8") as fh:
         text = fh.read()
+    if not text.strip():
+        raise ValueError(f"{os.fspath(text_path)}: the calibration text is empty")
     out = pathlib.Path(out_path)
     imatrix_path = imatrix_path_for(out)
     if method != "imatrix":
@@ -122,7 +124,14 @@ def calibration_chunks(plan, text: str, n_ctx: int, chunks: int | None) -> np.nd
         raise ValueError(f"n_ctx must be an integer >= 16, got {n_ctx!r}")
     if chunks is not None and (not isinstance(chunks, int) or chunks < 1):
         raise ValueError(f"chunks must be a positive integer, got {chunks!r}")
-    tok = Tokenizer.from_gguf({kv.key: kv.value for kv in plan.kvs})
+    def as_read(v):  # what qrt.gguf returns for the value: GGUF strings are UTF-8 text
+        if isinstance(v, bytes):
+            return v.decode("utf-8")
+        if isinstance(v, list) and v and isinstance(v[0], bytes):
+            return [as_read(x) for x in v]
+        return v
+
+    tok = Tokenizer.from_gguf({kv.key: as_read(kv.value) for kv in plan.kvs})
     ids = tok.encode(text)
     if len(ids) < 2 * n_ctx:
         raise ValueError(
