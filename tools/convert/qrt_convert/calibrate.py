@@ -124,6 +124,7 @@ def calibration_chunks(plan, text: str, n_ctx: int, chunks: int | None) -> np.nd
         raise ValueError(f"n_ctx must be an integer >= 16, got {n_ctx!r}")
     if chunks is not None and (not isinstance(chunks, int) or chunks < 1):
         raise ValueError(f"chunks must be a positive integer, got {chunks!r}")
+
     def as_read(v):  # what qrt.gguf returns for the value: GGUF strings are UTF-8 text
         if isinstance(v, bytes):
             return v.decode("utf-8")
