@@ -197,6 +197,24 @@ def test_calibrated_file_loads_in_llama_cpp_and_qrt(tiny, tmp_path: pathlib.Path
     np.testing.assert_allclose(ours, ref, atol=0.02 * float(np.abs(ref).max()))
 
 
+def test_dry_run_says_what_calibration_costs(tiny, capsys) -> None:
+    args = [
+        str(tiny),
+        "-t",
+        "Q4_0",
+        "--calibrate",
+        str(CALIBRATION),
+        "--method",
+        "gptq",
+        "--calib-chunks",
+        "2",
+    ]
+    assert cli.main([*args, "--dry-run"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("calibration (gptq): 1,024 tokens x 2 layers, about ")
+    assert "GFLOP" in last and "MiB of memory" in last
+
+
 def test_calibrate_bad_inputs(tiny, tmp_path: pathlib.Path, capsys) -> None:  # BAD_INPUTS 47
     out = tmp_path / "out" / "x.gguf"
     out.parent.mkdir()

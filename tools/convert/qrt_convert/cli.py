@@ -81,7 +81,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.dry_run:
             with Checkpoint(args.hf_dir) as ckpt:
-                plan = make_plan(ckpt, args.type, tokenizer_pre=args.tokenizer_pre, imatrix=args.imatrix)
+                plan = make_plan(
+                    ckpt,
+                    args.type,
+                    tokenizer_pre=args.tokenizer_pre,
+                    imatrix=args.imatrix,
+                    calibrated=bool(args.calibrate),
+                )
             print(plan.describe())
             if args.calibrate and args.method != "imatrix":
                 print(_calibration_estimate(args, plan))
