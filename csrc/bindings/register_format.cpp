@@ -5,12 +5,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "bindings/register.h"
 #include "cpu/parallel.h"
+#include "format/grid.h"
 #include "format/types.h"
 #include "format/weighted.h"
 #include "kernels/dispatch.h"
@@ -202,6 +204,67 @@ py::array vec_dot(py::array_t<uint8_t, py::array::c_style | py::array::forcecast
     return out;
 }
 
+// The rows of `raw` (nrows x row_bytes of `t` blocks) for a fixed-grid call; throws for a type without a
+// grid.
+int64_t grid_rows(const TypeTraits& t, const py::array& raw, int64_t ne0, const char* fn) {
+    int qmin = 0, qmax = 0;
+    if (!grid_range(t, &qmin, &qmax))
+        throw py::value_error(std::string(fn) + ": " + t.name + " has no fixed grid per block");
+    if (ne0 <= 0 || ne0 % t.block_size != 0)
+        throw py::value_error(std::string(fn) + ": rows of " + std::to_string(ne0) +
+                              " values are not a positive multiple of " + t.name + "'s block size " +
+                              std::to_string(t.block_size));
+    const int64_t row_bytes = ne0 / t.block_size * int64_t(t.type_size);
+    if (raw.ndim() != 2 || raw.shape(1) != row_bytes)
+        throw py::value_error(std::string(fn) + ": expected raw bytes of shape (nrows, " +
+                              std::to_string(row_bytes) + ")");
+    return raw.shape(0);
+}
+
+py::tuple block_grid(py::array_t<uint8_t, py::array::c_style | py::array::forcecast> raw,
+                     const std::string& type, int64_t ne0) {
+    const TypeTraits& t = type_by_name(type);
+    const int64_t nrows = grid_rows(t, raw, ne0, "block_grid");
+    py::array_t<float> scale({py::ssize_t(nrows), py::ssize_t(ne0)}),
+        offset({py::ssize_t(nrows), py::ssize_t(ne0)});
+    const uint8_t* src = raw.data();
+    float* a = scale.mutable_data();
+    float* o = offset.mutable_data();
+    {
+        py::gil_scoped_release release;
+        for (int64_t r = 0; r < nrows; ++r)
+            row_grid(t, src + r * raw.shape(1), ne0, a + r * ne0, o + r * ne0);
+    }
+    int qmin = 0, qmax = 0;
+    grid_range(t, &qmin, &qmax);
+    return py::make_tuple(scale, offset, qmin, qmax);
+}
+
+py::array set_quants(py::array_t<uint8_t, py::array::c_style | py::array::forcecast> raw,
+                     const std::string& type,
+                     py::array_t<int8_t, py::array::c_style | py::array::forcecast> q) {
+    const TypeTraits& t = type_by_name(type);
+    if (q.ndim() != 2) throw py::value_error("set_quants: q must be 2-D (nrows, ne0)");
+    const int64_t ne0 = q.shape(1);
+    const int64_t nrows = grid_rows(t, raw, ne0, "set_quants");
+    if (q.shape(0) != nrows) throw py::value_error("set_quants: q and raw have different row counts");
+    int qmin = 0, qmax = 0;
+    grid_range(t, &qmin, &qmax);
+    const int8_t* qd = q.data();
+    for (int64_t i = 0; i < q.size(); ++i)
+        if (qd[i] < qmin || qd[i] > qmax)
+            throw py::value_error("set_quants: q at flat index " + std::to_string(i) + " is outside [" +
+                                  std::to_string(qmin) + ", " + std::to_string(qmax) + "]");
+    py::array_t<uint8_t> out({raw.shape(0), raw.shape(1)});
+    std::memcpy(out.mutable_data(), raw.data(), size_t(raw.nbytes()));
+    uint8_t* dst = out.mutable_data();
+    {
+        py::gil_scoped_release release;
+        for (int64_t r = 0; r < nrows; ++r) set_row_quants(t, dst + r * raw.shape(1), ne0, qd + r * ne0);
+    }
+    return out;
+}
+
 }  // namespace
 
 void register_format(py::module_& m) {
@@ -218,6 +281,12 @@ void register_format(py::module_& m) {
           "from the "
           "byte count) with the float32 row x, which is first quantized to the type's vec_dot_type by its "
           "reference quantizer. Returns float32 of shape (nrows,).");
+    m.def("block_grid", &block_grid, py::arg("raw"), py::arg("type"), py::arg("ne0"),
+          "The fixed grid of quantized rows (nrows, row_bytes): (scale, offset, qmin, qmax), element i of a "
+          "row can be scale[i] * q + offset[i] for an integer q in [qmin, qmax].");
+    m.def("set_quants", &set_quants, py::arg("raw"), py::arg("type"), py::arg("q"),
+          "A copy of the quantized rows raw with every element's q (int8, (nrows, ne0)) replaced, scales "
+          "kept.");
 }
 
 }  // namespace qrt::bindings

@@ -389,6 +389,18 @@ def cuda_test_silu_mul(
     Tests only: silu(gate) * up by the CUDA kernel.
     """
 
+def block_grid(
+    raw: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8], type: str, ne0: typing.SupportsInt
+) -> tuple[numpy.typing.NDArray[numpy.float32], numpy.typing.NDArray[numpy.float32], int, int]:
+    """The fixed grid of quantized rows (nrows, row_bytes): (scale, offset, qmin, qmax)."""
+
+def set_quants(
+    raw: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8],
+    type: str,
+    q: typing.Annotated[numpy.typing.ArrayLike, numpy.int8],
+) -> numpy.typing.NDArray[numpy.uint8]:
+    """A copy of the quantized rows raw with every element's q replaced, scales kept."""
+
 def dequantize(
     raw: typing.Annotated[numpy.typing.ArrayLike, numpy.uint8],
     type: str,

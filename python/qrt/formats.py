@@ -60,3 +60,22 @@ def dequantize(
     """
     raw = np.ascontiguousarray(raw).view(np.uint8)
     return _C.dequantize(raw, type, [int(s) for s in shape], n_threads, out)
+
+
+def block_grid(raw: np.ndarray, type: str, ne0: int) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """The fixed grid of quantized rows: ``(scale, offset, qmin, qmax)``.
+
+    ``raw`` holds rows of ``type`` blocks, shape ``(nrows, row_bytes)`` as :func:`quantize` returns for 2-D
+    input; ``scale`` and ``offset`` are float32 ``(nrows, ne0)``. With the block scales as stored, element
+    ``i`` of a row can take the values ``scale[i] * q + offset[i]`` for integers ``q`` in ``[qmin, qmax]``
+    (the dequantizer's formula, q centred where the type centres it: Q4_0 ``[-8, 7]``, Q6_K ``[-32, 31]``).
+    GPTQ rounds onto this grid column by column (``qrt_convert.gptq``). ValueError for types without a grid
+    (floats, NF4) or a mis-shaped ``raw``.
+    """
+    return _C.block_grid(np.ascontiguousarray(raw, np.uint8), type, int(ne0))
+
+
+def set_quants(raw: np.ndarray, type: str, q: np.ndarray) -> np.ndarray:
+    """A copy of the quantized rows ``raw`` whose elements' integer ``q`` (int8, ``(nrows, ne0)``, within
+    :func:`block_grid`'s range) replace the stored ones; block scales and mins are kept."""
+    return _C.set_quants(np.ascontiguousarray(raw, np.uint8), type, np.ascontiguousarray(q, np.int8))

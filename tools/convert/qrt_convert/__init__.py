@@ -14,13 +14,14 @@ refused, ``auto_map`` is ignored, every file is validated before use.
 
 from __future__ import annotations
 
+from .calibrate import convert_calibrated
 from .converter import Plan, convert, make_plan, run_plan
 from .presets import FTYPES
 
 #: the values ``type`` accepts
 TYPES: tuple[str, ...] = tuple(FTYPES)
 
-__all__ = ["TYPES", "Plan", "convert", "make_plan", "plan", "run_plan"]
+__all__ = ["TYPES", "Plan", "convert", "convert_calibrated", "make_plan", "plan", "run_plan"]
 
 
 def plan(hf_dir, type: str = "Q4_K_M", *, tokenizer_pre: str | None = None) -> Plan:

@@ -7,6 +7,7 @@ import sys
 
 from qrt import FormatError, UnsupportedError
 
+from .calibrate import METHODS
 from .checkpoint import Checkpoint
 from .converter import convert, make_plan
 from .presets import FTYPES
@@ -41,7 +42,13 @@ def _parser() -> argparse.ArgumentParser:
         help="calibrate on this UTF-8 text in one step: an importance matrix from the F16 model (kept beside the "
         "output as X.imatrix.gguf), then --imatrix with it",
     )
-    ap.add_argument("--method", default="imatrix", choices=["imatrix"], help="calibration method (imatrix)")
+    ap.add_argument(
+        "--method",
+        default="imatrix",
+        choices=list(METHODS),
+        help="calibration method: imatrix (llama.cpp's importance matrix), gptq (Hessian error feedback onto "
+        "the GGUF block grid), awq (activation-aware channel scales folded into the norms), awq+gptq",
+    )
     ap.add_argument("--calib-chunks", type=int, default=None, metavar="N", help="use at most N chunks of 512")
     ap.add_argument(
         "--dry-run",
@@ -58,6 +65,15 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _calibration_estimate(args: argparse.Namespace, plan) -> str:
+    from .calibrate import calibration_chunks
+    from .sequential import estimate
+
+    with open(args.calibrate, encoding="utf-8") as fh:
+        ids = calibration_chunks(plan, fh.read(), 512, args.calib_chunks)
+    return estimate(plan, ids.size, args.method)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if not args.dry_run and not args.outfile:
@@ -65,8 +81,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.dry_run:
             with Checkpoint(args.hf_dir) as ckpt:
-                plan = make_plan(ckpt, args.type, tokenizer_pre=args.tokenizer_pre, imatrix=args.imatrix)
+                plan = make_plan(
+                    ckpt,
+                    args.type,
+                    tokenizer_pre=args.tokenizer_pre,
+                    imatrix=args.imatrix,
+                    calibrated=bool(args.calibrate),
+                )
             print(plan.describe())
+            if args.calibrate and args.method != "imatrix":
+                print(_calibration_estimate(args, plan))
             return 0
         if args.calibrate:
             if args.imatrix:

@@ -16,7 +16,7 @@ import os
 import pathlib
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -174,9 +174,11 @@ def make_plan(
     *,
     tokenizer_pre: str | None = None,
     imatrix: str | os.PathLike[str] | None = None,
+    calibrated: bool = False,
 ) -> Plan:
     """Decide metadata, tensor types and sizes for converting ``ckpt`` to ``ftype`` (with the importance
-    matrix file ``imatrix``, as ``llama-quantize --imatrix``: see :mod:`qrt_convert.imatrix`)."""
+    matrix file ``imatrix``, as ``llama-quantize --imatrix``: see :mod:`qrt_convert.imatrix`). ``calibrated``:
+    choose the types as with an importance matrix before one exists (layer-wise calibration makes it)."""
     ftype = ftype.upper()
     if ftype not in FTYPES:
         raise ValueError(f"unknown type {ftype!r}; choose one of {', '.join(FTYPES)}")
@@ -204,7 +206,10 @@ def make_plan(
         before = "F16" if allows_quantization(name, len(ne)) else "F32"
         src.append((name, ne, before))
     types = choose_types(
-        src, ftype, ModelInfo(arch.arch, arch.n_layer, arch.n_head, arch.n_head_kv), imat is not None
+        src,
+        ftype,
+        ModelInfo(arch.arch, arch.n_layer, arch.n_head, arch.n_head_kv),
+        imat is not None or calibrated,
     )
 
     tensors = []
@@ -217,7 +222,8 @@ def make_plan(
             PlannedTensor(name, m.hf_name, m.shape, dt, t, tensor_nbytes(t, m.shape), m.permute_heads, m)
         )
 
-    imatrix_mod.check_required(tensors, ftype, imat)
+    if not calibrated:
+        imatrix_mod.check_required(tensors, ftype, imat)
     if imat is not None:
         imatrix_mod.attach(tensors, imat, os.fspath(imatrix))
 
@@ -306,8 +312,11 @@ def run_plan(
     *,
     progress: bool = True,
     n_threads: int = 0,
+    precomputed: Mapping[str, pathlib.Path] | None = None,
 ) -> None:
-    """Write ``plan`` to ``out_path`` (atomically: temporary file, then rename)."""
+    """Write ``plan`` to ``out_path`` (atomically: temporary file, then rename). ``precomputed`` names
+    tensors whose stored bytes calibration already made (``.npy`` files): they are written as they are."""
+    precomputed = precomputed or {}
     bar = None
     if progress:
         try:
@@ -329,6 +338,14 @@ def run_plan(
 
     def pieces() -> Iterator[tuple[PlannedTensor, np.ndarray, int]]:
         for t in plan.tensors:
+            if t.name in precomputed:
+                data = np.load(precomputed[t.name])
+                if data.nbytes != t.nbytes:
+                    raise ValueError(
+                        f"{t.name}: calibration made {data.nbytes} bytes, the plan has {t.nbytes}"
+                    )
+                yield t, data, ckpt.tensors[t.hf_name].nbytes if t.hf_name else 0
+                continue
             for x, nb in _chunks(ckpt, t):
                 yield t, x, nb
 
@@ -344,7 +361,7 @@ def run_plan(
                 t, x, nb = item
                 if bar is not None:
                     bar.set_description_str(t.name, refresh=False)
-                data = _encode(t, x, n_threads)
+                data = x if t.name in precomputed else _encode(t, x, n_threads)
                 w.write(memoryview(np.ascontiguousarray(data)).cast("B"))
                 del x, data
                 if bar is not None:
