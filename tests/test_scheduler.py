@@ -268,19 +268,26 @@ def test_prompt_logprobs_equal_a_full_forward_across_chunks_and_preemption(
     assert [[t for t, _ in ev.top] for ev in events] == want_top
     assert all(ev.top[0][1] >= ev.logprob - 1e-6 for ev in events)
 
-    # A pool too small for the echo and three long generations at once: preemptions recompute the prompt,
-    # and every prompt log-probability still comes exactly once, in order, with the same value.
+    # A pool too small for three long generations and the prompt at once (18 blocks; the three alone grow to
+    # 21), all submitted together before the prompt: preemptions recompute sequences, and every prompt
+    # log-probability still comes exactly once, in order, with the same value.
+    from qrt.engine import queue_sink
+
     with qrt.load(smollm2_path, n_ctx=256, n_threads=2, n_seq_max=4, kv_tokens=288) as small:
-        others = [
-            threading.Thread(target=small.generate, args=(p,), kwargs=dict(max_tokens=90, ignore_eos=True))
-            for p in PROMPTS[:3]
-        ]
-        for t in others:
-            t.start()
-        time.sleep(0.2)
-        events, finish = prompt_logprob_events(small, ids, 0, max_tokens=30, temperature=0, ignore_eos=True)
-        for t in others:
-            t.join()
+        q, sink = queue_sink()
+        for p in PROMPTS[:3]:
+            arr, request = small._request(p, max_tokens=90, ignore_eos=True)
+            small.engine.submit(arr, sink, **request)
+        arr, request = small._request(ids, prompt_logprobs=0, max_tokens=30, temperature=0, ignore_eos=True)
+        rid = small.engine.submit(arr, sink, **request)
+        events, finishes = [], {}
+        while len(finishes) < 4:
+            ev = q.get(timeout=60)
+            if ev.request == rid and ev.prompt:
+                events.append(ev)
+            if ev.finish is not None:
+                finishes[ev.request] = ev.finish
+        finish = finishes[rid]
         assert small.engine.scheduler.stats["preemptions"] > 0
     assert finish == "length"
     assert [ev.token for ev in events] == ids[1:]
