@@ -362,7 +362,7 @@ def test_load_64_requests_from_16_clients(server: Server, local: qrt.Model) -> N
         assert m["qrt_kv_blocks_used"] == 0
         if round_ == 0:
             rss_after_first = rss_mib()
-    assert rss_mib() - rss_after_first < 16, "the server's RSS grew over a second round of 64 requests"
+    assert rss_mib() - rss_after_first < 32, "the server's RSS grew over a second round of 64 requests"
 
 
 def test_api_key(smollm2_path) -> None:
