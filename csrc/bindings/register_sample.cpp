@@ -44,21 +44,10 @@ std::unique_ptr<PySampler> make_sampler(int64_t n_vocab, double temperature, int
                                         double min_p, double repeat_penalty, double frequency_penalty,
                                         double presence_penalty, int64_t penalty_last_n,
                                         const py::object& seed) {
-    SamplingParams::validate(temperature, top_k, top_p, min_p, repeat_penalty, frequency_penalty,
-                             presence_penalty, penalty_last_n);
+    const SamplingParams p = sampling_params(temperature, top_k, top_p, min_p, repeat_penalty,
+                                             frequency_penalty, presence_penalty, penalty_last_n, seed);
     if (n_vocab <= 0 || n_vocab > std::numeric_limits<int32_t>::max())
         throw py::value_error("n_vocab must be in [1, 2147483647], got " + std::to_string(n_vocab));
-    SamplingParams p;
-    p.temperature = float(temperature);
-    p.top_k = int32_t(std::min<int64_t>(top_k, std::numeric_limits<int32_t>::max()));  // > n_vocab: all
-    p.top_p = float(top_p);
-    p.min_p = float(min_p);
-    p.repeat_penalty = float(repeat_penalty);
-    p.frequency_penalty = float(frequency_penalty);
-    p.presence_penalty = float(presence_penalty);
-    p.penalty_last_n = int32_t(penalty_last_n);
-    p.has_seed = !seed.is_none();
-    if (p.has_seed) p.seed = seed_from(seed);
     return std::unique_ptr<PySampler>(new PySampler{Sampler(p, int32_t(n_vocab)), {}});
 }
 
@@ -90,6 +79,25 @@ Off values: top_k=0, top_p=1, min_p=0, repeat_penalty=1, frequency_penalty=0, pr
 penalty_last_n=0. Out-of-range values raise ValueError (nothing is clamped).)";
 
 }  // namespace
+
+SamplingParams sampling_params(double temperature, int64_t top_k, double top_p, double min_p,
+                               double repeat_penalty, double frequency_penalty, double presence_penalty,
+                               int64_t penalty_last_n, const py::object& seed) {
+    SamplingParams::validate(temperature, top_k, top_p, min_p, repeat_penalty, frequency_penalty,
+                             presence_penalty, penalty_last_n);
+    SamplingParams p;
+    p.temperature = float(temperature);
+    p.top_k = int32_t(std::min<int64_t>(top_k, std::numeric_limits<int32_t>::max()));  // > n_vocab: all
+    p.top_p = float(top_p);
+    p.min_p = float(min_p);
+    p.repeat_penalty = float(repeat_penalty);
+    p.frequency_penalty = float(frequency_penalty);
+    p.presence_penalty = float(presence_penalty);
+    p.penalty_last_n = int32_t(penalty_last_n);
+    p.has_seed = !seed.is_none();
+    if (p.has_seed) p.seed = seed_from(seed);
+    return p;
+}
 
 void register_sample(py::module_& m) {
     py::class_<PySampler>(m, "Sampler", kSamplerDoc)

@@ -41,28 +41,12 @@ int64_t submit(Scheduler& s, const TokenArray& prompt, int64_t max_tokens, doubl
                double presence_penalty, int64_t penalty_last_n, const py::object& seed, const py::object& eog,
                const py::object& suppress, std::vector<std::string> stop, int64_t logprobs,
                int64_t prompt_logprobs) {
-    SamplingParams::validate(temperature, top_k, top_p, min_p, repeat_penalty, frequency_penalty,
-                             presence_penalty, penalty_last_n);
     if (max_tokens < 0) throw py::value_error("max_tokens must be >= 0, got " + std::to_string(max_tokens));
     RequestOptions o;
     o.prompt = to_vector(prompt);
     o.max_tokens = int(std::min<int64_t>(max_tokens, std::numeric_limits<int>::max()));
-    SamplingParams& p = o.sampling;
-    p.temperature = float(temperature);
-    p.top_k = int32_t(std::min<int64_t>(top_k, std::numeric_limits<int32_t>::max()));
-    p.top_p = float(top_p);
-    p.min_p = float(min_p);
-    p.repeat_penalty = float(repeat_penalty);
-    p.frequency_penalty = float(frequency_penalty);
-    p.presence_penalty = float(presence_penalty);
-    p.penalty_last_n = int32_t(penalty_last_n);
-    p.has_seed = !seed.is_none();
-    if (p.has_seed) {
-        const int64_t v = seed.cast<int64_t>();
-        if (v < 0 || v > int64_t(std::numeric_limits<uint32_t>::max()))
-            throw py::value_error("seed must be in [0, 4294967295], got " + std::to_string(v));
-        p.seed = uint32_t(v);
-    }
+    o.sampling = sampling_params(temperature, top_k, top_p, min_p, repeat_penalty, frequency_penalty,
+                                 presence_penalty, penalty_last_n, seed);
     o.eog = optional_ids(eog);
     o.suppress = optional_ids(suppress);
     o.stop = std::move(stop);
